@@ -1,0 +1,31 @@
+# One entry point per job; see README.md.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PROFILE ?= mini
+
+.PHONY: setup mini smoke paper test bench clean-results
+
+setup:  ## create .venv and install the package editable with test extras (+ offline Fashion-MNIST where apt exists)
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	-@if command -v apt-get >/dev/null 2>&1 && [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1 \
+		|| echo "note: could not install dataset-fashion-mnist; the mini profile will look for Fashion-MNIST elsewhere"; fi
+
+mini:   ## the main job: every table and figure from the offline mini protocol
+	$(BIN)/python -m adaptertune.suite --profile mini
+
+smoke:  ## plumbing only, seconds per notebook
+	$(BIN)/python -m adaptertune.suite --profile smoke
+
+paper:  ## the exact paper protocol (GPU + downloads)
+	$(BIN)/python -m adaptertune.suite --profile paper
+
+test:
+	$(BIN)/python -m pytest -q
+
+bench:
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/python benchmarks/bench.py

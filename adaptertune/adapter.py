@@ -1,0 +1,89 @@
+"""The AdapterTune bottleneck: ``h + s * (W_up GELU(W_down h + b_down) + b_up)``.
+
+Zero-initialising ``W_up`` and ``b_up`` makes the residual branch exactly 0 for every input, so a model
+with fresh adapters computes bit-for-bit what the pretrained model computes (PAPER.md, Method).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor, nn
+
+INITS = ("zero", "random")
+
+
+@dataclass(frozen=True)
+class AdapterConfig:
+    """Everything that defines where adapters go and how they start; validated on construction."""
+
+    rank: int = 16
+    every: int = 1
+    scale: float = 1.0
+    init: str = "zero"
+    init_std: float = 1e-4
+    start: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank <= 0:
+            raise ValueError(f"rank={self.rank!r} is not allowed: rank must be a positive integer (1 <= rank <= embed_dim)")
+        if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every <= 0:
+            raise ValueError(f"every={self.every!r} is not allowed: every must be a positive integer (1 = every block)")
+        if isinstance(self.start, bool) or not isinstance(self.start, int) or self.start < 0:
+            raise ValueError(f"start={self.start!r} is not allowed: start must be an integer >= 0 (first adapted block)")
+        if self.init not in INITS:
+            raise ValueError(f"init={self.init!r} is not allowed: choose one of {INITS}")
+        if not isinstance(self.scale, (int, float)) or not math.isfinite(self.scale):
+            raise ValueError(f"scale={self.scale!r} is not allowed: scale must be a finite number")
+        if not isinstance(self.init_std, (int, float)) or not self.init_std > 0:
+            raise ValueError(f"init_std={self.init_std!r} is not allowed: init_std must be > 0")
+
+    def adapted_blocks(self, depth: int) -> list[int]:
+        """Indices that get an adapter: from ``start`` on, every ``every``-th (``(l - start) % every == 0``)."""
+        if self.start >= depth:
+            raise ValueError(f"start={self.start} is not allowed for a model with {depth} blocks: use 0 <= start < {depth}")
+        return list(range(self.start, depth, self.every))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Adapter(nn.Module):
+    """Returns the residual ``s * A(h)`` for a (..., d) token tensor; the caller adds it to ``h``."""
+
+    def __init__(self, dim: int, rank: int = 16, scale: float = 1.0, init: str = "zero", init_std: float = 1e-4) -> None:
+        super().__init__()
+        if not isinstance(dim, int) or dim <= 0:
+            raise ValueError(f"dim={dim!r} is not allowed: the token width must be a positive integer")
+        AdapterConfig(rank=rank, scale=scale, init=init, init_std=init_std)  # validates
+        if rank > dim:
+            raise ValueError(f"rank={rank} is not allowed for width {dim}: use 1 <= rank <= {dim}")
+        self.dim, self.rank, self.scale, self.init = dim, rank, float(scale), init
+        self.init_std = float(init_std)
+        self.down = nn.Linear(dim, rank)
+        self.act = nn.GELU()
+        self.up = nn.Linear(rank, dim)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """W_down Xavier-uniform, b_down 0 (authors' code); W_up, b_up zero or N(0, init_std^2)."""
+        nn.init.xavier_uniform_(self.down.weight)
+        nn.init.zeros_(self.down.bias)
+        if self.init == "zero":
+            nn.init.zeros_(self.up.weight)
+            nn.init.zeros_(self.up.bias)
+        else:
+            nn.init.normal_(self.up.weight, std=self.init_std)
+            nn.init.normal_(self.up.bias, std=self.init_std)
+
+    def forward(self, h: Tensor) -> Tensor:
+        return self.scale * self.up(self.act(self.down(h)))
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, rank={self.rank}, scale={self.scale}, init={self.init!r}"
+
+    @staticmethod
+    def num_parameters(dim: int, rank: int) -> int:
+        """``2 d r + r + d``: the per-adapter count of PAPER.md's Tab.1 formula."""
+        return 2 * dim * rank + rank + dim

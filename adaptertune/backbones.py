@@ -1,0 +1,188 @@
+"""Backbones: the paper's timm ViTs with pinned pretrained tags, any timm ViT, local weight files, and
+the small self-pretrained ``mini`` ViTs of the offline protocol.
+
+Pretrained weights that cannot be loaded are an error, never a silent fallback to random weights (the
+authors' code falls back with a printed warning, which makes meaningless results look plausible).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import timm
+from safetensors.torch import load_file
+from timm.models.vision_transformer import VisionTransformer
+from torch import nn
+
+from .paths import backbones_dir
+
+# Explicit tags = the ones the authors' code ends up with (PAPER.md), so results stay comparable.
+PAPER_BACKBONES: dict[str, str] = {
+    "vit_small_patch16_224": "vit_small_patch16_224.augreg_in1k",
+    "vit_base_patch16_224": "vit_base_patch16_224.augreg2_in21k_ft_in1k",
+    "deit_tiny_patch16_224": "deit_tiny_patch16_224.fb_in1k",
+}
+ALIASES: dict[str, str] = {"vit-s16": "vit_small_patch16_224", "vit-b16": "vit_base_patch16_224", "deit-t16": "deit_tiny_patch16_224"}
+INFO_ATTR = "adaptertune_backbone"
+FMNIST_MEAN, FMNIST_STD = (0.2860,), (0.3530,)
+
+
+class PretrainedWeightsError(RuntimeError):
+    """Pretrained weights were requested and could not be loaded."""
+
+
+@dataclass(frozen=True)
+class MiniSpec:
+    """A small timm ``VisionTransformer`` for 28×28 grayscale images, pretrained by this project."""
+
+    name: str
+    embed_dim: int
+    depth: int
+    num_heads: int
+    patch_size: int = 7
+    img_size: int = 28
+    in_chans: int = 1
+    mlp_ratio: float = 4.0
+
+    def build(self, num_classes: int) -> VisionTransformer:
+        model = VisionTransformer(
+            img_size=self.img_size, patch_size=self.patch_size, in_chans=self.in_chans, num_classes=num_classes,
+            embed_dim=self.embed_dim, depth=self.depth, num_heads=self.num_heads, mlp_ratio=self.mlp_ratio,
+        )
+        model.pretrained_cfg = {
+            "architecture": self.name, "tag": "", "input_size": (self.in_chans, self.img_size, self.img_size),
+            "mean": FMNIST_MEAN, "std": FMNIST_STD, "crop_pct": 1.0, "interpolation": "bilinear",
+            "num_classes": num_classes, "classifier": "head",
+        }
+        return model
+
+
+MINI_BACKBONES: dict[str, MiniSpec] = {
+    "mini-s": MiniSpec("mini-s", embed_dim=96, depth=6, num_heads=3),
+    "mini-b": MiniSpec("mini-b", embed_dim=192, depth=6, num_heads=6),
+}
+
+
+def mini_weights_dir(profile: str = "mini") -> Path:
+    """Each profile caches its own mini backbones, so a smoke run never overwrites the real ones."""
+    return backbones_dir() / profile
+
+
+def mini_weights_path(name: str, profile: str = "mini") -> Path:
+    return mini_weights_dir(profile) / f"{name}.safetensors"
+
+
+def resolve_name(name: str) -> str:
+    """Alias -> timm name; a paper name without tag -> its pinned tag; anything else unchanged."""
+    name = ALIASES.get(name, name)
+    return PAPER_BACKBONES.get(name, name)
+
+
+def _how_to_get(full_name: str) -> str:
+    return (
+        f"To use {full_name!r}: (1) on a machine with internet run once "
+        f"`python -c \"import timm; timm.create_model('{full_name}', pretrained=True)\"` to fill the Hugging Face "
+        "cache (~/.cache/huggingface; copy it over for offline machines, and set HF_HUB_OFFLINE=1); or (2) pass "
+        "checkpoint='path/to/weights.safetensors'; or (3) work offline with the self-pretrained mini backbones "
+        f"({', '.join(MINI_BACKBONES)}; `python -m adaptertune pretrain-mini`). pretrained=False gives random weights "
+        "on purpose."
+    )
+
+
+def _create_mini(spec: MiniSpec, num_classes: int, pretrained: bool, checkpoint: str | Path | None, profile: str) -> nn.Module:
+    model = spec.build(num_classes)
+    info = {"name": spec.name, "architecture": spec.name, "tag": "", "pretrained": pretrained, "source": "random"}
+    if pretrained or checkpoint is not None:
+        path = Path(checkpoint) if checkpoint is not None else mini_weights_path(spec.name, profile)
+        if not path.is_file():
+            raise PretrainedWeightsError(
+                f"no pretrained weights for mini backbone {spec.name!r} at {path}. Build them offline with "
+                f"`python -m adaptertune pretrain-mini --profile {profile}` (cached under {mini_weights_dir(profile)}), "
+                "or pass pretrained=False for random weights on purpose."
+            )
+        state = load_file(str(path))
+        head = {k for k in model.state_dict() if k.startswith("head.")}
+        missing, unexpected = model.load_state_dict({k: v for k, v in state.items() if k not in head}, strict=False)
+        if set(missing) != head or unexpected:
+            raise PretrainedWeightsError(f"{path} does not fit {spec.name}: missing {sorted(set(missing) - head)}, unexpected {unexpected}")
+        meta_path = path.with_suffix(".json")
+        provenance = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        info.update(pretrained=True, source=f"file:{path}", tag=provenance.get("tag", ""), provenance=provenance)
+    setattr(model, INFO_ATTR, info)
+    return model
+
+
+def create_backbone(
+    name: str,
+    num_classes: int,
+    *,
+    pretrained: bool = True,
+    checkpoint: str | Path | None = None,
+    profile: str = "mini",
+    **timm_kwargs,
+) -> nn.Module:
+    """A classifier backbone with a fresh ``num_classes`` head; where its weights came from is recorded.
+
+    ``name``: a paper name (tag pinned), an alias (vit-s16, vit-b16, deit-t16), any timm ViT name (with or
+    without ``.tag``) or a mini backbone. ``checkpoint``: a local weights file (safetensors preferred; torch
+    files are read with ``weights_only=True``) that replaces the hub download.
+    """
+    if not isinstance(num_classes, int) or num_classes <= 0:
+        raise ValueError(f"num_classes={num_classes!r} is not allowed: use a positive integer")
+    if name in MINI_BACKBONES:
+        return _create_mini(MINI_BACKBONES[name], num_classes, pretrained, checkpoint, profile)
+    full = resolve_name(name)
+    arch = full.split(".")[0]
+    if arch not in timm.list_models():
+        raise ValueError(f"backbone {name!r} is unknown: use one of {sorted(PAPER_BACKBONES) + sorted(MINI_BACKBONES)}, "
+                         f"an alias {sorted(ALIASES)}, or a timm model name (timm.list_models('vit_*'))")
+    info = {"name": name, "architecture": arch, "tag": full.split(".", 1)[1] if "." in full else "", "pretrained": False, "source": "random"}
+    if checkpoint is not None:
+        path = Path(checkpoint)
+        if not path.is_file():
+            raise PretrainedWeightsError(f"checkpoint file {path} does not exist. {_how_to_get(full)}")
+        try:
+            model = timm.create_model(full, pretrained=True, num_classes=num_classes,
+                                      pretrained_cfg_overlay={"file": str(path)}, **timm_kwargs)
+        except Exception as err:  # a corrupt file or one for another architecture
+            raise PretrainedWeightsError(f"could not load {path} into {full}: {err}") from err
+        info.update(pretrained=True, source=f"file:{path}")
+    elif pretrained:
+        cfg = timm.models.get_pretrained_cfg(full)
+        if cfg is None or not any(getattr(cfg, k, None) for k in ("hf_hub_id", "url", "file")):
+            raise PretrainedWeightsError(f"timm has no pretrained weights for {full!r}. {_how_to_get(full)}")
+        try:
+            model = timm.create_model(full, pretrained=True, num_classes=num_classes, **timm_kwargs)
+        except Exception as err:  # offline, missing cache, network failure
+            raise PretrainedWeightsError(f"could not load pretrained weights for {full!r} ({type(err).__name__}: {err}). {_how_to_get(full)}") from err
+        source = cfg.hf_hub_id or cfg.url or cfg.file
+        info.update(pretrained=True, source=f"timm:{source}", tag=getattr(cfg, "tag", "") or info["tag"])
+    else:
+        model = timm.create_model(full, pretrained=False, num_classes=num_classes, **timm_kwargs)
+    setattr(model, INFO_ATTR, info)
+    return model
+
+
+def backbone_info(model: nn.Module) -> dict:
+    """Where the backbone came from (name, architecture, pretrained tag, source); recorded in every result."""
+    info = getattr(model, INFO_ATTR, None)
+    if info is None:
+        cfg = getattr(model, "pretrained_cfg", {}) or {}
+        info = {"name": type(model).__name__, "architecture": cfg.get("architecture", ""), "tag": cfg.get("tag", ""),
+                "pretrained": None, "source": "unknown"}
+    return dict(info)
+
+
+def data_config(model: nn.Module) -> dict:
+    """timm's resolved input config (size, mean/std, crop_pct, interpolation) of the checkpoint itself.
+
+    Uses each checkpoint's own normalisation (AugReg ViTs: mean = std = 0.5), unlike the authors' code,
+    which applies ImageNet mean/std to all three backbones (PAPER.md).
+    """
+    cfg = timm.data.resolve_data_config({}, model=model)
+    return {k: (tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in cfg.items()}
+
+
+def spec_dict(name: str) -> dict:
+    return asdict(MINI_BACKBONES[name])
