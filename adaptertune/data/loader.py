@@ -1,0 +1,126 @@
+"""Batches in a reproducible order, sharded like DistributedSampler.
+
+The order is a permutation drawn from a torch.Generator seeded by (seed, epoch), so a resumed run replays
+the same epoch. Rank r of W takes positions r, r+W, r+2W, ... of the global permutation: W ranks with batch b
+see, step by step, exactly the images one process sees with batch W*b.
+
+In-memory tensor datasets are indexed in bulk (one gather per batch, no per-image Python). Other datasets
+go through a torch DataLoader; every image gets its own seed from the same generator and its transform
+runs under that seed, so per-sample augmentation is identical for any num_workers and world size.
+"""
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """A generator for (seed, epoch): SeedSequence mixing, so nearby pairs give unrelated streams."""
+    state = np.random.SeedSequence([seed, epoch, 0x6164]).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
+def _in_memory(dataset: Dataset) -> tuple[tuple[Tensor, ...], Tensor | None, object] | None:
+    """(tensors, index map, prep) when ``dataset`` is a TensorDataset, possibly under Subsets."""
+    index: Tensor | None = None
+    while isinstance(dataset, Subset):
+        sub = torch.as_tensor(np.asarray(dataset.indices, dtype=np.int64))
+        index = sub if index is None else sub[index]
+        dataset = dataset.dataset
+    if isinstance(dataset, TensorDataset) and len(dataset.tensors) == 2:
+        return dataset.tensors, index, getattr(dataset, "prep", None)
+    return None
+
+
+class _SeededItems(Dataset):
+    """``dataset[(i, s)]`` = ``dataset[i]`` with torch's and Python's RNG seeded by ``s`` (then restored)."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]):
+        index, seed = key
+        py_state = random.getstate()
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(seed)  # CPU only: CUDA RNG streams are left alone
+            random.seed(seed)
+            try:
+                return self.dataset[index]
+            finally:
+                random.setstate(py_state)
+
+
+class BatchLoader:
+    """An iterable of (images, labels) batches with ``len()`` = number of batches for this rank."""
+
+    def __init__(self, dataset: Dataset, *, batch_size: int, shuffle: bool, seed: int, epoch: int, drop_last: bool,
+                 rank: int, world_size: int, num_workers: int) -> None:
+        self.dataset, self.num_workers = dataset, num_workers
+        n = len(dataset)  # type: ignore[arg-type]
+        gen = epoch_generator(seed, epoch)
+        order = torch.randperm(n, generator=gen) if shuffle else torch.arange(n)
+        self.sample_seeds = torch.randint(0, 2**62, (n,), generator=gen)  # per global position
+        self.loader_seed = int(torch.randint(0, 2**62, (1,), generator=gen))
+        positions = torch.arange(n)
+        if world_size > 1:  # DistributedSampler: pad by wrapping (or drop the tail) to a multiple of W
+            if drop_last:
+                positions = positions[: n - n % world_size]
+            elif n % world_size:
+                positions = torch.cat([positions, positions[: world_size - n % world_size]]) if n else positions
+        positions = positions[rank::world_size]
+        mine = order[positions] if n else positions
+        seeds = self.sample_seeds[positions] if n else positions
+        count = len(mine) // batch_size if drop_last else -(-len(mine) // batch_size)
+        self.batches = [mine[i * batch_size:(i + 1) * batch_size] for i in range(count)]
+        self.batch_seeds = [seeds[i * batch_size:(i + 1) * batch_size] for i in range(count)]
+        self.memory = _in_memory(dataset)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        if self.memory is not None:
+            (images, labels), index, prep = self.memory
+            for batch in self.batches:
+                rows = batch if index is None else index[batch]
+                x = images[rows]
+                yield (prep(x) if prep is not None else x), labels[rows]
+            return
+        keyed = [list(zip(b.tolist(), s.tolist())) for b, s in zip(self.batches, self.batch_seeds)]
+        loader = DataLoader(_SeededItems(self.dataset), batch_sampler=keyed, num_workers=self.num_workers,
+                            generator=torch.Generator().manual_seed(self.loader_seed),
+                            persistent_workers=False)
+        yield from loader
+
+
+def _check_int(name: str, value: object, minimum: int) -> int:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name}={value!r} must be an integer >= {minimum}")
+    return int(value)
+
+
+def make_loader(dataset: Dataset, *, batch_size: int, shuffle: bool, seed: int = 0, epoch: int = 0,
+                drop_last: bool = False, rank: int = 0, world_size: int = 1, num_workers: int = 0) -> BatchLoader:
+    """Deterministic batches for (seed, epoch), this rank's disjoint shard of one global permutation.
+
+    ``num_workers`` only applies to file-backed datasets; in-memory tensors are gathered in the calling process.
+    """
+    batch_size = _check_int("batch_size", batch_size, 1)
+    seed, epoch = _check_int("seed", seed, 0), _check_int("epoch", epoch, 0)
+    world_size = _check_int("world_size", world_size, 1)
+    rank = _check_int("rank", rank, 0)
+    if rank >= world_size:
+        raise ValueError(f"rank={rank} must be < world_size={world_size}")
+    num_workers = _check_int("num_workers", num_workers, 0)
+    if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
+        raise ValueError(f"make_loader needs a map-style dataset with __len__/__getitem__, got {type(dataset).__name__}")
+    return BatchLoader(dataset, batch_size=batch_size, shuffle=bool(shuffle), seed=seed, epoch=epoch,
+                       drop_last=bool(drop_last), rank=rank, world_size=world_size, num_workers=num_workers)
