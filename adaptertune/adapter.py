@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-import torch
 from torch import Tensor, nn
 
 INITS = ("zero", "random")

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import nn
 
 from . import __version__
+from .atomic import atomic_save_safetensors
 from .adapter import AdapterConfig
 from .backbones import backbone_info
 from .inject import adapter_config, embed_dim, is_adapter_parameter, transformer_blocks
@@ -60,17 +58,7 @@ def save_adapters(model: nn.Module, path: str | Path, class_names: list[str] | N
         "class_names": json.dumps(list(class_names) if class_names is not None else None),
         "adaptertune_version": __version__,
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return atomic_save_safetensors(tensors, path, metadata=meta)
 
 
 def read_adapter_file(path: str | Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -27,7 +28,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
           f"({100 * counts.fraction:.2f}%); identical output at init: {torch.equal(before, after)}")
     print("\nTab.1 — trainable parameters (C=100; counted on timm models built without weights)")
     table = parameter_table(num_classes=100, everys=(1, 2))
-    cols = ["backbone", "method", "rank", "every", "trainable", "formula", "pct_of_full"]
+    cols = ["backbone", "method", "rank", "every", "trainable", "formula", "pct_of_full_ft", "pct_of_backbone"]
     print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     with torch.no_grad():  # pretend training moved the adapters, then round-trip through a file
         for p in model.parameters():
@@ -45,6 +46,102 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _field_parser(annotation: str):
+    """argparse ``type`` for a RunConfig field from its annotation; optional fields also take ``none``."""
+    base = float if "float" in annotation else int if "int" in annotation else str
+    if "None" not in annotation:
+        return base
+
+    def parse(text: str):
+        return None if text.lower() in ("none", "null") else base(text)
+
+    parse.__name__ = base.__name__
+    return parse
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    from dataclasses import MISSING, fields
+
+    from .config import RunConfig
+
+    for f in fields(RunConfig):
+        flag = "--" + f.name.replace("_", "-")
+        default = None if f.default is MISSING else f.default
+        if "bool" in str(f.type):
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                                help=f"(default {default})")
+        else:
+            parser.add_argument(flag, dest=f.name, type=_field_parser(str(f.type)), default=argparse.SUPPRESS,
+                                metavar=f.name.upper(), help="required" if f.default is MISSING else f"(default {default})")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import json
+
+    from . import distributed
+    from .config import RunConfig
+    from .train import run
+
+    values: dict = {}
+    if args.config:
+        import yaml
+
+        values = yaml.safe_load(Path(args.config).read_text()) or {}
+    values |= {k: getattr(args, k) for k in RunConfig.field_names() if hasattr(args, k)}
+    missing = [k for k in ("dataset", "backbone", "method") if k not in values]
+    if missing:
+        raise ValueError(f"missing {missing}: pass e.g. --dataset fmnist_target --backbone mini-s --method adapter")
+    cfg = RunConfig.from_dict(values)
+    try:
+        result = run(cfg, root=args.root, progress=args.progress, force=args.force)
+    finally:
+        distributed.cleanup()
+    if result.get("status") == "finished" and os.environ.get("RANK", "0") == "0":
+        print(json.dumps({"run_id": result["run_id"], **result["metrics"], "trainable_params": result["params"]["trainable"],
+                          "wall_s": round(result["wall_s"], 1)}, indent=None))
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from . import distributed
+    from .sweep import load_sweep, parse_shard, select_shard, shard_from_env, sweep
+
+    configs = load_sweep(args.file)
+    shard = parse_shard(args.shard) if args.shard else None
+    if args.dry_run:
+        from . import results
+
+        chosen = select_shard(configs, shard if shard is not None else shard_from_env())
+        for cfg in chosen:
+            extra = f" rank={cfg.rank} every={cfg.every}" if cfg.method == "adapter" else ""
+            print(f"{cfg.run_id}  {results.run_status(cfg.run_id, args.root):8s}  {cfg.dataset} {cfg.backbone} "
+                  f"{cfg.method}{extra} seed={cfg.seed} epochs={cfg.epochs}")
+        print(f"{len(chosen)} of {len(configs)} run(s) in this shard")
+        return 0
+    try:
+        summary = sweep(configs, shard=shard, root=args.root, progress=True, retry_failed=args.retry_failed,
+                        verbose=args.verbose)
+    finally:
+        distributed.cleanup()
+    return 1 if any(s["status"] == "failed" for s in summary) else 0
+
+
+def _cmd_pretrain_mini(args: argparse.Namespace) -> int:
+    from .pretrain import pretrain_mini
+
+    names = tuple(args.names.split(",")) if args.names else ("mini-s", "mini-b")
+    pretrain_mini(profile=args.profile, names=names, force=args.force, root=args.root, progress=args.progress)
+    return 0
+
+
+def _cmd_results(args: argparse.Namespace) -> int:
+    from .results import format_table, load_results
+
+    frame = load_results(args.root, status=None if args.all else "finished")
+    print(format_table(frame, args.format))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m adaptertune", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -53,6 +150,37 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rank", type=int, default=16)
     demo.add_argument("--every", type=int, default=1)
     demo.set_defaults(func=_cmd_demo)
+
+    run = sub.add_parser("run", help="train one run (any RunConfig field as --field-name)")
+    run.add_argument("--config", help="YAML/JSON file with RunConfig fields (command-line flags override it)")
+    run.add_argument("--root", help="run store root (default $ADAPTERTUNE_RESULTS or <repo>/results)")
+    run.add_argument("--force", action="store_true", help="discard a stored run with the same run_id and retrain")
+    run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="tqdm bars (default: on a terminal)")
+    _add_config_options(run)
+    run.set_defaults(func=_cmd_run)
+
+    sw = sub.add_parser("sweep", help="run every missing run of a YAML sweep (base + grid); restartable")
+    sw.add_argument("file", help="YAML with `base:` (RunConfig fields) and `grid:` (field: [values, ...])")
+    sw.add_argument("--shard", help="i/n: run the i-th of n disjoint parts (default: SLURM array variables when set)")
+    sw.add_argument("--dry-run", action="store_true", help="list the runs of this shard and their status; train nothing")
+    sw.add_argument("--retry-failed", action="store_true", help="retrain runs whose status is failed")
+    sw.add_argument("--verbose", action="store_true", help="print each run's epoch lines too")
+    sw.add_argument("--root", help="run store root")
+    sw.set_defaults(func=_cmd_sweep)
+
+    pre = sub.add_parser("pretrain-mini", help="pretrain the mini backbones on fmnist_source (cached)")
+    pre.add_argument("--profile", default="mini", choices=("mini", "smoke"))
+    pre.add_argument("--names", help="comma-separated mini backbones (default mini-s,mini-b)")
+    pre.add_argument("--force", action="store_true", help="retrain even if cached weights exist")
+    pre.add_argument("--root", help="run store root for the pretraining runs")
+    pre.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    pre.set_defaults(func=_cmd_pretrain_mini)
+
+    res = sub.add_parser("results", help="table of finished runs in the store")
+    res.add_argument("--root", help="run store root")
+    res.add_argument("--format", default="markdown", choices=("markdown", "csv"))
+    res.add_argument("--all", action="store_true", help="include running and failed runs")
+    res.set_defaults(func=_cmd_results)
     return parser
 
 

@@ -1,0 +1,198 @@
+"""``RunConfig``: one training run, validated on construction so a typo fails before any work starts.
+
+Defaults are the paper's recipe (PAPER.md, Experimental protocol): AdamW, lr 1e-3, weight decay 0.05 on
+*every* trainable tensor including biases and norm weights (the authors' code; ``decay_all=False`` exempts
+1-D tensors instead), batch 128, per-step cosine with 5 linear warm-up epochs, clip 1.0, 50 epochs, fp32.
+The ``run_id`` hashes only the fields that change what is computed, so re-running the same experiment
+with more data-loader workers or a progress bar finds the same run in the store.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .adapter import AdapterConfig
+from .regimes import METHODS
+
+PRECISIONS = ("fp32", "bf16")
+PROFILES = ("smoke", "mini", "paper")
+HEAD_MODES = ("augmented", "cached_features")
+ADAPTER_FIELDS = ("rank", "every", "scale", "init", "init_std", "start")
+# Fields that do not change what a run computes (up to float reordering); left out of the run_id.
+NON_SEMANTIC = ("num_workers", "log_every", "compile", "device", "eval_batch_size")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines one run; see the module docstring for the recipe behind the defaults."""
+
+    dataset: str
+    backbone: str
+    method: str
+    rank: int | None = 16
+    every: int | None = 1
+    scale: float | None = 1.0
+    init: str | None = "zero"
+    init_std: float | None = 1e-4
+    start: int | None = 0
+    epochs: int = 50
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    decay_all: bool = True
+    batch_size: int = 128
+    warmup_epochs: float = 5
+    grad_clip: float | None = 1.0
+    seed: int = 0
+    precision: str = "fp32"
+    profile: str = "mini"
+    pretrained: bool = True
+    checkpoint: str | None = None
+    val_fraction: float = 0.1
+    limit: int | None = None
+    head_mode: str = "augmented"
+    augment: bool = True
+    train_eval_limit: int = 4096
+    compile: bool = False
+    num_workers: int = 0
+    log_every: int = 10
+    device: str | None = None
+    eval_batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_str(self, "dataset")
+        _check_str(self, "backbone")
+        _check_choice(self, "method", METHODS)
+        _check_choice(self, "precision", PRECISIONS)
+        _check_choice(self, "profile", PROFILES)
+        _check_choice(self, "head_mode", HEAD_MODES)
+        if self.head_mode == "cached_features" and self.method != "head":
+            raise ValueError(f"head_mode='cached_features' is not allowed with method={self.method!r}: it is a "
+                             "linear probe on frozen features and needs method='head' (or use head_mode='augmented')")
+        if self.method == "adapter":
+            missing = [f for f in ADAPTER_FIELDS if getattr(self, f) is None]
+            if missing:
+                raise ValueError(f"method='adapter' needs {missing} (got None)")
+            AdapterConfig(**{f: getattr(self, f) for f in ADAPTER_FIELDS})  # raises with the allowed values
+        for name in ("epochs", "batch_size", "train_eval_limit"):
+            _check_int(self, name, minimum=1)
+        for name in ("seed", "num_workers", "log_every"):
+            _check_int(self, name, minimum=0)
+        _check_int(self, "limit", minimum=1, optional=True)
+        _check_int(self, "eval_batch_size", minimum=1, optional=True)
+        _check_float(self, "lr", lambda v: v > 0, "> 0")
+        _check_float(self, "weight_decay", lambda v: v >= 0, ">= 0")
+        _check_float(self, "warmup_epochs", lambda v: 0 <= v <= self.epochs,
+                     f"between 0 and epochs={self.epochs} (the paper warms up 5 of 50 epochs; for a short run pass "
+                     "e.g. warmup_epochs=1, --warmup-epochs 1 on the command line)")
+        _check_float(self, "grad_clip", lambda v: v > 0, "> 0 (None turns clipping off)", optional=True)
+        _check_float(self, "val_fraction", lambda v: 0 < v < 1, "strictly between 0 and 1")
+        for name in ("decay_all", "pretrained", "augment", "compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}={getattr(self, name)!r} is not allowed: use true or false")
+        _check_str(self, "checkpoint", optional=True)
+        _check_str(self, "device", optional=True)
+
+    # -- construction from files / dicts -------------------------------------------------------------
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        """Build from a JSON/YAML mapping; unknown keys are an error (a typo would otherwise be ignored)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a run config must be a mapping, got {type(data).__name__}")
+        unknown = sorted(set(data) - set(cls.field_names()))
+        if unknown:
+            raise ValueError(f"unknown config key(s) {unknown}: allowed keys are {cls.field_names()}")
+        return cls(**{k: _coerce(k, v) for k, v in data.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def with_(self, **changes: Any) -> RunConfig:
+        return replace(self, **changes)
+
+    # -- identity -------------------------------------------------------------------------------------
+    def resolved(self) -> RunConfig:
+        """Canonical form: adapter fields are None unless method='adapter'; local paths made absolute."""
+        changes: dict[str, Any] = {}
+        if self.method != "adapter":
+            changes |= {f: None for f in ADAPTER_FIELDS}
+        if self.checkpoint is not None:
+            changes["checkpoint"] = str(Path(self.checkpoint).expanduser().resolve())
+        if _looks_like_path(self.dataset):
+            changes["dataset"] = str(Path(self.dataset).expanduser().resolve())
+        for name in ("scale", "init_std", "lr", "weight_decay", "warmup_epochs", "grad_clip", "val_fraction"):
+            value = changes.get(name, getattr(self, name))
+            if value is not None:
+                changes[name] = float(value)
+        return replace(self, **changes)
+
+    def semantic_dict(self) -> dict[str, Any]:
+        data = self.resolved().to_dict()
+        return {k: v for k, v in data.items() if k not in NON_SEMANTIC}
+
+    @property
+    def run_id(self) -> str:
+        """12 hex digits of SHA-256 over the resolved semantic fields."""
+        blob = json.dumps(self.semantic_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def adapter_options(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in ADAPTER_FIELDS} if self.method == "adapter" else {}
+
+
+def _looks_like_path(name: str) -> bool:
+    return "/" in name or name.startswith(".") or name.startswith("~")
+
+
+def _check_str(cfg: RunConfig, name: str, optional: bool = False) -> None:
+    value = getattr(cfg, name)
+    if value is None and optional:
+        return
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name}={value!r} is not allowed: use a non-empty string" + (" or None" if optional else ""))
+
+
+def _check_choice(cfg: RunConfig, name: str, allowed: tuple[str, ...]) -> None:
+    value = getattr(cfg, name)
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not allowed: choose one of {allowed}")
+
+
+def _check_int(cfg: RunConfig, name: str, minimum: int, optional: bool = False) -> None:
+    value = getattr(cfg, name)
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        suffix = " or None" if optional else ""
+        raise ValueError(f"{name}={value!r} is not allowed: use an integer >= {minimum}{suffix}")
+
+
+def _check_float(cfg: RunConfig, name: str, ok, allowed: str, optional: bool = False) -> None:
+    value = getattr(cfg, name)
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not ok(value):
+        raise ValueError(f"{name}={value!r} is not allowed: use a finite number {allowed}")
+
+
+_FLOAT_FIELDS = {"scale", "init_std", "lr", "weight_decay", "warmup_epochs", "grad_clip", "val_fraction"}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """YAML reads ``1e-3`` as a string (YAML 1.1); accept numeric strings for float fields only."""
+    if name in _FLOAT_FIELDS and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            raise ValueError(f"{name}={value!r} is not allowed: use a number") from None
+    return value
+
+
+__all__ = ["ADAPTER_FIELDS", "HEAD_MODES", "NON_SEMANTIC", "PRECISIONS", "PROFILES", "RunConfig"]

@@ -1,0 +1,204 @@
+"""The pieces of one training run that do not touch the run store: schedule, optimizer, one epoch, evaluation.
+
+Data-parallel equivalence: each step's loss is the *sum* over the local batch divided by the global batch
+size (times the world size, which DDP's gradient averaging divides out again), so N processes compute
+the gradient of the same global-batch mean as one process would, even when the last batch is uneven.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import sys
+import time
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import Dataset, Subset
+from tqdm.auto import tqdm
+
+from .distributed import DistContext, all_reduce_sum, gather_rows
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite; the run stops instead of training on garbage."""
+
+
+def derive_seed(*parts: object) -> int:
+    """A stable 63-bit seed from any parts (Python's ``hash`` is salted per process; this is not)."""
+    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def lr_at(step: int, base_lr: float, warmup_steps: int, total_steps: int) -> float:
+    """Learning rate for update ``step`` (0-based): linear warm-up to ``base_lr``, then cosine to 0, per step."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return base_lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def make_optimizer(params: Iterable[tuple[str, nn.Parameter]], lr: float, weight_decay: float, decay_all: bool,
+                   device: torch.device) -> torch.optim.AdamW:
+    """AdamW; the paper's code decays every trainable tensor (``decay_all``), else 1-D tensors get none.
+
+    Fused kernels on CUDA, the multi-tensor (foreach) path elsewhere.
+    """
+    named = [(n, p) for n, p in params if p.requires_grad]
+    if not named:
+        raise ValueError("nothing to train: no parameter requires grad")
+    if decay_all:
+        groups = [{"params": [p for _, p in named], "weight_decay": weight_decay}]
+    else:
+        groups = [{"params": [p for _, p in named if p.ndim > 1], "weight_decay": weight_decay},
+                  {"params": [p for _, p in named if p.ndim <= 1], "weight_decay": 0.0}]
+        groups = [g for g in groups if g["params"]]
+    kwargs = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, **kwargs)
+
+
+def autocast(device: torch.device, precision: str):
+    return torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+
+
+def show_progress(flag: bool | None) -> bool:
+    """Bars only when asked, or by default when stderr is a terminal (never in papermill/CI logs)."""
+    return bool(flag) if flag is not None else sys.stderr.isatty()
+
+
+class CompiledForward:
+    """``torch.compile`` with a loud message and an eager fallback if compilation fails on the first call."""
+
+    def __init__(self, module: nn.Module, enabled: bool) -> None:
+        self.eager, self.fn, self.compiled, self._tried = module, module, None, not enabled
+        if enabled:
+            try:
+                self.fn, self.compiled = torch.compile(module), True
+            except Exception as err:  # noqa: BLE001 - any compiler error means: run eagerly, loudly
+                self._fallback(err)
+
+    def _fallback(self, err: Exception) -> None:
+        print(f"warning: torch.compile failed ({type(err).__name__}: {str(err)[:300]}); training continues in eager "
+              "mode (set compile=False to silence this)", file=sys.stderr)
+        self.fn, self.compiled, self._tried = self.eager, False, True
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if self._tried:
+            return self.fn(x)
+        try:
+            out = self.fn(x)
+            self._tried = True
+            return out
+        except Exception as err:  # noqa: BLE001
+            self._fallback(err)
+            return self.eager(x)
+
+
+def train_epoch(*, forward: Callable[[Tensor], Tensor], loader: Iterable, optimizer: torch.optim.Optimizer,
+                params: list[nn.Parameter], ctx: DistContext, epoch: int, start_step: int, lr_fn: Callable[[int], float],
+                grad_clip: float | None, precision: str, augment: Callable | None, generator: torch.Generator | None,
+                log_every: int, progress: bool, desc: str) -> tuple[dict, list[dict], int]:
+    """One pass over ``loader``; returns (epoch stats, step-log rows, next global step)."""
+    device, step = ctx.device, start_step
+    totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, count
+    step_rows: list[dict] = []
+    lr = lr_fn(step)
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(loader), desc=desc, leave=False, disable=not progress, dynamic_ncols=True)
+    for x, y in loader:
+        if augment is not None:
+            x = augment(x, generator)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        lr = lr_fn(step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        with autocast(device, precision):
+            logits = forward(x)
+        loss_sum = F.cross_entropy(logits.float(), y, reduction="sum")
+        batch = all_reduce_sum(ctx, torch.stack([loss_sum.detach().double(), torch.tensor(float(y.shape[0]), dtype=torch.float64, device=device)]))
+        mean_loss = (batch[0] / batch[1]).item()
+        if not math.isfinite(mean_loss):
+            bar.close()
+            raise NonFiniteLossError(f"training loss became {mean_loss} at epoch {epoch + 1}, step {step + 1} "
+                                     f"(lr={lr:.3g}); the run was stopped. Lower the lr, raise warmup_epochs, or use fp32.")
+        loss = loss_sum / batch[1].to(loss_sum.dtype) * ctx.world_size
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        optimizer.step()
+        totals += torch.stack([loss_sum.detach().double(), (logits.argmax(1) == y).sum().double(),
+                               torch.tensor(float(y.shape[0]), dtype=torch.float64, device=device)])
+        if log_every and step % log_every == 0:
+            step_rows.append({"step": step, "epoch": epoch + 1, "loss": mean_loss, "lr": lr})
+        step += 1
+        bar.update(1)
+        if step % 10 == 0:
+            bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}")
+    bar.close()
+    all_reduce_sum(ctx, totals)
+    seconds = time.perf_counter() - t0
+    loss_total, correct, count = totals.tolist()
+    if count == 0:
+        raise ValueError("the training loader yielded no batches: the training split is empty or smaller than one batch")
+    stats = {"train_loss": loss_total / count, "train_acc": correct / count, "lr": lr, "train_seconds": seconds,
+             "train_images": int(count), "images_per_s": count / seconds if seconds > 0 else float("nan")}
+    return stats, step_rows, step
+
+
+@torch.no_grad()
+def evaluate(module: nn.Module, dataset: Dataset, *, ctx: DistContext, batch_size: int, precision: str,
+             make_loader: Callable, seed: int, num_workers: int = 0, topk: int = 5) -> dict:
+    """Loss, top-1 (and top-k) accuracy and per-example predictions; each rank scores a strided shard."""
+    device, was_training = ctx.device, module.training
+    module.eval()
+    shard = Subset(dataset, list(range(ctx.rank, len(dataset), ctx.world_size)))
+    index = torch.arange(ctx.rank, len(dataset), ctx.world_size, dtype=torch.int64)
+    loader = make_loader(shard, batch_size=batch_size, shuffle=False, seed=seed, epoch=0, drop_last=False,
+                         num_workers=num_workers)
+    losses, labels, tops = [], [], []
+    for x, y in loader:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with autocast(device, precision):
+            logits = module(x).float()
+        losses.append(F.cross_entropy(logits, y, reduction="none").double())
+        labels.append(y.long())
+        tops.append(logits.topk(min(topk, logits.shape[1]), dim=1).indices)
+    module.train(was_training)
+    if not labels:
+        raise ValueError("cannot evaluate on an empty split")
+    rows = torch.cat([index.to(device).unsqueeze(1), torch.cat(labels).unsqueeze(1), torch.cat(tops)], dim=1)
+    rows, loss = gather_rows(ctx, rows), gather_rows(ctx, torch.cat(losses))
+    order = rows[:, 0].argsort()
+    rows, loss = rows[order].cpu(), loss[order].cpu()
+    y_true, top = rows[:, 1], rows[:, 2:]
+    out = {"loss": loss.mean().item(), "acc": (top[:, 0] == y_true).double().mean().item(), "n": int(y_true.shape[0]),
+           "y_true": y_true.numpy(), "y_pred": top[:, 0].numpy(), "top": top.numpy()}
+    out["top5"] = (top == y_true.unsqueeze(1)).any(1).double().mean().item() if top.shape[1] >= 5 else None
+    return out
+
+
+@torch.no_grad()
+def extract_features(model: nn.Module, dataset: Dataset, *, ctx: DistContext, batch_size: int, precision: str,
+                     make_loader: Callable, seed: int, num_workers: int = 0) -> tuple[Tensor, Tensor]:
+    """Pre-logit [CLS] features of the frozen backbone (eval mode, no augmentation) for the linear probe."""
+    model.eval()
+    shard = Subset(dataset, list(range(ctx.rank, len(dataset), ctx.world_size)))
+    loader = make_loader(shard, batch_size=batch_size, shuffle=False, seed=seed, epoch=0, drop_last=False,
+                         num_workers=num_workers)
+    feats, labels = [], []
+    for x, y in loader:
+        with autocast(ctx.device, precision):
+            f = model.forward_head(model.forward_features(x.to(ctx.device)), pre_logits=True)
+        feats.append(f.float())
+        labels.append(y.to(ctx.device).long())
+    index = torch.arange(ctx.rank, len(dataset), ctx.world_size, device=ctx.device)
+    feats_all, labels_all = gather_rows(ctx, torch.cat(feats)), gather_rows(ctx, torch.stack([index, torch.cat(labels)], 1))
+    order = labels_all[:, 0].argsort()
+    return feats_all[order].cpu(), labels_all[order, 1].cpu()
+
+
+__all__ = ["CompiledForward", "NonFiniteLossError", "autocast", "derive_seed", "evaluate", "extract_features",
+           "lr_at", "make_optimizer", "show_progress", "train_epoch"]

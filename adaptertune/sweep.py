@@ -1,0 +1,150 @@
+"""Sweeps: many runs, each one cached in the run store, so a sweep can be killed and restarted at any
+point, or split across array jobs, without coordination and without losing a finished run.
+
+A sweep file (YAML) has a ``base`` config and a ``grid`` of lists whose Cartesian product is taken
+(``grid`` may also be a list of such mappings: the union of several products). Duplicates (the same
+``run_id``, e.g. head-only runs that differ only in an adapter field) are dropped.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from . import results
+from .config import RunConfig
+
+SWEEP_KEYS = ("base", "grid")
+
+
+def expand(spec: dict[str, Any]) -> list[RunConfig]:
+    """``{"base": {...}, "grid": {key: [values]} | [{...}, ...]}`` -> configs in product order, deduplicated."""
+    if not isinstance(spec, dict):
+        raise ValueError(f"a sweep must be a mapping with keys {SWEEP_KEYS}, got {type(spec).__name__}")
+    unknown = sorted(set(spec) - set(SWEEP_KEYS))
+    if unknown:
+        raise ValueError(f"unknown sweep key(s) {unknown}: allowed keys are {SWEEP_KEYS}")
+    base = spec.get("base") or {}
+    grids = spec.get("grid") or {}
+    grids = [grids] if isinstance(grids, dict) else grids
+    if not isinstance(base, dict) or not isinstance(grids, list) or not all(isinstance(g, dict) for g in grids):
+        raise ValueError("sweep 'base' must be a mapping and 'grid' a mapping of lists (or a list of such mappings)")
+    configs: list[RunConfig] = []
+    for grid in grids:
+        for key, values in grid.items():
+            if not isinstance(values, list) or not values:
+                raise ValueError(f"grid key {key!r} must map to a non-empty list of values, got {values!r}")
+        keys = list(grid)
+        for combo in itertools.product(*(grid[k] for k in keys)) if keys else [()]:
+            configs.append(RunConfig.from_dict({**base, **dict(zip(keys, combo))}))
+    return unique(configs)
+
+
+def unique(configs: Iterable[RunConfig]) -> list[RunConfig]:
+    seen: set[str] = set()
+    out = []
+    for cfg in configs:
+        if cfg.run_id not in seen:
+            seen.add(cfg.run_id)
+            out.append(cfg)
+    return out
+
+
+def load_sweep(path: str | Path) -> list[RunConfig]:
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"sweep file {path} does not exist")
+    return expand(yaml.safe_load(path.read_text()) or {})
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` with 0 <= i < n (0-based), as in ``--shard 0/4``."""
+    try:
+        i, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ValueError(f"shard={text!r} is not allowed: use 'i/n' with integers 0 <= i < n, e.g. '0/4'") from None
+    return check_shard((i, n))
+
+
+def check_shard(shard: tuple[int, int]) -> tuple[int, int]:
+    i, n = shard
+    if not (isinstance(i, int) and isinstance(n, int) and n >= 1 and 0 <= i < n):
+        raise ValueError(f"shard={shard!r} is not allowed: use (i, n) with integers 0 <= i < n")
+    return i, n
+
+
+def shard_from_env() -> tuple[int, int] | None:
+    """SLURM array jobs: index ``SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN`` of ``SLURM_ARRAY_TASK_COUNT``."""
+    if "SLURM_ARRAY_TASK_ID" not in os.environ:
+        return None
+    if "SLURM_ARRAY_TASK_COUNT" not in os.environ:
+        raise ValueError("SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not; pass shard=(i, n) explicitly")
+    task, count = int(os.environ["SLURM_ARRAY_TASK_ID"]), int(os.environ["SLURM_ARRAY_TASK_COUNT"])
+    return check_shard((task - int(os.environ.get("SLURM_ARRAY_TASK_MIN", "0")), count))
+
+
+def select_shard(configs: list[RunConfig], shard: tuple[int, int] | None) -> list[RunConfig]:
+    """Shard ``i`` of ``n``: every n-th config by sorted run_id, so independent jobs split a sweep disjointly."""
+    if shard is None:
+        return list(configs)
+    i, n = check_shard(tuple(shard))
+    ordered = sorted(unique(configs), key=lambda c: c.run_id)
+    return ordered[i::n]
+
+
+def _eta(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def sweep(configs: Iterable[RunConfig | dict], shard: tuple[int, int] | None = None, root: str | Path | None = None,
+          progress: bool = True, retry_failed: bool = False, dry_run: bool = False, verbose: bool = False) -> list[dict]:
+    """Run every config not yet finished (this shard only); returns one ``{run_id, status, ...}`` per config.
+
+    ``shard``: ``(i, n)``; default from ``SLURM_ARRAY_TASK_ID/COUNT`` when set. Finished runs are skipped;
+    interrupted ones resume; failed ones are skipped unless ``retry_failed``. A failing run is recorded and
+    the sweep goes on; ``progress`` prints ``run k/N`` with an ETA.
+    """
+    from .train import run
+
+    todo = unique(c if isinstance(c, RunConfig) else RunConfig.from_dict(c) for c in configs)
+    todo = select_shard(todo, shard if shard is not None else shard_from_env())
+    summary, durations = [], []
+    skip = ("finished",) if retry_failed else ("finished", "failed")
+    pending = [] if dry_run else [c for c in todo if results.run_status(c.run_id, root) not in skip]
+    say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
+    say(f"[sweep] {len(todo)} run(s) in this shard: {len(todo) - len(pending)} done or skipped, {len(pending)} to do")
+    k = 0
+    for cfg in todo:
+        status = results.run_status(cfg.run_id, root)
+        entry = {"run_id": cfg.run_id, "dataset": cfg.dataset, "backbone": cfg.backbone, "method": cfg.method,
+                 "status_before": status}
+        if status == "finished" or (status == "failed" and not retry_failed) or dry_run:
+            summary.append({**entry, "status": status, "ran": False})
+            continue
+        k += 1
+        eta = f", ETA {_eta(sum(durations) / len(durations) * (len(pending) - k + 1))}" if durations else ""
+        say(f"[sweep] run {k}/{len(pending)} {cfg.run_id} {cfg.dataset}/{cfg.backbone}/{cfg.method}"
+            + (f" r={cfg.rank}" if cfg.method == "adapter" else "") + f" seed={cfg.seed}"
+            + (" (resuming)" if status == "running" else "") + eta)
+        t0 = time.perf_counter()
+        try:
+            run(cfg, root=root, progress=None if progress else False, verbose=verbose)
+            summary.append({**entry, "status": "finished", "ran": True})
+        except Exception as err:  # recorded in the run's result.json; the sweep goes on
+            say(f"[sweep] run {cfg.run_id} failed: {type(err).__name__}: {err}")
+            summary.append({**entry, "status": "failed", "ran": True, "error": f"{type(err).__name__}: {err}"})
+        durations.append(time.perf_counter() - t0)
+    failed = [s for s in summary if s["status"] == "failed"]
+    say(f"[sweep] done: {sum(s['ran'] for s in summary)} trained, {len(failed)} failed, {len(summary)} in shard")
+    return summary
+
+
+__all__ = ["expand", "load_sweep", "parse_shard", "select_shard", "shard_from_env", "sweep", "unique"]

@@ -1,0 +1,228 @@
+"""``run(config) -> result``: one training run of the paper's protocol, recorded in the run store.
+
+The store is also a cache: a finished run is returned without training, a run left ``running`` (killed,
+interrupted) resumes from its last epoch checkpoint and ends with the same metrics as an uninterrupted
+run, and a failed run starts again from scratch. Test accuracy uses the last-epoch weights (as in the
+authors' code); the best-validation epoch is reported only.
+
+Seeds: ``seed`` fixes the head/adapter initialisation (and the backbone for ``pretrained=False``), the
+validation split, the data order (``make_loader(seed, epoch)``) and the augmentation (one
+``torch.Generator`` per epoch and rank derived from ``seed``). Under DDP each rank augments its own
+shard, so with augmentation on, N processes match one process in distribution, not bit for bit.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import Subset, TensorDataset
+
+from . import distributed, provenance, results
+from .atomic import atomic_save_safetensors
+from .backbones import backbone_info, create_backbone, data_config
+from .checkpoint import CHECKPOINT_FILE, load_checkpoint, read_checkpoint_state, save_checkpoint
+from .config import RunConfig
+from .loop import (CompiledForward, NonFiniteLossError, derive_seed, evaluate, extract_features, lr_at,
+                   make_optimizer, show_progress, train_epoch)
+from .regimes import count_parameters, prepare
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _data():
+    from . import data  # imported lazily: the data package pulls in torchvision datasets
+
+    return data
+
+
+def build_model_and_data(cfg: RunConfig):
+    """The prepared model (seeded init) and the dataset splits, resolved with the backbone's own input config."""
+    probe = create_backbone(cfg.backbone, 1, pretrained=False, profile=cfg.profile)  # only for its data config
+    splits = _data().load_dataset(cfg.dataset, profile=cfg.profile, seed=cfg.seed, data_config=data_config(probe),
+                                  val_fraction=cfg.val_fraction, limit=cfg.limit)
+    del probe
+    torch.manual_seed(derive_seed(cfg.seed, "init"))
+    model = create_backbone(cfg.backbone, splits.num_classes, pretrained=cfg.pretrained, checkpoint=cfg.checkpoint,
+                            profile=cfg.profile)
+    prepare(model, cfg.method, **cfg.adapter_options())
+    return model, splits
+
+
+class _Run:
+    """State of one run in this process; only rank 0 writes to the run directory."""
+
+    def __init__(self, cfg: RunConfig, ctx: distributed.DistContext, path: Path, progress: bool, verbose: bool) -> None:
+        self.cfg, self.ctx, self.path, self.progress, self.verbose = cfg, ctx, path, progress, verbose
+        self.record: dict = {"run_id": cfg.run_id, "status": "running", "config": cfg.resolved().to_dict(),
+                             "started_at": _now(), "world_size": ctx.world_size,
+                             "device": provenance.device_name(ctx.device), **provenance.environment()}
+        self.t0 = time.perf_counter()
+        self.elapsed_before = 0.0
+
+    def write(self, name: str, obj) -> None:
+        if self.ctx.is_main:
+            (results.write_jsonl if name.endswith(".jsonl") else results.write_json)(self.path / name, obj)
+
+    def log(self, text: str) -> None:
+        if self.verbose and self.ctx.is_main:
+            print(text, flush=True)
+
+    def fail(self, err: BaseException) -> None:
+        self.record.update(status="failed", error=f"{type(err).__name__}: {err}", finished_at=_now(),
+                           traceback=traceback.format_exc()[-4000:], wall_s=self._wall())
+        self.write("result.json", self.record)
+
+    def _wall(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.t0
+
+    def execute(self) -> dict:
+        cfg, ctx = self.cfg, self.ctx
+        provenance.reset_peak_memory(ctx.device)
+        model, splits = build_model_and_data(cfg)
+        model.to(ctx.device)
+        counts = count_parameters(model)
+        self.record.update(
+            params={"trainable": counts.trainable, "total": counts.total, "fraction": counts.fraction},
+            backbone=backbone_info(model),
+            dataset={"name": splits.name, "num_classes": splits.num_classes, "class_names": list(splits.class_names),
+                     "sizes": {k: len(getattr(splits, k)) for k in ("train", "val", "test")}, "info": splits.info})
+        self.write("result.json", self.record)
+        make_loader = _data().make_loader
+        eval_bs = max(1, (cfg.eval_batch_size or cfg.batch_size) // ctx.world_size)
+        common = dict(ctx=ctx, batch_size=eval_bs, precision=cfg.precision, make_loader=make_loader, seed=cfg.seed,
+                      num_workers=cfg.num_workers)
+        train_set, augment = (splits.train, splits.train_augment) if cfg.augment else (splits.train_eval, None)
+        val_set, test_set, train_eval_set, net = splits.val, splits.test, splits.train_eval, model
+        if cfg.head_mode == "cached_features":  # linear probe: frozen features once, no augmentation
+            self.log(f"[{cfg.run_id}] extracting frozen features for the linear probe")
+            feats = {k: TensorDataset(*extract_features(model, getattr(splits, k), **common))
+                     for k in ("train_eval", "val", "test")}
+            train_set, augment = feats["train_eval"], None
+            val_set, test_set, train_eval_set = feats["val"], feats["test"], feats["train_eval"]
+            net = model.get_classifier()
+        net.train()
+        optimizer = make_optimizer(model.named_parameters(), cfg.lr, cfg.weight_decay, cfg.decay_all, ctx.device)
+        params = [p for p in model.parameters() if p.requires_grad]
+        state = {"epoch": 0, "step": 0, "history": [], "steps": [], "elapsed_s": 0.0, "resumed_from": []}
+        ckpt = self.path / CHECKPOINT_FILE
+        if read_checkpoint_state(ckpt) is not None:
+            state = load_checkpoint(ckpt, model, cfg.method, optimizer)
+            state["resumed_from"] = state.get("resumed_from", []) + [state["epoch"]]
+            self.elapsed_before = state["elapsed_s"]
+            self.log(f"[{cfg.run_id}] resuming after epoch {state['epoch']}/{cfg.epochs} from {ckpt}")
+        self.write("metrics.jsonl", state["history"])  # drops lines written after the checkpoint
+        self.write("steps.jsonl", state["steps"])
+        wrapped = net
+        if ctx.active:
+            ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+            wrapped = nn.parallel.DistributedDataParallel(net, device_ids=ids)
+        forward = CompiledForward(wrapped, cfg.compile)
+        per_rank = cfg.batch_size // ctx.world_size
+        if per_rank * ctx.world_size != cfg.batch_size:
+            raise ValueError(f"batch_size={cfg.batch_size} is not divisible by the world size {ctx.world_size}")
+
+        def loader_for(epoch: int):
+            return make_loader(train_set, batch_size=per_rank, shuffle=True, seed=cfg.seed, epoch=epoch,
+                               drop_last=False, rank=ctx.rank, world_size=ctx.world_size, num_workers=cfg.num_workers)
+
+        steps_per_epoch = len(loader_for(0))
+        total, warmup = cfg.epochs * steps_per_epoch, round(cfg.warmup_epochs * steps_per_epoch)
+        for epoch in range(state["epoch"], cfg.epochs):
+            t_epoch = time.perf_counter()
+            generator = torch.Generator().manual_seed(derive_seed(cfg.seed, epoch, ctx.rank, "augment"))
+            stats, step_rows, state["step"] = train_epoch(
+                forward=forward, loader=loader_for(epoch), optimizer=optimizer, params=params, ctx=ctx, epoch=epoch,
+                start_step=state["step"], lr_fn=lambda s: lr_at(s, cfg.lr, warmup, total), grad_clip=cfg.grad_clip,
+                precision=cfg.precision, augment=augment, generator=generator, log_every=cfg.log_every,
+                progress=self.progress and ctx.is_main, desc=f"{cfg.run_id} epoch {epoch + 1}/{cfg.epochs}")
+            val = evaluate(net, val_set, **common)
+            row = {"epoch": epoch + 1, **stats, "val_loss": val["loss"], "val_acc": val["acc"], "val_top5": val["top5"],
+                   "seconds": time.perf_counter() - t_epoch}
+            state["history"].append(row)
+            state["steps"] += step_rows
+            state["epoch"], state["elapsed_s"] = epoch + 1, self._wall()
+            if ctx.is_main:
+                save_checkpoint(ckpt, model, cfg.method, optimizer, state)
+            self.write("metrics.jsonl", state["history"])
+            self.write("steps.jsonl", state["steps"])
+            self.log(f"[{cfg.run_id}] epoch {epoch + 1}/{cfg.epochs}  train loss {row['train_loss']:.4f} acc "
+                     f"{row['train_acc']:.2%}  val loss {row['val_loss']:.4f} acc {row['val_acc']:.2%}  lr {row['lr']:.2e}  "
+                     f"{row['seconds']:.1f}s  {row['images_per_s']:.0f} img/s")
+        return self._finish(model, net, splits, state, test_set, train_eval_set, common, forward.compiled)
+
+    def _finish(self, model, net, splits, state, test_set, train_eval_set, common, compiled) -> dict:
+        cfg, history = self.cfg, state["history"]
+        test = evaluate(net, test_set, **common)
+        n = min(cfg.train_eval_limit, len(train_eval_set))
+        pick = torch.randperm(len(train_eval_set), generator=torch.Generator().manual_seed(derive_seed(cfg.seed, "train_eval")))[:n]
+        train_eval = evaluate(net, Subset(train_eval_set, pick.tolist()), **common)
+        best = max(history, key=lambda r: r["val_acc"]) if history else None
+        last = history[-1] if history else {}
+        train_imgs = sum(r["train_images"] for r in history)
+        train_secs = sum(r["train_seconds"] for r in history)
+        if self.ctx.is_main:
+            if cfg.method == "full":
+                atomic_save_safetensors(model.state_dict(), self.path / results.MODEL_FILE)
+            else:
+                from .adapter_files import save_adapters
+
+                save_adapters(model, self.path / results.ADAPTER_FILE, class_names=list(splits.class_names))
+            results.write_predictions(self.path / results.PREDICTIONS_FILE, test["y_true"], test["y_pred"], test["top"])
+        self.record.update(
+            status="finished", finished_at=_now(), wall_s=self._wall(), compiled=compiled,
+            peak_mem_mb=provenance.peak_memory_mb(self.ctx.device), resumed_from=state.get("resumed_from", []),
+            metrics={"test_acc": test["acc"], "test_top5": test["top5"] if splits.num_classes > 5 else None,
+                     "test_loss": test["loss"], "test_n": test["n"], "val_acc": last.get("val_acc"),
+                     "val_loss": last.get("val_loss"), "best_val_acc": best["val_acc"] if best else None,
+                     "best_val_epoch": best["epoch"] if best else None, "train_acc": last.get("train_acc"),
+                     "train_loss": last.get("train_loss"), "train_eval_acc": train_eval["acc"], "train_eval_n": n,
+                     "train_images_per_s": train_imgs / train_secs if train_secs > 0 else None,
+                     "epochs_done": state["epoch"]})
+        self.write("result.json", self.record)
+        distributed.barrier(self.ctx)
+        m = self.record["metrics"]
+        self.log(f"[{cfg.run_id}] finished: test acc {m['test_acc']:.2%}"
+                 + (f" (top-5 {m['test_top5']:.2%})" if m["test_top5"] is not None else "")
+                 + f", best val {m['best_val_acc']:.2%} @ epoch {m['best_val_epoch']}, train (clean) {m['train_eval_acc']:.2%}, "
+                 f"{self.record['params']['trainable']:,} trainable params, {self.record['wall_s']:.1f}s -> {self.path}")
+        return self.record
+
+
+def run(config: RunConfig | dict, *, root: str | Path | None = None, progress: bool | None = None,
+        verbose: bool = True, force: bool = False) -> dict:
+    """Train (or resume, or fetch from the store) one run and return its ``result.json`` record.
+
+    ``progress``: tqdm bars (default: only on a terminal). ``force``: discard any stored run and retrain.
+    Raises on failure after recording ``status: "failed"`` with the error (e.g. :class:`NonFiniteLossError`).
+    """
+    cfg = config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
+    ctx = distributed.setup(cfg.device)
+    path = results.run_path(cfg.run_id, root)
+    existing = results.read_result(cfg.run_id, root)
+    if existing is not None and existing.get("status") == "finished" and not force:
+        return existing
+    distributed.barrier(ctx)  # every rank has read the old status before rank 0 changes anything
+    if ctx.is_main:
+        if path.exists() and (force or (existing is not None and existing.get("status") == "failed")):
+            shutil.rmtree(path)
+        path.mkdir(parents=True, exist_ok=True)
+        results.write_json(path / "config.json", cfg.resolved().to_dict())
+    distributed.barrier(ctx)
+    job = _Run(cfg, ctx, path, show_progress(progress), verbose)
+    try:
+        return job.execute()
+    except (KeyboardInterrupt, SystemExit):
+        raise  # stays "running": the next run() resumes from the last checkpoint
+    except Exception as err:
+        job.fail(err)
+        raise
+
+
+__all__ = ["NonFiniteLossError", "RunConfig", "build_model_and_data", "run"]

@@ -1,0 +1,159 @@
+"""Training loop: config validation, determinism, learning, freezing, NaN stop, linear probe, compile fallback."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from adaptertune import RunConfig, run
+from adaptertune import results as store
+from adaptertune.loop import NonFiniteLossError, lr_at
+
+
+def tiny(**changes) -> RunConfig:
+    """A run of a few seconds: sklearn digits, random-init mini-s, smoke profile."""
+    base = dict(dataset="digits", backbone="mini-s", method="adapter", pretrained=False, profile="smoke", epochs=2,
+                warmup_epochs=1, batch_size=64, limit=400, log_every=2, train_eval_limit=200)
+    return RunConfig(**{**base, **changes})
+
+
+def _comparable(rows: list[dict]) -> list[dict]:
+    timing = {"seconds", "train_seconds", "images_per_s"}
+    return [{k: v for k, v in r.items() if k not in timing} for r in rows]
+
+
+# -- config -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("changes, needle", [
+    ({"method": "lora"}, "('head', 'full', 'adapter')"),
+    ({"precision": "fp16"}, "('fp32', 'bf16')"),
+    ({"profile": "big"}, "('smoke', 'mini', 'paper')"),
+    ({"head_mode": "cached_features"}, "needs method='head'"),
+    ({"rank": 0}, "rank=0"),
+    ({"lr": -1.0}, "lr=-1.0"),
+    ({"warmup_epochs": 9}, "warmup_epochs=9"),
+    ({"epochs": 0}, "epochs=0"),
+    ({"val_fraction": 1.0}, "val_fraction=1.0"),
+    ({"pretrained": "yes"}, "pretrained='yes'"),
+    ({"grad_clip": 0.0}, "grad_clip=0.0"),
+])
+def test_config_rejects_bad_values(changes, needle):
+    with pytest.raises(ValueError) as err:
+        tiny(**changes)
+    assert needle in str(err.value)
+
+
+def test_config_from_dict_rejects_unknown_keys_and_coerces_yaml_floats():
+    with pytest.raises(ValueError, match=r"unknown config key\(s\) \['learning_rate'\]"):
+        RunConfig.from_dict({"dataset": "digits", "backbone": "mini-s", "method": "head", "learning_rate": 1e-3})
+    cfg = RunConfig.from_dict({"dataset": "digits", "backbone": "mini-s", "method": "head", "lr": "1e-3"})
+    assert cfg.lr == 1e-3
+
+
+def test_run_id_hashes_semantic_fields_only():
+    cfg = tiny()
+    assert cfg.run_id == tiny(num_workers=4, log_every=50, compile=True).run_id
+    assert cfg.run_id != tiny(lr=2e-3).run_id and cfg.run_id != tiny(seed=1).run_id
+    assert len(cfg.run_id) == 12
+    # adapter fields do not matter for head-only / full runs, so a rank grid dedupes them
+    assert tiny(method="head", rank=4).run_id == tiny(method="head", rank=32).run_id
+    assert tiny(method="head").resolved().rank is None
+    assert RunConfig.from_dict(json.loads(json.dumps(cfg.resolved().to_dict()))).run_id == cfg.run_id
+
+
+def test_schedule_warms_up_linearly_then_decays_by_cosine_per_step():
+    lrs = [lr_at(s, 1.0, 10, 100) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:])) and lrs[-1] < 1e-3
+    assert lr_at(0, 1.0, 0, 10) == pytest.approx(1.0)
+
+
+# -- training -----------------------------------------------------------------------------------------
+def test_same_config_and_seed_give_identical_metrics(isolated_home):
+    cfg = tiny(epochs=2)
+    a = run(cfg, root=isolated_home / "a", verbose=False)
+    b = run(cfg, root=isolated_home / "b", verbose=False)
+    assert a["metrics"]["test_acc"] == b["metrics"]["test_acc"]
+    assert a["metrics"]["test_loss"] == b["metrics"]["test_loss"]
+    ma = store.load_metrics(cfg.run_id, isolated_home / "a").to_dict("records")
+    mb = store.load_metrics(cfg.run_id, isolated_home / "b").to_dict("records")
+    assert _comparable(ma) == _comparable(mb)
+    assert store.load_steps(cfg.run_id, isolated_home / "a").equals(store.load_steps(cfg.run_id, isolated_home / "b"))
+    other = run(tiny(epochs=2, seed=1), root=isolated_home / "a", verbose=False)
+    assert other["metrics"]["test_loss"] != a["metrics"]["test_loss"]
+
+
+def test_finished_run_is_returned_from_the_store(isolated_home, monkeypatch):
+    cfg = tiny(epochs=1)
+    first = run(cfg, verbose=False)
+    import adaptertune.train as train
+
+    monkeypatch.setattr(train._Run, "execute", lambda self: pytest.fail("a finished run must not train again"))
+    assert run(cfg, verbose=False) == first
+
+
+def test_loss_decreases_on_real_data(isolated_home):
+    cfg = tiny(method="full", epochs=4, limit=1000, batch_size=32, augment=False)  # a ViT from scratch: no aug, more steps
+    result = run(cfg, verbose=False)
+    metrics = store.load_metrics(cfg.run_id)
+    assert list(metrics["epoch"]) == [1, 2, 3, 4]
+    assert metrics["train_loss"].iloc[-1] < metrics["train_loss"].iloc[0] - 0.2
+    assert result["metrics"]["test_acc"] > 0.2  # 10 classes: chance is 0.1
+    assert set(metrics.columns) >= {"train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s"}
+
+
+@pytest.mark.parametrize("method", ["adapter", "head"])
+def test_only_adapters_and_head_change(isolated_home, method):
+    from adaptertune.train import build_model_and_data
+
+    cfg = tiny(method=method, epochs=1, lr=1e-2)
+    run(cfg, verbose=False)
+    initial, _ = build_model_and_data(cfg)
+    trained = store.load_model(cfg.run_id)
+    before, after = initial.state_dict(), trained.state_dict()
+    assert before.keys() == after.keys()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    allowed = {k for k in before if k.startswith("head.") or (method == "adapter" and ".adapter." in k)}
+    assert changed and changed <= allowed
+    assert any(k.startswith("head.") for k in changed)
+    if method == "adapter":
+        assert any(".adapter.up." in k for k in changed)
+
+
+def test_nan_loss_stops_the_run_and_is_recorded(isolated_home):
+    cfg = tiny(lr=1e30, warmup_epochs=0, epochs=2)
+    with pytest.raises(NonFiniteLossError, match="training loss became"):
+        run(cfg, verbose=False)
+    result = store.read_result(cfg.run_id)
+    assert result["status"] == "failed" and "NonFiniteLossError" in result["error"]
+    assert (store.run_path(cfg.run_id) / "config.json").is_file()
+    assert store.load_results().empty and len(store.load_results(status="failed")) == 1
+
+
+def test_linear_probe_on_cached_features(isolated_home):
+    cfg = tiny(method="head", head_mode="cached_features", epochs=2, lr=1e-2)
+    result = run(cfg, verbose=False)
+    assert result["config"]["head_mode"] == "cached_features"
+    assert result["params"]["trainable"] == 64 * 10 + 10
+    assert 0.0 <= result["metrics"]["train_eval_acc"] <= 1.0
+
+
+def test_compile_failure_falls_back_to_eager_with_a_message(isolated_home, monkeypatch, capsys):
+    cfg = tiny(epochs=1)
+    eager = run(cfg, root=isolated_home / "eager", verbose=False)
+
+    def broken(module, *args, **kwargs):
+        def fail(*a, **k):
+            raise RuntimeError("no compiler here")
+        return fail
+
+    monkeypatch.setattr(torch, "compile", broken)
+    compiled = run(tiny(epochs=1, compile=True), root=isolated_home / "compiled", verbose=False)
+    assert "torch.compile failed" in capsys.readouterr().err
+    assert compiled["compiled"] is False
+    assert compiled["metrics"]["test_loss"] == eager["metrics"]["test_loss"]
+
+
+def test_bf16_autocast_runs(isolated_home):
+    result = run(tiny(precision="bf16", epochs=1), verbose=False)
+    assert result["status"] == "finished" and result["config"]["precision"] == "bf16"
