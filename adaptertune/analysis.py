@@ -1,0 +1,233 @@
+"""Failure analysis: where full fine-tuning beats AdapterTune, and what those pairs have in common.
+
+The paper attributes full FT's wins to "small backbone + large domain shift". This module measures both
+sides per (dataset, backbone) pair: the gap (full − adapter, from the run store), the backbone width, and
+two domain-shift measures of the *frozen* pretrained features — how linearly separable the target is
+(the head-only regime's accuracy, a linear probe) and how far the target's feature distribution lies from
+the pretraining source's (Fréchet distance of Gaussian fits). Then per-class errors and the test images
+each regime gets wrong.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import linalg, stats
+from torch import nn
+
+from .tables import METHOD_LABELS, compare, pair_means
+
+
+# -- pair-level gaps and measures ---------------------------------------------------------------------------
+def backbone_width(name: str) -> int:
+    """Token width d of a backbone, without loading weights (mini spec, or a timm model built on 'meta')."""
+    from .backbones import MINI_BACKBONES, resolve_name
+
+    if name in MINI_BACKBONES:
+        return MINI_BACKBONES[name].embed_dim
+    import timm
+
+    with torch.device("meta"):
+        return int(timm.create_model(resolve_name(name).split(".")[0], pretrained=False, num_classes=1).embed_dim)
+
+
+def gap_frame(df: pd.DataFrame, width: Callable[[str], int] = backbone_width) -> pd.DataFrame:
+    """Per pair: seed means of each regime (points), ``gap_points`` = full − adapter, and the backbone width."""
+    means = (100 * pair_means(df)).reset_index()
+    gaps = compare(df, "full", "adapter")[["dataset", "backbone", "diff_points"]].rename(columns={"diff_points": "gap_points"})
+    out = means.merge(gaps, on=["dataset", "backbone"], how="inner")
+    out["width"] = out["backbone"].map(width)
+    if "head" in out:
+        out = out.rename(columns={"head": "linear_probe_acc"})  # head-only = a linear probe of the frozen features
+    return out
+
+
+def correlations(frame: pd.DataFrame, measures: list[str], target: str = "gap_points") -> pd.DataFrame:
+    """Spearman ρ (and p) between the gap and each measure over pairs; NaN where fewer than 3 pairs."""
+    rows = []
+    for m in measures:
+        sub = frame[[m, target]].dropna()
+        if len(sub) >= 3 and sub[m].nunique() > 1 and sub[target].nunique() > 1:
+            rho, p = stats.spearmanr(sub[m], sub[target])
+        else:
+            rho, p = np.nan, np.nan
+        rows.append({"measure": m, "spearman_rho": rho, "p_value": p, "pairs": len(sub)})
+    return pd.DataFrame(rows)
+
+
+def verdict_failures(frame: pd.DataFrame, corr: pd.DataFrame) -> str:
+    """Markdown: where full FT wins, and whether the gap grows with shift / shrinks with width, vs the paper."""
+    wins = frame[frame["gap_points"] > 0].sort_values("gap_points", ascending=False)
+    where = ", ".join(f"{d}/{b} (+{g:.2f})" for d, b, g in zip(wins["dataset"], wins["backbone"], wins["gap_points"]))
+    lines = [f"- Full FT beats AdapterTune on {len(wins)}/{len(frame)} pairs: {where or 'none'}."]
+    by_width = frame.groupby("width")["gap_points"].mean()
+    if len(by_width) > 1:
+        trend = "shrinks" if by_width.iloc[-1] < by_width.iloc[0] else "does **not** shrink"
+        lines.append("- Mean gap by width: " + ", ".join(f"d={w}: {g:+.2f}" for w, g in by_width.items())
+                     + f" — the gap {trend} with width (paper: widest on the smallest backbone).")
+    for _, row in corr.iterrows():
+        if pd.isna(row["spearman_rho"]):
+            lines.append(f"- {row['measure']}: too few pairs ({row['pairs']}) for a correlation.")
+        else:
+            lines.append(f"- Spearman ρ(gap, {row['measure']}) = {row['spearman_rho']:+.2f} over {row['pairs']} pairs "
+                         f"(p = {row['p_value']:.2g}).")
+    return "\n".join(lines)
+
+
+# -- feature-distribution shift ---------------------------------------------------------------------------
+@torch.no_grad()
+def frozen_features(model: nn.Module, dataset, n: int = 1000, batch_size: int = 256, seed: int = 0) -> np.ndarray:
+    """Pre-logit [CLS] features of up to ``n`` examples (seeded subset), eval transforms, no gradients."""
+    model.eval()
+    pick = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:n].tolist()
+    feats = []
+    for start in range(0, len(pick), batch_size):
+        x = torch.stack([dataset[i][0] for i in pick[start:start + batch_size]])
+        feats.append(model.forward_head(model.forward_features(x), pre_logits=True))
+    return torch.cat(feats).double().numpy()
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between Gaussian fits of two feature sets: ``‖μa−μb‖² + Tr(Σa + Σb − 2(ΣaΣb)^½)``."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"feature arrays must be (n, d) with equal d, got {a.shape} and {b.shape}")
+    mu = a.mean(0) - b.mean(0)
+    ca, cb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root = linalg.sqrtm(ca @ cb)
+    return float(mu @ mu + np.trace(ca + cb - 2 * np.real(root)))
+
+
+def source_dataset(profile: str) -> str | None:
+    """The pretraining corpus as a loadable dataset: fmnist_source for the mini backbones; None for ImageNet."""
+    from .pretrain import SOURCE_DATASET
+
+    return SOURCE_DATASET if profile in ("mini", "smoke") else None
+
+
+def shift_measures(pairs: pd.DataFrame, profile: str, images: int = 1000) -> pd.DataFrame:
+    """Per (dataset, backbone): Fréchet distance between frozen pretrained features of the target test split and
+    of the source (NaN where the source is not available offline, e.g. ImageNet for the paper backbones)."""
+    from .backbones import create_backbone, data_config
+    from .data import load_dataset
+
+    source = source_dataset(profile)
+    if source is None:  # nothing to compare against: say so with NaN rather than loading models for nothing
+        return pairs[["dataset", "backbone"]].assign(frechet_to_source=np.nan).reset_index(drop=True)
+    rows = []
+    for backbone, part in pairs.groupby("backbone", sort=False):
+        model = create_backbone(backbone, 1, pretrained=True, profile=profile)
+        cfg = data_config(model)
+        ref = frozen_features(model, load_dataset(source, profile=profile, seed=0, data_config=cfg).test, images)
+        for dataset in part["dataset"]:
+            target = frozen_features(model, load_dataset(dataset, profile=profile, seed=0, data_config=cfg).test, images)
+            rows.append({"dataset": dataset, "backbone": backbone, "frechet_to_source": frechet_distance(ref, target)})
+    return pd.DataFrame(rows, columns=["dataset", "backbone", "frechet_to_source"])
+
+
+def pair_runs(runs: pd.DataFrame, dataset: str, backbone: str) -> pd.DataFrame:
+    return runs[(runs["dataset"] == dataset) & (runs["backbone"] == backbone)].sort_values(["method", "seed"])
+
+
+def pair_errors(runs: pd.DataFrame, dataset: str, backbone: str, root=None) -> pd.DataFrame:
+    """Per-class test errors of every regime and seed on one pair, from the stored predictions."""
+    from . import results
+
+    chosen = pair_runs(runs, dataset, backbone)
+    if chosen.empty:
+        raise LookupError(f"no finished runs for {dataset}/{backbone}")
+    names = results.read_result(chosen["run_id"].iloc[0], root)["dataset"]["class_names"]
+    preds = {rid: results.load_predictions(rid, root) for rid in chosen["run_id"]}
+    return per_class_by_regime(chosen, preds, names)
+
+
+def pair_examples(runs: pd.DataFrame, dataset: str, backbone: str, per_regime: int = 4, seed: int = 0,
+                  root=None) -> tuple[np.ndarray, list[str]]:
+    """Test images each regime (seed ``seed``) gets wrong, preferably alone, with 'regime: true → predicted' captions."""
+    from . import results
+    from .backbones import create_backbone, data_config
+    from .data import load_dataset
+
+    chosen = pair_runs(runs, dataset, backbone)
+    chosen = chosen[chosen["seed"] == seed]
+    info = results.read_result(chosen["run_id"].iloc[0], root)
+    names = info["dataset"]["class_names"]
+    preds = {METHOD_LABELS.get(m, m): results.load_predictions(rid, root) for m, rid in zip(chosen["method"], chosen["run_id"])}
+    y_true = next(iter(preds.values()))["y_true"]
+    cfg = results.load_config(chosen["run_id"].iloc[0], root)
+    dcfg = data_config(create_backbone(backbone, 1, pretrained=False, profile=cfg.profile))
+    test = load_dataset(dataset, profile=cfg.profile, seed=cfg.seed, data_config=dcfg, val_fraction=cfg.val_fraction,
+                        limit=cfg.limit).test
+    picks = wrong_examples(y_true, {r: p["y_pred"] for r, p in preds.items()}, per_regime, seed)
+    labels = [int(test[i][1]) for i in picks["index"]]
+    if labels != picks["y_true"].tolist():
+        raise ValueError(f"stored predictions of {dataset}/{backbone} do not line up with the test split (labels differ)")
+    images = display_images(test, picks["index"].tolist(), dcfg["mean"], dcfg["std"])
+    titles = [f"{r}{' (only)' if o else ''}\n{names[t]} → {names[p]}" for r, t, p, o in
+              zip(picks["regime"], picks["y_true"], picks["y_pred"], picks["only_this_regime_wrong"])]
+    return images, titles
+
+
+# -- per-class errors and examples -----------------------------------------------------------------------
+def per_class_errors(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> pd.DataFrame:
+    """Error rate per true class (``error`` a fraction), with the most frequent wrong prediction."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    rows = []
+    for c, name in enumerate(class_names):
+        mask = y_true == c
+        wrong = y_pred[mask & (y_pred != c)]
+        top = np.bincount(wrong, minlength=len(class_names)).argmax() if len(wrong) else -1
+        rows.append({"class": c, "class_name": name, "n": int(mask.sum()), "errors": int(len(wrong)),
+                     "error": float(len(wrong) / mask.sum()) if mask.any() else np.nan,
+                     "most_confused_with": class_names[top] if top >= 0 else ""})
+    return pd.DataFrame(rows)
+
+
+def per_class_by_regime(runs: pd.DataFrame, predictions: dict[str, dict], class_names: list[str]) -> pd.DataFrame:
+    """Per-class errors of every run in ``runs`` (``predictions``: run_id -> npz dict), labelled by regime and seed."""
+    parts = []
+    for _, run in runs.iterrows():
+        pred = predictions[run["run_id"]]
+        part = per_class_errors(pred["y_true"], pred["y_pred"], class_names)
+        part["regime"], part["seed"], part["run_id"] = METHOD_LABELS.get(run["method"], run["method"]), run["seed"], run["run_id"]
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def wrong_examples(y_true: np.ndarray, preds: dict[str, np.ndarray], per_regime: int = 4, seed: int = 0) -> pd.DataFrame:
+    """For each regime, test indices it gets wrong, preferring those every other regime gets right."""
+    y_true = np.asarray(y_true)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for regime, pred in preds.items():
+        pred = np.asarray(pred)
+        if pred.shape != y_true.shape:
+            raise ValueError(f"predictions of {regime!r} have shape {pred.shape}, labels {y_true.shape}: not the same test set")
+        wrong = pred != y_true
+        others_right = np.logical_and.reduce([np.asarray(p) == y_true for r, p in preds.items() if r != regime]) \
+            if len(preds) > 1 else np.ones_like(wrong)
+        only = np.flatnonzero(wrong & others_right)
+        rest = np.flatnonzero(wrong & ~others_right)
+        picked = list(rng.permutation(only)[:per_regime])
+        picked += list(rng.permutation(rest)[:per_regime - len(picked)])
+        rows += [{"regime": regime, "index": int(i), "y_true": int(y_true[i]), "y_pred": int(pred[i]),
+                  "only_this_regime_wrong": bool(others_right[i])} for i in picked]
+    return pd.DataFrame(rows, columns=["regime", "index", "y_true", "y_pred", "only_this_regime_wrong"])
+
+
+def display_images(dataset, indices: list[int], mean, std) -> np.ndarray:
+    """Test images at ``indices`` un-normalised to [0, 1] (H×W for one channel, H×W×3 otherwise)."""
+    out = []
+    for i in indices:
+        x = dataset[int(i)][0].detach().double()
+        x = x * torch.as_tensor(std, dtype=x.dtype).view(-1, 1, 1) + torch.as_tensor(mean, dtype=x.dtype).view(-1, 1, 1)
+        x = x.clamp(0, 1).numpy()
+        out.append(x[0] if x.shape[0] == 1 else np.transpose(x, (1, 2, 0)))
+    return np.stack(out) if out else np.zeros((0, 1, 1))
+
+
+__all__ = ["backbone_width", "correlations", "display_images", "frechet_distance", "frozen_features", "gap_frame",
+           "pair_errors", "pair_examples", "per_class_by_regime", "per_class_errors", "shift_measures", "source_dataset",
+           "verdict_failures", "wrong_examples"]

@@ -1,0 +1,309 @@
+"""Every figure of the notebooks. One place decides file names (``FIGURES``) and style (``set_style``).
+
+Each function takes tidy DataFrames (from :mod:`adaptertune.tables`, :mod:`adaptertune.theory` or
+:mod:`adaptertune.analysis`) and returns a matplotlib Figure; :func:`save` writes PNG + PDF under
+``figures/<profile>/`` and, on profile smoke, stamps "SMOKE — plumbing only, not results" across it so a
+plumbing figure can never pass for a result.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+from .paths import figures_dir
+from .tables import METHOD_LABELS
+
+# figure key -> file stem; the notebooks refer to figures by key only.
+FIGURES = {
+    "placement_schematic": "fig01_adapter_placement",
+    "early_training": "fig01_zero_vs_random_early_training",
+    "spectra": "fig02_task_shift_spectra",
+    "tail": "fig02_eckart_young_tail",
+    "elbow_overlay": "fig02_predicted_vs_measured_elbow",
+    "bound": "fig02_synthetic_bound",
+    "main_results": "fig03_main_results",
+    "generalisation_gap": "fig03_generalisation_gap",
+    "rank_curve": "fig04_rank_elbow",
+    "placement": "fig04_placement_tradeoff",
+    "init": "fig04_init_seed_spread",
+    "sensitivity": "fig04_sensitivity",
+    "gap_vs_shift": "fig05_gap_vs_domain_shift",
+    "gap_vs_width": "fig05_gap_vs_backbone_width",
+    "per_class": "fig05_per_class_errors",
+    "examples": "fig05_misclassified_examples",
+}
+SMOKE_LABEL = "SMOKE — plumbing only, not results"
+REGIME_PALETTE = {METHOD_LABELS["head"]: "#8c8c8c", METHOD_LABELS["adapter"]: "#d1495b", METHOD_LABELS["full"]: "#00798c"}
+REGIME_ORDER = [METHOD_LABELS[m] for m in ("head", "adapter", "full")]
+
+
+def set_style() -> None:
+    """The one style of every figure: seaborn whitegrid, paper context, a fixed regime palette."""
+    sns.set_theme(style="whitegrid", context="notebook", font_scale=0.9)
+    plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 150, "savefig.bbox": "tight", "axes.titleweight": "bold"})
+
+
+def figure_dir(profile: str) -> Path:
+    return figures_dir() / profile
+
+
+def save(fig: Figure, key: str, profile: str, out_dir: str | Path | None = None) -> dict[str, Path]:
+    """Write ``<stem>.png`` and ``<stem>.pdf``; on profile smoke the figure is stamped first."""
+    if key not in FIGURES:
+        raise ValueError(f"figure key {key!r} is unknown: choose one of {sorted(FIGURES)}")
+    if profile == "smoke":
+        fig.text(0.5, 0.5, SMOKE_LABEL, ha="center", va="center", rotation=20, fontsize=16, color="red", alpha=0.55,
+                 fontweight="bold", transform=fig.transFigure, zorder=1000)
+        fig.suptitle(SMOKE_LABEL, color="red", fontweight="bold")
+    out = Path(out_dir) if out_dir is not None else figure_dir(profile)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {ext: out / f"{FIGURES[key]}.{ext}" for ext in ("png", "pdf")}
+    for path in paths.values():
+        fig.savefig(path)
+    return paths
+
+
+def _regime(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.copy()
+    out["regime"] = out["method"].map(lambda m: METHOD_LABELS.get(m, m))
+    return out
+
+
+# -- notebook 01 --------------------------------------------------------------------------------------
+def placement_schematic(depth: int = 6, every: int = 1, start: int = 0) -> Figure:
+    """Where adapters sit: on the *whole* block output (not inside the MLP), residual ``h + s·A(h)``."""
+    adapted = set(range(start, depth, every))
+    step = 2.1
+    fig, ax = plt.subplots(figsize=(1.5 + 1.6 * depth, 3.6))
+    ax.set_xlim(-1.3, step * depth + 0.7), ax.set_ylim(-1.6, 1.7), ax.axis("off"), ax.set_aspect("equal")
+    frozen, train = "#c9d6df", REGIME_PALETTE[METHOD_LABELS["adapter"]]
+
+    def box(x, y, w, h, fill, text, **kw):
+        ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.04", fc=fill, ec="k", lw=1))
+        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=8, **kw)
+
+    def arrow(a, b):
+        ax.add_patch(FancyArrowPatch(a, b, arrowstyle="-|>", mutation_scale=10, color="k", lw=1, shrinkA=0, shrinkB=0))
+
+    box(-1.2, -0.45, 0.8, 0.9, frozen, "patch\nembed")
+    arrow((-0.4, 0), (0, 0))
+    for i in range(depth):
+        x = step * i
+        box(x, -0.45, 1.0, 0.9, frozen, f"block {i}\n(frozen)")
+        nxt = x + step
+        if i in adapted:
+            xc = x + 1.6
+            ax.add_patch(plt.Circle((xc, 0), 0.13, fc="white", ec="k", lw=1, zorder=3))
+            ax.text(xc, 0, "+", ha="center", va="center", fontsize=10, fontweight="bold", zorder=4)
+            box(xc - 0.25, 0.85, 0.5, 0.5, train, "A", color="white", fontweight="bold")
+            arrow((x + 1.0, 0), (xc - 0.13, 0))
+            ax.plot([x + 1.15, x + 1.15], [0, 1.1], color="k", lw=1)  # branch: h goes to the adapter ...
+            arrow((x + 1.15, 1.1), (xc - 0.25, 1.1))
+            arrow((xc, 0.85), (xc, 0.13))  # ... and s·A(h) is added back
+            arrow((xc + 0.13, 0), (nxt, 0))
+        else:
+            arrow((x + 1.0, 0), (nxt, 0))
+    box(step * depth, -0.45, 0.5, 0.9, train, "head", rotation=90, color="white")
+    ax.text(-1.2, -0.95, r"$h' = h + s\,(W_{up}\,\mathrm{GELU}(W_{down}h + b_{down}) + b_{up})$;  "
+            r"$W_{up}=0,\ b_{up}=0$ at init  $\Rightarrow$  $h' = h$ exactly", fontsize=9)
+    ax.text(-1.2, -1.4, f"red = trainable, grey = frozen; adapters on blocks {sorted(adapted)} (every={every}, start={start})",
+            fontsize=8, color="0.3")
+    return fig
+
+
+def early_training(steps: pd.DataFrame, max_epochs: float | None = None) -> Figure:
+    """Training loss over the first updates, zero vs random init (one line per seed): no early drift."""
+    data = steps if max_epochs is None else steps[steps["epoch"] < max_epochs]
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    sns.lineplot(data=data, x="step", y="loss", hue="init", style="init", units="seed", estimator=None, ax=ax,
+                 alpha=0.8, palette={"zero": "#d1495b", "random": "#30638e"}, dashes={"zero": "", "random": (3, 2)})
+    ax.set(xlabel="update", ylabel="training loss (global batch)", title="Early training: zero vs random adapter init")
+    return fig
+
+
+# -- notebook 02 --------------------------------------------------------------------------------------
+def spectra(spectrum: pd.DataFrame, summary: pd.DataFrame, title: str = "") -> Figure:
+    """Singular values of the estimated task shift per block (log-log) with each block's fitted power law."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    sns.lineplot(data=spectrum, x="i", y="sigma", hue="block", palette="viridis", ax=ax, marker=".", legend="full")
+    for _, row in summary.iterrows():
+        i = np.arange(1, spectrum["i"].max() + 1)
+        ax.plot(i, row["c"] * i ** (-row["alpha"]), ls=":", lw=1, color="0.4")
+    ax.set(xscale="log", yscale="log", xlabel="index i", ylabel=r"$\sigma_i$ of the least-squares shift $M$",
+           title=title or r"Task-shift spectra (dotted: fitted $c\,i^{-\alpha}$)")
+    return fig
+
+
+def tail(tails: pd.DataFrame, title: str = "") -> Figure:
+    """Relative Eckart–Young tail ``sqrt(Σ_{i>r} σ_i²)/‖M‖_F`` vs rank, per block."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    sns.lineplot(data=tails, x="rank", y="tail_rel", hue="block", palette="viridis", marker="o", ax=ax)
+    ax.set(xscale="log", xlabel="adapter rank r", ylabel="relative tail error", ylim=(0, 1.02),
+           title=title or "Best rank-r approximation error of the task shift")
+    ranks = sorted({int(r) for r in tails["rank"]})
+    ax.set_xticks(ranks, labels=[str(r) for r in ranks])
+    return fig
+
+
+def elbow_overlay(rank_runs: pd.DataFrame, tails: pd.DataFrame, predicted: int, measured: int | None = None) -> Figure:
+    """Measured accuracy vs rank (mean ± sd over seeds) beside the mean tail, with the predicted elbow marked."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    data = rank_runs.assign(acc=100 * rank_runs["test_acc"])
+    sns.lineplot(data=data, x="rank", y="acc", errorbar="sd", marker="o", color=REGIME_PALETTE["AdapterTune"], ax=ax,
+                 label="test accuracy (runs)")
+    ax2 = ax.twinx()
+    mean_tail = tails.groupby("rank")["tail_rel"].mean()
+    ax2.plot(mean_tail.index, mean_tail.values, ls="--", color="0.35", marker="s", ms=3, label="mean relative tail (theory)")
+    ax2.set(ylabel="relative tail error", ylim=(0, 1.02)), ax2.grid(False)
+    ax.axvline(predicted, color="k", ls=":", lw=1.5)
+    ax.text(predicted, ax.get_ylim()[0], f" predicted elbow r={predicted}", rotation=90, va="bottom", fontsize=8)
+    if measured is not None:
+        ax.axvline(measured, color=REGIME_PALETTE["AdapterTune"], ls="-.", lw=1)
+        ax.text(measured, ax.get_ylim()[1], f" measured r={measured}", rotation=90, va="top", fontsize=8)
+    ranks = sorted({int(r) for r in data["rank"]})
+    ax.set(xscale="log", xlabel="adapter rank r", ylabel="test accuracy (%)", title="Elbow: theory vs measurement")
+    ax.set_xticks(ranks, labels=[str(r) for r in ranks])
+    lines = ax.get_legend_handles_labels(), ax2.get_legend_handles_labels()
+    ax.legend(lines[0][0] + lines[1][0], lines[0][1] + lines[1][1], loc="center right", fontsize=8)
+    return fig
+
+
+def bound(table: pd.DataFrame) -> Figure:
+    """Synthetic check: measured error of the best rank-r map vs the bound ``B² Σ_{i>r} σ_i²``."""
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    long = table.melt(id_vars="rank", value_vars=["mse", "bound"], var_name="quantity", value_name="value")
+    sns.lineplot(data=long, x="rank", y="value", hue="quantity", style="quantity", markers=True, ax=ax)
+    ax.set(xscale="log", yscale="log", xlabel="rank r", ylabel=r"$E\|\Delta(h) - A_r(h)\|^2$",
+           title="Synthetic linear shift: the bound holds")
+    return fig
+
+
+# -- notebook 03 --------------------------------------------------------------------------------------
+def main_results(df: pd.DataFrame, datasets: list[str] | None = None) -> Figure:
+    """Test accuracy per dataset and regime (bars = seed mean, error bars = sd), one panel per backbone."""
+    data = _regime(df).assign(acc=lambda d: 100 * d["test_acc"])
+    grid = sns.catplot(data=data, x="dataset", y="acc", hue="regime", col="backbone", kind="bar", errorbar="sd",
+                       order=[d for d in datasets if d in set(data["dataset"])] if datasets else None,
+                       hue_order=[r for r in REGIME_ORDER if r in set(data["regime"])], palette=REGIME_PALETTE,
+                       height=3.6, aspect=1.2)
+    grid.set_axis_labels("", "test accuracy (%)")
+    return grid.figure
+
+
+def generalisation_gap(gaps: pd.DataFrame) -> Figure:
+    """``train_eval_acc − test_acc`` (points) per regime and dataset, one panel per backbone."""
+    grid = sns.catplot(data=gaps, x="dataset", y="gap_points", hue="regime", col="backbone", kind="bar", errorbar="sd",
+                       hue_order=[r for r in REGIME_ORDER if r in set(gaps["regime"])], palette=REGIME_PALETTE,
+                       height=3.6, aspect=1.2)
+    grid.set_axis_labels("", "train − test accuracy (points)")
+    for ax in grid.axes.flat:
+        ax.axhline(0, color="k", lw=0.8)
+    return grid.figure
+
+
+# -- notebook 04 --------------------------------------------------------------------------------------
+def rank_curve(rank_runs: pd.DataFrame, references: pd.DataFrame | None = None, elbow: int | None = None,
+               title: str = "") -> Figure:
+    """Accuracy vs rank (mean ± sd over seeds); dashed lines: head-only / full FT means on the same pair."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    data = rank_runs.assign(acc=100 * rank_runs["test_acc"])
+    sns.lineplot(data=data, x="rank", y="acc", errorbar="sd", marker="o", color=REGIME_PALETTE["AdapterTune"], ax=ax,
+                 label="AdapterTune")
+    if references is not None and len(references):
+        for method, acc in references.groupby("method")["test_acc"].mean().items():
+            label = METHOD_LABELS.get(method, method)
+            ax.axhline(100 * acc, ls="--", color=REGIME_PALETTE.get(label, "0.5"), label=label)
+    if elbow is not None:
+        ax.axvline(elbow, color="k", ls=":", lw=1.2, label=f"elbow r={elbow}")
+    ranks = sorted({int(r) for r in data["rank"]})
+    ax.set(xscale="log", xlabel="adapter rank r", ylabel="test accuracy (%)", title=title or "Accuracy vs rank")
+    ax.set_xticks(ranks, labels=[str(r) for r in ranks])
+    ax.legend(fontsize=8)
+    return fig
+
+
+def placement(df: pd.DataFrame) -> Figure:
+    """Cost/accuracy trade-off of placements: accuracy vs training throughput, marker size ~ parameters."""
+    data = df.sort_values(["every", "start"])
+    data = data.assign(acc=100 * data["test_acc"],
+                       placement=[f"every {int(e)}\nstart {int(s)}" for e, s in zip(data["every"], data["start"])])
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    sns.pointplot(data=data, x="placement", y="acc", errorbar="sd", ax=axes[0], color=REGIME_PALETTE["AdapterTune"],
+                  linestyle="none")
+    axes[0].set(xlabel="", ylabel="test accuracy (%)", title="Accuracy (mean ± sd)")
+    sns.scatterplot(data=data, x="train_images_per_s", y="acc", hue="placement", size="trainable_params", ax=axes[1])
+    axes[1].set(xlabel="training throughput (images/s)", ylabel="test accuracy (%)", title="Cost vs accuracy")
+    axes[1].legend(fontsize=7, loc="best")
+    return fig
+
+
+def init_spread(df: pd.DataFrame) -> Figure:
+    """Zero vs random init: every seed's accuracy, to show the spread the paper's std summarises."""
+    data = df.assign(acc=100 * df["test_acc"])
+    fig, ax = plt.subplots(figsize=(4.5, 3.8))
+    sns.boxplot(data=data, x="init", y="acc", ax=ax, color="0.9", order=["zero", "random"])
+    sns.stripplot(data=data, x="init", y="acc", ax=ax, order=["zero", "random"], color=REGIME_PALETTE["AdapterTune"], size=7)
+    ax.set(xlabel="adapter init", ylabel="test accuracy (%)", title="Seed spread by init")
+    return fig
+
+
+def sensitivity(table: pd.DataFrame) -> Figure:
+    """Tab.5 as a figure: accuracy vs each knob's value (log x), one panel per knob."""
+    knobs = list(dict.fromkeys(table["knob"]))
+    fig, axes = plt.subplots(1, len(knobs), figsize=(4 * len(knobs), 3.6), squeeze=False)
+    for ax, knob in zip(axes[0], knobs):
+        part = table[table["knob"] == knob].sort_values("value")
+        ax.errorbar(part["value"], part["mean_points"], yerr=part["std_points"].fillna(0), marker="o",
+                    color=REGIME_PALETTE["AdapterTune"], capsize=3)
+        positive = (part["value"] > 0).all()
+        ax.set(xscale="log" if positive else "symlog", xlabel=knob, ylabel="test accuracy (%)", title=knob)
+    return fig
+
+
+# -- notebook 05 --------------------------------------------------------------------------------------
+def gap_vs(frame: pd.DataFrame, x: str, xlabel: str, title: str = "") -> Figure:
+    """Full − AdapterTune gap per pair against a pair-level measure (domain shift, width); labels = dataset."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    sns.scatterplot(data=frame, x=x, y="gap_points", hue="backbone", style="backbone", s=80, ax=ax)
+    for _, row in frame.iterrows():
+        ax.annotate(row["dataset"], (row[x], row["gap_points"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set(xlabel=xlabel, ylabel="full FT − AdapterTune (points)", title=title or f"Where full FT wins vs {xlabel}")
+    return fig
+
+
+def per_class(errors: pd.DataFrame, title: str = "") -> Figure:
+    """Heatmap of per-class error rates (%): rows classes, columns regimes."""
+    wide = errors.pivot_table(index="class_name", columns="regime", values="error", aggfunc="mean")
+    wide = wide.reindex(errors.sort_values("class")["class_name"].unique())  # class-index order, not alphabetical
+    wide = wide[[r for r in REGIME_ORDER if r in wide.columns]] * 100
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * wide.shape[1], 0.9 + 0.32 * len(wide)))
+    sns.heatmap(wide, annot=True, fmt=".1f", cmap="rocket_r", ax=ax, cbar_kws={"label": "error (%)"})
+    ax.set(xlabel="", ylabel="", title=title or "Per-class test error")
+    return fig
+
+
+def examples(images: np.ndarray, titles: list[str], ncols: int = 6, title: str = "") -> Figure:
+    """A grid of test images (H×W or H×W×3 arrays in [0, 1]) with their captions."""
+    n = len(images)
+    nrows = max(1, int(np.ceil(n / ncols)))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.9 * ncols, 2.2 * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, img, text in zip(axes.flat, images, titles):
+        ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
+        ax.set_title(text, fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+__all__ = ["FIGURES", "REGIME_ORDER", "REGIME_PALETTE", "SMOKE_LABEL", "bound", "early_training", "elbow_overlay",
+           "examples", "figure_dir", "gap_vs", "generalisation_gap", "init_spread", "main_results", "per_class",
+           "placement", "placement_schematic", "rank_curve", "save", "sensitivity", "set_style", "spectra", "tail"]

@@ -1,0 +1,255 @@
+"""Every table of the paper, as a pure function of the results DataFrame (``adaptertune.load_results()``).
+
+Accuracies in the store are fractions; tables show percentage points with ``mean ± std`` over seeds
+(sample std, ddof=1; a single seed shows ``(n=1)`` instead of a std). Comparisons ("wins") use the seed
+means. The sentences that compare these tables with the paper live in ``verdicts.py``. Files land in ``figures/tables/<profile>/``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .atomic import atomic_write_bytes
+from .paths import figures_dir
+
+METHOD_ORDER = ("head", "adapter", "full")
+METHOD_LABELS = {"head": "Head-only", "adapter": "AdapterTune", "full": "Full FT"}
+PAIR = ["dataset", "backbone"]
+
+
+
+# -- summaries ----------------------------------------------------------------------------------------
+def _require(df: pd.DataFrame, columns: list[str]) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"results frame lacks column(s) {missing}; it has {list(df.columns)}")
+
+
+def seed_summary(df: pd.DataFrame, by: list[str], metric: str = "test_acc") -> pd.DataFrame:
+    """Mean, sample std (ddof=1), min, max and n of ``metric`` over the rows of each group (the seeds)."""
+    _require(df, by + [metric])
+    grouped = df.groupby(by, dropna=False, sort=True)[metric]
+    out = grouped.agg(mean="mean", std=lambda s: s.std(ddof=1) if len(s) > 1 else np.nan, min="min", max="max", n="count")
+    return out.reset_index()
+
+
+def pm(mean: float, std: float, n: int, digits: int = 2) -> str:
+    """``mean ± std`` in points, or ``mean (n=1)`` where there is no spread to report."""
+    if pd.isna(mean):
+        return "—"
+    if n <= 1 or pd.isna(std):
+        return f"{100 * mean:.{digits}f} (n={int(n)})"
+    return f"{100 * mean:.{digits}f} ± {100 * std:.{digits}f}"
+
+
+def _ordered_methods(methods) -> list[str]:
+    present = list(dict.fromkeys(methods))
+    return [m for m in METHOD_ORDER if m in present] + [m for m in present if m not in METHOD_ORDER]
+
+
+def main_table(df: pd.DataFrame, datasets: list[str] | None = None) -> pd.DataFrame:
+    """Tab.2 / Tab.6: rows (backbone, regime), columns datasets, cells ``mean ± std`` of test accuracy."""
+    summary = seed_summary(df, ["backbone", "method", "dataset"])
+    summary["cell"] = [pm(m, s, n) for m, s, n in zip(summary["mean"], summary["std"], summary["n"])]
+    wide = summary.pivot(index=["backbone", "method"], columns="dataset", values="cell")
+    cols = [d for d in (datasets or sorted(summary["dataset"].unique())) if d in wide.columns]
+    order = [(b, m) for b in sorted(summary["backbone"].unique()) for m in _ordered_methods(summary["method"])
+             if (b, m) in wide.index]
+    wide = wide.loc[order, cols].fillna("—")
+    wide.index = wide.index.set_names(["backbone", "regime"]).set_levels(
+        [wide.index.levels[0], [METHOD_LABELS.get(m, m) for m in wide.index.levels[1]]])
+    wide.columns.name = None
+    return wide
+
+
+def pair_means(df: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
+    """One row per (dataset, backbone), one column per regime: the seed-mean of ``metric``."""
+    summary = seed_summary(df, PAIR + ["method"], metric)
+    wide = summary.pivot(index=PAIR, columns="method", values="mean")
+    wide.columns.name = None
+    return wide
+
+
+def compare(df: pd.DataFrame, a: str = "adapter", b: str = "full", tol: float = 0.0) -> pd.DataFrame:
+    """Per pair that has both regimes: means of ``a`` and ``b``, ``diff = a − b`` (points) and the winner."""
+    means = pair_means(df)
+    if a not in means or b not in means:
+        return pd.DataFrame(columns=PAIR + [a, b, "diff_points", "winner"])
+    both = means[[a, b]].dropna().reset_index()
+    both["diff_points"] = 100 * (both[a] - both[b])
+    both["winner"] = np.where(both["diff_points"] > 100 * tol, a, np.where(both["diff_points"] < -100 * tol, b, "tie"))
+    return both
+
+
+def win_loss(df: pd.DataFrame, a: str = "adapter", b: str = "full", tol: float = 0.0) -> dict[str, int]:
+    """Counts of pairs where ``a`` wins, loses and ties against ``b`` (by seed means; ``tol`` in fractions)."""
+    table = compare(df, a, b, tol)
+    return {"wins": int((table["winner"] == a).sum()), "losses": int((table["winner"] == b).sum()),
+            "ties": int((table["winner"] == "tie").sum()), "pairs": len(table)}
+
+
+def gain_table(df: pd.DataFrame, over: str = "head") -> pd.DataFrame:
+    """Gain of AdapterTune over ``over`` per pair, in points, plus a mean row (the paper's +14.9 over head-only)."""
+    table = compare(df, "adapter", over)
+    out = table[PAIR + ["adapter", over, "diff_points"]].rename(columns={"diff_points": f"gain_over_{over}_points"})
+    for col in ("adapter", over):
+        out[col] = 100 * out[col]
+    return out
+
+
+def generalisation_gap(df: pd.DataFrame) -> pd.DataFrame:
+    """Per run: ``train_eval_acc − test_acc`` in points (clean-transform training accuracy minus test)."""
+    _require(df, PAIR + ["method", "seed", "train_eval_acc", "test_acc"])
+    out = df[PAIR + ["method", "seed", "train_eval_acc", "test_acc"]].copy()
+    out["gap_points"] = 100 * (out["train_eval_acc"] - out["test_acc"])
+    out["regime"] = out["method"].map(lambda m: METHOD_LABELS.get(m, m))
+    return out
+
+
+def gap_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Generalisation gap per regime: mean over all runs, and per pair means pivoted by regime."""
+    gaps = generalisation_gap(df)
+    table = gaps.groupby("method")["gap_points"].agg(["mean", "std", "count"]).reindex(_ordered_methods(gaps["method"]))
+    table.index = [METHOD_LABELS.get(m, m) for m in table.index]
+    table.index.name = "regime"
+    return table.rename(columns={"mean": "gap_mean_points", "std": "gap_std_points", "count": "runs"})
+
+
+# -- ablations ----------------------------------------------------------------------------------------
+def knob_table(df: pd.DataFrame, knob: str, extra: tuple[str, ...] = ("trainable_params",)) -> pd.DataFrame:
+    """Accuracy ``mean ± std`` per value of one knob (rank, every, init, ...) with the mean of ``extra`` columns."""
+    by = [knob] if isinstance(knob, str) else list(knob)
+    summary = seed_summary(df, by)
+    summary["test_acc"] = [pm(m, s, n) for m, s, n in zip(summary["mean"], summary["std"], summary["n"])]
+    summary["mean_points"] = 100 * summary["mean"]
+    summary["std_points"] = 100 * summary["std"]
+    for col in extra:
+        if col in df.columns:
+            summary[col] = df.groupby(by, dropna=False, sort=True)[col].mean().to_numpy()
+    return summary.drop(columns=["mean", "std", "min", "max"]).rename(columns={"n": "seeds"})
+
+
+def rank_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Tab.3: test accuracy per adapter rank, with trainable parameters."""
+    return knob_table(df[df["method"] == "adapter"], "rank").astype({"rank": int})
+
+
+def measured_elbow(rank_df: pd.DataFrame, tol_points: float = 0.5) -> int:
+    """Smallest rank whose mean accuracy is within ``tol_points`` of the best rank's (the measured elbow)."""
+    table = rank_table(rank_df)
+    if table.empty:
+        raise ValueError("no adapter runs in the rank frame: cannot locate an elbow")
+    best = table["mean_points"].max()
+    return int(table.loc[table["mean_points"] >= best - tol_points, "rank"].min())
+
+
+def placement_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Tab.4 (placement): every × start, accuracy with the cost columns (params, training throughput, time)."""
+    extra = ("trainable_params", "train_images_per_s", "wall_s")
+    return knob_table(df[df["method"] == "adapter"], ["every", "start"], extra).astype({"every": int, "start": int})
+
+
+def init_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Tab.4 (init): zero vs small random init, mean and std across seeds."""
+    return knob_table(df[df["method"] == "adapter"], "init")
+
+
+def sensitivity_table(df: pd.DataFrame, defaults: dict[str, float]) -> pd.DataFrame:
+    """Tab.5: for each knob (lr, weight_decay, scale), accuracy at each value with the other knobs at default."""
+    adapters = df[df["method"] == "adapter"]
+    parts = []
+    for knob in defaults:
+        others = [k for k in defaults if k != knob]
+        mask = np.logical_and.reduce([np.isclose(adapters[k].astype(float), float(defaults[k])) for k in others]) \
+            if others else np.ones(len(adapters), bool)
+        part = knob_table(adapters[mask], knob, extra=())
+        part.insert(0, "knob", knob)
+        parts.append(part.rename(columns={knob: "value"}))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+# -- Tab.1 --------------------------------------------------------------------------------------------
+def with_full_ft_fraction(params: pd.DataFrame) -> pd.DataFrame:
+    """Add ``pct_of_full_ft``: trainable / what full fine-tuning trains (backbone + head).
+
+    Recomputed here from a table's own head/full rows (so it works on any counts frame, not only
+    ``params_table``'s); this denominator, head included, reproduces the paper's 0.917% mean.
+    """
+    plain = params[params["method"].isin(["head", "full"])]
+    full_ft = plain.groupby(["backbone", "num_classes"])["total"].first().rename("full_ft_params")
+    out = params.merge(full_ft, left_on=["backbone", "num_classes"], right_index=True, how="left")
+    out["pct_of_full_ft"] = 100 * out["trainable"] / out["full_ft_params"]
+    return out
+
+
+def core_pair_fractions(backbones: dict[str, tuple[int, int, int]], classes: dict[str, int], rank: int = 16,
+                        every: int = 1) -> pd.DataFrame:
+    """Adapter % of full FT for every backbone × dataset; ``backbones``: name -> (depth, dim, params without head)."""
+    from .regimes import expected_trainable
+
+    rows = []
+    for name, (depth, dim, bare) in backbones.items():
+        for dataset, c in classes.items():
+            trainable = expected_trainable(depth, dim, c, "adapter", rank=rank, every=every)
+            head = dim * c + c
+            rows.append({"backbone": name, "dataset": dataset, "classes": c, "trainable": trainable,
+                         "pct_of_backbone": 100 * trainable / bare, "pct_of_full_ft": 100 * trainable / (bare + head)})
+    return pd.DataFrame(rows)
+
+
+PAPER_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "pets": 37, "food101": 101}
+
+
+def backbone_shapes(params: pd.DataFrame, rank: int = 16) -> dict[str, tuple[int, int, int]]:
+    """name -> (adapters at every=1, width d, params without head), read back from a Tab.1 frame's counts."""
+    out = {}
+    for name, rows in params.groupby("backbone", sort=False):
+        head = rows[rows["method"] == "head"].iloc[0]
+        dim = int(head["trainable"] // head["num_classes"]) - 1
+        adapter = rows[(rows["method"] == "adapter") & (rows["every"] == 1) & (rows["rank"] == rank)].iloc[0]
+        per = 2 * dim * rank + rank + dim
+        out[name] = (int((adapter["trainable"] - head["trainable"]) // per), dim, int(head["backbone_params"]))
+    return out
+
+
+# -- writing ------------------------------------------------------------------------------------------
+def tables_dir(profile: str) -> Path:
+    return figures_dir() / "tables" / profile
+
+
+def _float_formats(frame: pd.DataFrame) -> list[str]:
+    """Per column: whole numbers without decimals, large ones with one, the rest with 4 significant digits."""
+    formats = []
+    for col in frame.columns:
+        values = frame[col].dropna() if frame[col].dtype.kind in "fiu" else pd.Series([], dtype=float)
+        whole, large = len(values) and (values == values.round()).all(), len(values) and values.abs().max() >= 1000
+        formats.append(".0f" if whole else ".1f" if large else ".4g")
+    return formats
+
+
+def write_table(table: pd.DataFrame, name: str, profile: str, caption: str = "",
+                out_dir: str | Path | None = None) -> dict[str, Path]:
+    """``<name>.csv`` / ``.md`` / ``.tex`` under ``figures/tables/<profile>/``; smoke tables carry a warning line."""
+    if not name or "/" in name:
+        raise ValueError(f"table name {name!r} is not allowed: use a plain file stem like 'tab2_main'")
+    out = Path(out_dir) if out_dir is not None else tables_dir(profile)
+    out.mkdir(parents=True, exist_ok=True)
+    warn = "SMOKE — plumbing only, not results. " if profile == "smoke" else ""
+    keep_index = not isinstance(table.index, pd.RangeIndex)
+    flat = table.reset_index() if keep_index else table  # CSV / Markdown: index levels become plain columns
+    head = f"**{warn}{caption}**\n\n" if (warn or caption) else ""
+    texts = {"csv": flat.to_csv(index=False),
+             "md": head + flat.to_markdown(index=False, floatfmt=_float_formats(flat)) + "\n",
+             "tex": table.to_latex(index=keep_index, caption=(warn + caption) or None, label=f"tab:{name}",
+                                   float_format="%.4g", escape=True)}
+    return {kind: atomic_write_bytes(out / f"{name}.{kind}", text.encode()) for kind, text in texts.items()}
+
+
+__all__ = [
+    "METHOD_LABELS", "METHOD_ORDER", "PAPER_CLASSES", "backbone_shapes", "compare", "core_pair_fractions",
+    "gain_table", "gap_table", "generalisation_gap", "init_table", "knob_table", "main_table", "measured_elbow",
+    "pair_means", "placement_table", "pm", "rank_table", "seed_summary", "sensitivity_table", "tables_dir",
+    "win_loss", "with_full_ft_fraction", "write_table",
+]

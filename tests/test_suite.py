@@ -1,0 +1,143 @@
+"""The notebook suite: notebook conventions, parameter checking, planning, failure reporting, and the smoke
+suite end to end (pretraining, sweep, five notebooks, HTML appendix) in a throw-away project home."""
+from __future__ import annotations
+
+import ast
+import json
+
+import nbformat
+import pytest
+
+from adaptertune import experiments, plots, suite
+
+NOTEBOOKS = suite.notebooks()
+
+
+def test_five_notebooks_in_order():
+    assert [nb.stem for nb in NOTEBOOKS] == ["01_method", "02_theory", "03_main_results", "04_ablations",
+                                             "05_failure_analysis"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_conventions(path):
+    book = nbformat.read(path, as_version=4)
+    first = book.cells[0]
+    assert first.cell_type == "markdown" and first.source.startswith("# ") and "Claim" in first.source
+    tagged = [c for c in book.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
+    declared = suite.declared_parameters(path)
+    lines = [ln for ln in tagged[0].source.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    assert len(declared) == len(lines), "every line of the parameters cell must parse (papermill skips bad ones)"
+    assert declared["profile"]["default"] == '"mini"' and declared["profile"]["inferred_type_name"] == "str"
+    code = [c.source for c in book.cells if c.cell_type == "code"]
+    for source in code:
+        defined = [n for n in ast.walk(ast.parse(source)) if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.Lambda))]
+        assert not defined, "notebooks call the package; they define nothing"
+        assert "../" not in source and "os.chdir" not in source
+    assert "assert " in code[-1], "a notebook ends with assertions on what it produced"
+    assert not any(c.get("outputs") for c in book.cells if c.cell_type == "code"), "commit notebooks without outputs"
+
+
+def test_unknown_parameter_is_an_error_naming_the_notebook():
+    with pytest.raises(ValueError, match=r"\['bogus'\] are not declared by notebook 01_method.ipynb"):
+        suite.check_parameters(NOTEBOOKS, {"profile": "smoke", "bogus": 1})
+    suite.check_parameters(NOTEBOOKS, {"profile": "smoke", "run_missing": False})  # declared by all five
+    with pytest.raises(ValueError, match="images"):
+        suite.check_parameters(NOTEBOOKS, {"images": 8})  # only 02 declares it
+    suite.check_parameters(suite.notebooks(["02"]), {"images": 8})
+
+
+def test_only_and_param_parsing():
+    assert [nb.stem for nb in suite.notebooks(["03"])] == ["03_main_results"]
+    assert len(suite.notebooks(["01", "05"])) == 2
+    with pytest.raises(ValueError, match="matches no notebook"):
+        suite.notebooks(["09"])
+    assert suite.parse_param("images=256") == ("images", 256)
+    assert suite.parse_param("energy=0.8") == ("energy", 0.8)
+    assert suite.parse_param("run_missing=False") == ("run_missing", False)
+    assert suite.parse_param("profile=mini") == ("profile", "mini")
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        suite.parse_param("images")
+
+
+def test_dry_run_lists_runs_and_trains_nothing(isolated_home, capsys):
+    assert suite.main(["--profile", "smoke", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(experiments.all_configs('smoke'))} runs" in out and "dry run: nothing trained" in out
+    for cfg in experiments.all_configs("smoke"):
+        assert cfg.run_id in out
+    assert not (isolated_home / "results").exists() and not (isolated_home / "data" / "backbones").exists()
+
+
+def test_paper_plan_reports_runs_and_gpu_hours(isolated_home):
+    table = suite.plan_frame("paper")
+    text = suite.describe_plan("paper", table)
+    assert f"{len(experiments.all_configs('paper'))} runs" in text and "GPU-hours" in text
+    assert table["run_id"].is_unique and (table["status"] == "missing").all() and (table["est_s"] > 0).all()
+
+
+def test_cli_rejects_unknown_parameter(isolated_home, capsys):
+    assert suite.main(["--profile", "smoke", "--param", "bogus=1", "--dry-run"]) == 2
+    assert "bogus" in capsys.readouterr().err
+
+
+def test_failing_notebook_names_notebook_and_cell(tmp_path):
+    book = nbformat.v4.new_notebook()
+    book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    book.cells = [nbformat.v4.new_markdown_cell("# x"),
+                  nbformat.v4.new_code_cell('profile: str = "mini"', metadata={"tags": ["parameters"]}),
+                  nbformat.v4.new_code_cell("x = 1"),
+                  nbformat.v4.new_code_cell("raise RuntimeError('boom in ' + profile)")]
+    path = tmp_path / "99_fail.ipynb"
+    nbformat.write(book, path)
+    out = tmp_path / "executed" / path.name
+    with pytest.raises(suite.NotebookFailed) as err:
+        suite.execute(path, out, {"profile": "smoke"})
+    message = str(err.value)
+    assert "99_fail.ipynb" in message and "RuntimeError: boom in smoke" in message and "cell" in message
+    kept = json.loads(out.read_text())
+    assert any(o.get("output_type") == "error" for c in kept["cells"] for o in c.get("outputs", []))
+
+
+def test_write_index(tmp_path):
+    pages = [(tmp_path / "01_method.html", "01 — Method", 3.0), (tmp_path / "02_theory.html", "02 — Theory", 4.0)]
+    index = suite.write_index("smoke", pages, tmp_path)
+    text = index.read_text()
+    assert 'href="01_method.html"' in text and 'href="02_theory.html"' in text and "SMOKE" in text
+
+
+def _fashion_mnist_missing() -> bool:
+    from adaptertune.data import DatasetNotFoundError
+    from adaptertune.data.mini import locate_fashion_mnist
+
+    try:
+        locate_fashion_mnist()
+    except DatasetNotFoundError:
+        return True
+    return False
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@pytest.mark.skipif(_fashion_mnist_missing(), reason="Fashion-MNIST not installed (make setup installs it)")
+def test_smoke_suite_end_to_end(isolated_home, capsys):
+    assert suite.main(["--profile", "smoke"]) == 0
+    out = capsys.readouterr().out
+    assert "notebook 5/5 05_failure_analysis done" in out
+    appendix = isolated_home / "figures" / "appendix" / "smoke"
+    index = (appendix / "index.html").read_text()
+    for nb in NOTEBOOKS:
+        assert f'href="{nb.stem}.html"' in index
+        page = (appendix / f"{nb.stem}.html").read_text()
+        assert "data:image/png;base64" in page and "Traceback" not in page
+        assert (isolated_home / "notebooks" / "executed" / "smoke" / nb.name).is_file()
+    for stem in plots.FIGURES.values():
+        for ext in ("png", "pdf"):
+            assert (isolated_home / "figures" / "smoke" / f"{stem}.{ext}").is_file(), stem
+    tables_dir = isolated_home / "figures" / "tables" / "smoke"
+    for name in ("tab1_params", "tab2_main", "tab3_rank", "tab4_placement", "tab4_init", "tab5_sensitivity"):
+        for ext in ("csv", "md", "tex"):
+            assert (tables_dir / f"{name}.{ext}").is_file(), name
+    # a second suite run finds everything cached: nothing trains
+    assert suite.main(["--profile", "smoke", "--only", "03"]) == 0
+    assert "0 to train" in capsys.readouterr().out
