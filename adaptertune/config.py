@@ -23,7 +23,7 @@ PROFILES = ("smoke", "mini", "paper")
 HEAD_MODES = ("augmented", "cached_features")
 ADAPTER_FIELDS = ("rank", "every", "scale", "init", "init_std", "start")
 # Fields that do not change what a run computes (up to float reordering); left out of the run_id.
-NON_SEMANTIC = ("num_workers", "log_every", "compile", "device", "eval_batch_size")
+NON_SEMANTIC = ("num_workers", "log_every", "compile", "device", "eval_batch_size", "recompute_frozen_mlp")
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,7 @@ class RunConfig:
     augment: bool = True
     train_eval_limit: int = 4096
     compile: bool = False
+    recompute_frozen_mlp: bool = False
     num_workers: int = 0
     log_every: int = 10
     device: str | None = None
@@ -90,9 +91,12 @@ class RunConfig:
                      "e.g. warmup_epochs=1, --warmup-epochs 1 on the command line)")
         _check_float(self, "grad_clip", lambda v: v > 0, "> 0 (None turns clipping off)", optional=True)
         _check_float(self, "val_fraction", lambda v: 0 < v < 1, "strictly between 0 and 1")
-        for name in ("decay_all", "pretrained", "augment", "compile"):
+        for name in ("decay_all", "pretrained", "augment", "compile", "recompute_frozen_mlp"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}={getattr(self, name)!r} is not allowed: use true or false")
+        if self.recompute_frozen_mlp and self.method != "adapter":
+            raise ValueError(f"recompute_frozen_mlp=True is not allowed with method={self.method!r}: it recomputes "
+                             "frozen MLPs between adapters and needs method='adapter'")
         _check_str(self, "checkpoint", optional=True)
         _check_str(self, "device", optional=True)
 

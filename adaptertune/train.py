@@ -29,6 +29,7 @@ from .checkpoint import CHECKPOINT_FILE, load_checkpoint, read_checkpoint_state,
 from .config import RunConfig
 from .loop import (CompiledForward, NonFiniteLossError, derive_seed, evaluate, extract_features, lr_at,
                    make_optimizer, show_progress, train_epoch)
+from .recompute import recompute_frozen_mlps
 from .regimes import count_parameters, prepare
 
 
@@ -52,6 +53,8 @@ def build_model_and_data(cfg: RunConfig):
     model = create_backbone(cfg.backbone, splits.num_classes, pretrained=cfg.pretrained, checkpoint=cfg.checkpoint,
                             profile=cfg.profile)
     prepare(model, cfg.method, **cfg.adapter_options())
+    if cfg.recompute_frozen_mlp:
+        recompute_frozen_mlps(model)
     return model, splits
 
 

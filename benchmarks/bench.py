@@ -179,7 +179,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--regimes", default=",".join(r.name for r in REGIMES))
     p.add_argument("--clip", type=float, default=None, help="gradient clipping norm inside the step (off by default)")
     p.add_argument("--compile", action="store_true", help="torch.compile every model (eager fallback with a warning)")
-    p.add_argument("--memory-regimes", default="head,full,adapter,adapter-startL/2,lora",
+    p.add_argument("--memory-regimes", default="head,full,adapter,adapter-recompute,adapter-startL/2,lora",
                    help="regimes whose peak memory is measured (one fresh process each, ~1 step); 'all' or '' (none)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = p.parse_args(argv)

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 import adaptertune as at
 from adaptertune.inject import transformer_blocks
+from adaptertune.recompute import recompute_frozen_mlps
 
 # Alias -> default batch size. Mini backbones at their training batch; the ViTs small enough that one full
 # fine-tuning step takes a few seconds on 2 CPU cores (ViT-S at 32 is the batch of the memory target).
@@ -31,6 +32,7 @@ class Regime:
     every: int = 1
     start_num: int = 0
     start_den: int = 1
+    recompute: bool = False  # adaptertune.recompute_frozen_mlps: memory for time
 
     def start(self, depth: int) -> int:
         return depth * self.start_num // self.start_den
@@ -43,6 +45,7 @@ REGIMES: tuple[Regime, ...] = (
     Regime("head", "head"),
     Regime("full", "full"),
     Regime("adapter", "adapter"),
+    Regime("adapter-recompute", "adapter", recompute=True),
     Regime("adapter-every2", "adapter", every=2),
     Regime("adapter-startL/2", "adapter", start_num=1, start_den=2),
     Regime("adapter-start3L/4", "adapter", start_num=3, start_den=4),
@@ -95,23 +98,7 @@ def _use_unscaled_hook(model: nn.Module) -> None:
             block.register_forward_hook(unscaled_residual)
 
 
-def _recompute_frozen_mlp_hidden(model: nn.Module) -> None:
-    """Frozen MLPs above the first adapter keep fc1's input (d wide) instead of GELU's input (4d wide) for backward,
-    recomputing fc1 + GELU there: a memory-for-time trade for the frozen part of the graph."""
-    from torch.utils.checkpoint import checkpoint
-
-    for block in transformer_blocks(model):
-        mlp = block.mlp
-        if any(p.requires_grad for p in mlp.parameters()):
-            continue
-
-        def forward(x: Tensor, mlp: nn.Module = mlp) -> Tensor:
-            hidden = checkpoint(lambda t: mlp.act(mlp.fc1(t)), x, use_reentrant=False)
-            return mlp.drop2(mlp.fc2(mlp.norm(mlp.drop1(hidden))))
-        mlp.forward = forward
-
-
-VARIANTS = {"unscaled-hook": _use_unscaled_hook, "recompute-mlp": _recompute_frozen_mlp_hidden}
+VARIANTS = {"unscaled-hook": _use_unscaled_hook, "recompute-mlp": recompute_frozen_mlps}
 
 
 def build(backbone: str, regime: str, rank: int = 16, lora_rank: int | None = None,
@@ -131,6 +118,8 @@ def build(backbone: str, regime: str, rank: int = 16, lora_rank: int | None = No
         add_lora(model, lora_rank)
     elif r.method == "adapter":
         at.prepare(model, "adapter", rank=rank, every=r.every, start=r.start(len(transformer_blocks(model))))
+        if r.recompute:
+            recompute_frozen_mlps(model)
     else:
         at.prepare(model, r.method)
     if variant is not None:

@@ -21,6 +21,7 @@ TARGETS = {
     "adapter_efficiency": ("≥ 0.95", lambda v: v >= 0.95, ("mini-s", "mini-b", "vit-s16")),
     "adapter_startL2_speedup": ("≥ 2.5", lambda v: v >= 2.5, None),
     "adapter_mem_ratio": ("≤ 0.6 (ViT-S/16 @ 32)", lambda v: v <= 0.6, ("vit-s16",)),
+    "adapter_recompute_mem_ratio": ("≤ 0.6 (ViT-S/16 @ 32)", lambda v: v <= 0.6, ("vit-s16",)),
     "adapter_infer_overhead_pct": ("≤ 5 %", lambda v: v <= 5.0, None),
     "cached_epoch_speedup": ("≥ 20×", lambda v: v >= 20.0, None),
 }
@@ -39,6 +40,8 @@ LABELS = {
     "head_speedup": "head-only / full throughput",
     "adapter_mem_ratio": "adapter / full peak memory",
     "adapter_startL2_mem_ratio": "adapter start=L/2 / full peak memory",
+    "adapter_recompute_mem_ratio": "adapter + recomputed frozen MLPs / full peak memory",
+    "adapter_recompute_speedup": "adapter + recomputed frozen MLPs / full throughput",
     "adapter_infer_overhead_pct": "adapter inference overhead vs bare (%)",
     "adapter_infer_flop_overhead_pct": "adapter inference FLOP overhead (%)",
     "adapter_opt_state_ratio": "adapter / full optimizer-state bytes",
@@ -102,6 +105,8 @@ def ratios(rows: list[dict]) -> pd.DataFrame:
         row["adapter_efficiency"] = row["adapter_speedup"] / row["adapter_flop_ratio"]
         row["adapter_mem_ratio"] = g("adapter", "peak_mb") / g("full", "peak_mb")
         row["adapter_startL2_mem_ratio"] = g("adapter-startL/2", "peak_mb") / g("full", "peak_mb")
+        row["adapter_recompute_mem_ratio"] = g("adapter-recompute", "peak_mb") / g("full", "peak_mb")
+        row["adapter_recompute_speedup"] = g("adapter-recompute", "speedup_vs_full")
         row["adapter_infer_overhead_pct"] = g("adapter", "infer_overhead_pct")
         row["adapter_infer_flop_overhead_pct"] = 100 * (g("adapter", "infer_flops") / g("bare", "infer_flops") - 1)
         row["adapter_opt_state_ratio"] = g("adapter", "optimizer_state_bytes") / g("full", "optimizer_state_bytes")
@@ -172,7 +177,7 @@ def markdown_detail(rows: list[dict]) -> str:
     return "\n\n".join(parts)
 
 
-REGIME_ORDER = ["head", "adapter", "adapter-every2", "adapter-startL/2", "adapter-start3L/4", "lora"]
+REGIME_ORDER = ["head", "adapter", "adapter-recompute", "adapter-every2", "adapter-startL/2", "adapter-start3L/4", "lora"]
 
 
 def draw(rows: list[dict], path: Path) -> Path:
