@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .adapter import AdapterConfig
+from .backbones import ALIASES
 from .regimes import METHODS
 
 PRECISIONS = ("fp32", "bf16")
@@ -123,8 +124,9 @@ class RunConfig:
 
     # -- identity -------------------------------------------------------------------------------------
     def resolved(self) -> RunConfig:
-        """Canonical form: adapter fields are None unless method='adapter'; local paths made absolute."""
-        changes: dict[str, Any] = {}
+        """Canonical form: adapter fields are None unless method='adapter'; backbone aliases become timm names
+        (``vit-s16`` and ``vit_small_patch16_224`` are one run); local paths made absolute."""
+        changes: dict[str, Any] = {"backbone": ALIASES.get(self.backbone, self.backbone)}
         if self.method != "adapter":
             changes |= {f: None for f in ADAPTER_FIELDS}
         if self.checkpoint is not None:

@@ -157,3 +157,9 @@ def test_compile_failure_falls_back_to_eager_with_a_message(isolated_home, monke
 def test_bf16_autocast_runs(isolated_home):
     result = run(tiny(precision="bf16", epochs=1), verbose=False)
     assert result["status"] == "finished" and result["config"]["precision"] == "bf16"
+
+
+def test_backbone_alias_and_timm_name_are_one_run():
+    alias = RunConfig(dataset="cifar100", backbone="vit-s16", method="adapter", profile="paper")
+    name = RunConfig(dataset="cifar100", backbone="vit_small_patch16_224", method="adapter", profile="paper")
+    assert alias.run_id == name.run_id and alias.resolved().backbone == "vit_small_patch16_224"
