@@ -68,20 +68,34 @@ def show_progress(flag: bool | None) -> bool:
     return bool(flag) if flag is not None else sys.stderr.isatty()
 
 
-class CompiledForward:
-    """``torch.compile`` with a loud message and an eager fallback if compilation fails on the first call."""
+def guard_module_hooks() -> None:
+    """Make dynamo guard on module hooks, so a compiled graph never outlives a change of adapters.
 
-    def __init__(self, module: nn.Module, enabled: bool) -> None:
-        self.eager, self.fn, self.compiled, self._tried = module, module, None, not enabled
+    By default dynamo skips guards on nn.Module hooks and, with inlined modules, two instances of one class
+    share compiled code: an adapter model (its adapters run in forward hooks) compiled after a head-only model
+    of the same backbone silently reuses the hook-less graph, i.e. trains without adapters. Guarding on hooks
+    makes dynamo recompile instead (one cache entry per model, hence the higher recompile limit).
+    """
+    torch._dynamo.config.skip_nnmodule_hook_guards = False
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+
+
+class CompiledForward:
+    """``torch.compile`` with a loud message and an eager fallback if compilation fails (at set-up or first call)."""
+
+    def __init__(self, module: nn.Module, enabled: bool, backend: str = "inductor",
+                 fallback: str = "training continues in eager mode (set compile=False to silence this)") -> None:
+        self.eager, self.fn, self.compiled, self._tried, self._fallback_note = module, module, None, not enabled, fallback
         if enabled:
             try:
-                self.fn, self.compiled = torch.compile(module), True
+                guard_module_hooks()
+                self.fn, self.compiled = torch.compile(module, backend=backend), True
             except Exception as err:  # noqa: BLE001 - any compiler error means: run eagerly, loudly
                 self._fallback(err)
 
     def _fallback(self, err: Exception) -> None:
-        print(f"warning: torch.compile failed ({type(err).__name__}: {str(err)[:300]}); training continues in eager "
-              "mode (set compile=False to silence this)", file=sys.stderr)
+        print(f"warning: torch.compile failed ({type(err).__name__}: {str(err)[:300]}); {self._fallback_note}",
+              file=sys.stderr)
         self.fn, self.compiled, self._tried = self.eager, False, True
 
     def __call__(self, x: Tensor) -> Tensor:
@@ -201,4 +215,5 @@ def extract_features(model: nn.Module, dataset: Dataset, *, ctx: DistContext, ba
 
 
 __all__ = ["CompiledForward", "NonFiniteLossError", "autocast", "derive_seed", "evaluate", "extract_features",
+           "guard_module_hooks",
            "lr_at", "make_optimizer", "show_progress", "train_epoch"]

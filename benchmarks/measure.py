@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import math
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -21,15 +19,12 @@ from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
 from adaptertune.inject import transformer_blocks
+from adaptertune.loop import CompiledForward, autocast
 
 aten = torch.ops.aten
 
 
 # ----------------------------------------------------------------------------------------------------- the step
-def autocast(device: torch.device, precision: str):
-    return torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
-
-
 def make_optimizer(model: nn.Module, kind: str) -> torch.optim.AdamW:
     """AdamW as in the paper's recipe (lr 1e-3, wd 0.05 on every trainable tensor); ``kind`` picks the kernel."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -99,32 +94,9 @@ def paired_ratio(numerator: list[float], denominator: list[float]) -> float:
     return median([a / b for a, b in zip(numerator, denominator)])
 
 
-class Compiled:
-    """``torch.compile`` with a loud eager fallback if compilation fails (no C++ compiler, unsupported op, ...).
-
-    Dynamo by default does not guard on module hooks (``skip_nnmodule_hook_guards``), and with inlined
-    nn.Modules two instances of one class share compiled code: an adapter model compiled after a head-only
-    model of the same backbone would silently reuse the graph *without* the adapter hooks (measured: adapter
-    outputs ignored, no adapter gradients). Guarding on hooks makes dynamo recompile instead.
-    """
-
-    def __init__(self, module: torch.nn.Module, backend: str = "inductor") -> None:
-        torch._dynamo.config.skip_nnmodule_hook_guards = False
-        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)  # one entry per model
-        self.module, self.fn, self.ok = module, torch.compile(module, backend=backend), None
-
-    def __call__(self, x):
-        if self.ok is False:
-            return self.module(x)
-        try:
-            out = self.fn(x)
-            self.ok = True
-            return out
-        except Exception as err:  # noqa: BLE001 - any compiler error: measure eager, and say so
-            print(f"warning: torch.compile failed ({type(err).__name__}: {str(err)[:200]}); timing eager mode instead",
-                  file=sys.stderr)
-            self.ok = False
-            return self.module(x)
+def Compiled(module: torch.nn.Module, backend: str = "inductor") -> CompiledForward:  # noqa: N802 - used like a class
+    """The training loop's compiled forward (hook guards, loud eager fallback), for timing."""
+    return CompiledForward(module, True, backend=backend, fallback="timing eager mode instead")
 
 
 # ------------------------------------------------------------------------------------------ parameters & state

@@ -174,7 +174,8 @@ def test_step_flops_follow_the_skipped_gradients():
 
 def test_compiled_adapter_model_keeps_its_adapters_after_another_model_was_compiled():
     """Dynamo skips guards on module hooks by default: an adapter model compiled after a head-only model of the same
-    backbone reused the head graph and silently ran without adapters. The benchmark's wrapper guards on hooks."""
+    backbone reused the head graph and silently ran without adapters. The benchmark times the training loop's
+    CompiledForward, which guards on hooks."""
     from benchmarks.measure import Compiled
 
     x, _ = batch(4)

@@ -163,3 +163,23 @@ def test_backbone_alias_and_timm_name_are_one_run():
     alias = RunConfig(dataset="cifar100", backbone="vit-s16", method="adapter", profile="paper")
     name = RunConfig(dataset="cifar100", backbone="vit_small_patch16_224", method="adapter", profile="paper")
     assert alias.run_id == name.run_id and alias.resolved().backbone == "vit_small_patch16_224"
+
+
+def test_compiled_forward_keeps_adapters_after_a_head_only_model_was_compiled():
+    """Dynamo skips module-hook guards by default, so an adapter model compiled after a head-only model of the
+    same backbone reused the hook-less graph (adapters silently ignored). compile=True must not do that."""
+    import adaptertune as at
+    from adaptertune.inject import transformer_blocks
+    from adaptertune.loop import CompiledForward
+
+    torch.manual_seed(0)
+    head = at.prepare(at.create_backbone("mini-s", 5, pretrained=False), "head")
+    adapted = at.prepare(at.create_backbone("mini-s", 5, pretrained=False), "adapter")
+    with torch.no_grad():
+        for block in transformer_blocks(adapted):
+            block.adapter.up.weight.normal_()  # non-zero adapters: dropping them changes the output
+    x = torch.randn(4, 1, 28, 28)
+    CompiledForward(head, True, backend="eager")(x)
+    compiled = CompiledForward(adapted, True, backend="eager")
+    assert compiled.compiled is True
+    assert torch.allclose(compiled(x), adapted(x), atol=1e-5)
