@@ -133,7 +133,7 @@ class RunConfig:
             changes["checkpoint"] = str(Path(self.checkpoint).expanduser().resolve())
         if _looks_like_path(self.dataset):
             changes["dataset"] = str(Path(self.dataset).expanduser().resolve())
-        for name in ("scale", "init_std", "lr", "weight_decay", "warmup_epochs", "grad_clip", "val_fraction"):
+        for name in _FLOAT_FIELDS:
             value = changes.get(name, getattr(self, name))
             if value is not None:
                 changes[name] = float(value)

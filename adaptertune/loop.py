@@ -162,16 +162,22 @@ def train_epoch(*, forward: Callable[[Tensor], Tensor], loader: Iterable, optimi
     return stats, step_rows, step
 
 
+def _rank_shard(dataset: Dataset, ctx: DistContext, batch_size: int, make_loader: Callable, seed: int,
+                num_workers: int) -> tuple[Iterable, Tensor]:
+    """This rank's strided shard of ``dataset`` in order, and the dataset index of each of its rows."""
+    shard = Subset(dataset, list(range(ctx.rank, len(dataset), ctx.world_size)))
+    loader = make_loader(shard, batch_size=batch_size, shuffle=False, seed=seed, epoch=0, drop_last=False,
+                         num_workers=num_workers)
+    return loader, torch.arange(ctx.rank, len(dataset), ctx.world_size, dtype=torch.int64, device=ctx.device)
+
+
 @torch.no_grad()
 def evaluate(module: nn.Module, dataset: Dataset, *, ctx: DistContext, batch_size: int, precision: str,
              make_loader: Callable, seed: int, num_workers: int = 0, topk: int = 5) -> dict:
     """Loss, top-1 (and top-k) accuracy and per-example predictions; each rank scores a strided shard."""
     device, was_training = ctx.device, module.training
     module.eval()
-    shard = Subset(dataset, list(range(ctx.rank, len(dataset), ctx.world_size)))
-    index = torch.arange(ctx.rank, len(dataset), ctx.world_size, dtype=torch.int64)
-    loader = make_loader(shard, batch_size=batch_size, shuffle=False, seed=seed, epoch=0, drop_last=False,
-                         num_workers=num_workers)
+    loader, index = _rank_shard(dataset, ctx, batch_size, make_loader, seed, num_workers)
     losses, labels, tops = [], [], []
     for x, y in loader:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -183,7 +189,7 @@ def evaluate(module: nn.Module, dataset: Dataset, *, ctx: DistContext, batch_siz
     module.train(was_training)
     if not labels:
         raise ValueError("cannot evaluate on an empty split")
-    rows = torch.cat([index.to(device).unsqueeze(1), torch.cat(labels).unsqueeze(1), torch.cat(tops)], dim=1)
+    rows = torch.cat([index.unsqueeze(1), torch.cat(labels).unsqueeze(1), torch.cat(tops)], dim=1)
     rows, loss = gather_rows(ctx, rows), gather_rows(ctx, torch.cat(losses))
     order = rows[:, 0].argsort()
     rows, loss = rows[order].cpu(), loss[order].cpu()
@@ -199,16 +205,13 @@ def extract_features(model: nn.Module, dataset: Dataset, *, ctx: DistContext, ba
                      make_loader: Callable, seed: int, num_workers: int = 0) -> tuple[Tensor, Tensor]:
     """Pre-logit [CLS] features of the frozen backbone (eval mode, no augmentation) for the linear probe."""
     model.eval()
-    shard = Subset(dataset, list(range(ctx.rank, len(dataset), ctx.world_size)))
-    loader = make_loader(shard, batch_size=batch_size, shuffle=False, seed=seed, epoch=0, drop_last=False,
-                         num_workers=num_workers)
+    loader, index = _rank_shard(dataset, ctx, batch_size, make_loader, seed, num_workers)
     feats, labels = [], []
     for x, y in loader:
         with autocast(ctx.device, precision):
             f = model.forward_head(model.forward_features(x.to(ctx.device)), pre_logits=True)
         feats.append(f.float())
         labels.append(y.to(ctx.device).long())
-    index = torch.arange(ctx.rank, len(dataset), ctx.world_size, device=ctx.device)
     feats_all, labels_all = gather_rows(ctx, torch.cat(feats)), gather_rows(ctx, torch.stack([index, torch.cat(labels)], 1))
     order = labels_all[:, 0].argsort()
     return feats_all[order].cpu(), labels_all[order, 1].cpu()

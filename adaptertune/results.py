@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_write_bytes, publish
+from .atomic import atomic_write_bytes
 from .config import RunConfig
 from .paths import results_dir
 
@@ -30,7 +30,7 @@ RESULT_COLUMNS = (
 ADAPTER_FILE, MODEL_FILE, PREDICTIONS_FILE = "adapters.safetensors", "model.safetensors", "predictions.npz"
 
 
-# -- paths and atomic writes ------------------------------------------------------------------------
+# -- paths and writers (atomic: adaptertune.atomic) --------------------------------------------------------------------
 def store_root(root: str | Path | None = None) -> Path:
     """``root`` or ``adaptertune.paths.results_dir()`` (``$ADAPTERTUNE_RESULTS`` or ``<repo>/results``)."""
     return Path(root).expanduser().resolve() if root is not None else results_dir()
@@ -145,12 +145,10 @@ def load_model(run_id: str, root: str | Path | None = None, device: str = "cpu")
         prepare(model, "full")
         model.load_state_dict(load_file(str(path / MODEL_FILE)), strict=True)
     else:
-        from .loop import derive_seed
+        from .train import seeded_backbone
 
-        with torch.random.fork_rng(devices=[]):  # seeded as in training, so a pretrained=False backbone is rebuilt exactly
-            torch.manual_seed(derive_seed(cfg.seed, "init"))
-            model = create_backbone(cfg.backbone, num_classes, pretrained=cfg.pretrained, checkpoint=cfg.checkpoint,
-                                    profile=cfg.profile)
+        with torch.random.fork_rng(devices=[]):  # the caller's RNG stream is left as it was
+            model = seeded_backbone(cfg, num_classes)
         load_adapters(model, path / ADAPTER_FILE)  # refuses a backbone that differs from the trained one
     return model.to(torch.device(device)).eval()
 
@@ -212,7 +210,7 @@ def format_table(frame: pd.DataFrame, fmt: str = "markdown") -> str:
 
 
 __all__ = [
-    "ADAPTER_FILE", "MODEL_FILE", "PREDICTIONS_FILE", "RESULT_COLUMNS", "STATUSES", "atomic_write_bytes", "publish",
+    "ADAPTER_FILE", "MODEL_FILE", "PREDICTIONS_FILE", "RESULT_COLUMNS", "STATUSES",
     "format_table", "load_config", "load_metrics", "load_model", "load_predictions", "load_results", "load_steps",
     "read_result", "result_row", "run_path", "run_status", "store_root", "write_json", "write_jsonl",
     "write_predictions",

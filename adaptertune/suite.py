@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import experiments, results
+from .atomic import atomic_write_bytes
 from .config import PROFILES, RunConfig
 from .paths import figures_dir, notebooks_dir, repo_root
 
@@ -162,10 +163,7 @@ def render_html(executed: Path, out_dir: Path) -> Path:
     from nbconvert import HTMLExporter
 
     body, _ = HTMLExporter().from_filename(str(executed))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{executed.stem}.html"
-    path.write_text(body)
-    return path
+    return atomic_write_bytes(out_dir / f"{executed.stem}.html", body.encode())
 
 
 def notebook_title(path: Path) -> str:
@@ -188,10 +186,7 @@ def write_index(profile: str, pages: list[tuple[Path, str, float]], out_dir: Pat
             f"<body><h1>adaptertune — notebook appendix, profile <code>{profile}</code></h1>{warn}\n<ol>\n{items}\n</ol>\n"
             f"<p>Tables: <code>figures/tables/{profile}/</code>; figures: <code>figures/{profile}/</code>; executed notebooks: "
             f"<code>notebooks/executed/{profile}/</code>.</p></body></html>\n")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "index.html"
-    path.write_text(text)
-    return path
+    return atomic_write_bytes(out_dir / "index.html", text.encode())
 
 
 def executed_dir(profile: str) -> Path:

@@ -118,15 +118,16 @@ def sweep(configs: Iterable[RunConfig | dict], shard: tuple[int, int] | None = N
     todo = select_shard(todo, shard if shard is not None else shard_from_env())
     summary, durations = [], []
     skip = ("finished",) if retry_failed else ("finished", "failed")
-    pending = [] if dry_run else [c for c in todo if results.run_status(c.run_id, root) not in skip]
+    statuses = {c.run_id: results.run_status(c.run_id, root) for c in todo}  # shards and run_ids are disjoint
+    pending = [] if dry_run else [c for c in todo if statuses[c.run_id] not in skip]
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
     say(f"[sweep] {len(todo)} run(s) in this shard: {len(todo) - len(pending)} done or skipped, {len(pending)} to do")
     k = 0
     for cfg in todo:
-        status = results.run_status(cfg.run_id, root)
+        status = statuses[cfg.run_id]
         entry = {"run_id": cfg.run_id, "dataset": cfg.dataset, "backbone": cfg.backbone, "method": cfg.method,
                  "status_before": status}
-        if status == "finished" or (status == "failed" and not retry_failed) or dry_run:
+        if status in skip or dry_run:
             summary.append({**entry, "status": status, "ran": False})
             continue
         k += 1

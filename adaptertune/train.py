@@ -43,15 +43,22 @@ def _data():
     return data
 
 
+def seeded_backbone(cfg: RunConfig, num_classes: int) -> nn.Module:
+    """The run's backbone under the run's init seed: training and ``results.load_model`` build it the same way,
+    so a ``pretrained=False`` backbone is rebuilt exactly. Seeds torch's global RNG (the adapters drawn next
+    in ``prepare`` continue from it)."""
+    torch.manual_seed(derive_seed(cfg.seed, "init"))
+    return create_backbone(cfg.backbone, num_classes, pretrained=cfg.pretrained, checkpoint=cfg.checkpoint,
+                           profile=cfg.profile)
+
+
 def build_model_and_data(cfg: RunConfig):
     """The prepared model (seeded init) and the dataset splits, resolved with the backbone's own input config."""
     probe = create_backbone(cfg.backbone, 1, pretrained=False, profile=cfg.profile)  # only for its data config
     splits = _data().load_dataset(cfg.dataset, profile=cfg.profile, seed=cfg.seed, data_config=data_config(probe),
                                   val_fraction=cfg.val_fraction, limit=cfg.limit)
     del probe
-    torch.manual_seed(derive_seed(cfg.seed, "init"))
-    model = create_backbone(cfg.backbone, splits.num_classes, pretrained=cfg.pretrained, checkpoint=cfg.checkpoint,
-                            profile=cfg.profile)
+    model = seeded_backbone(cfg, splits.num_classes)
     prepare(model, cfg.method, **cfg.adapter_options())
     if cfg.recompute_frozen_mlp:
         recompute_frozen_mlps(model)
@@ -228,4 +235,4 @@ def run(config: RunConfig | dict, *, root: str | Path | None = None, progress: b
         raise
 
 
-__all__ = ["NonFiniteLossError", "RunConfig", "build_model_and_data", "run"]
+__all__ = ["NonFiniteLossError", "RunConfig", "build_model_and_data", "run", "seeded_backbone"]

@@ -19,7 +19,7 @@ from torch.utils.data import TensorDataset
 
 from ..paths import data_dir
 from .registry import DATASETS, DataSplits, not_found
-from .splits import cap, fixed_test_split, holdout_split
+from .splits import apply_limit, fixed_test_split, holdout_split
 from .transforms import BatchAugment, TensorPrep, describe
 
 FMNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
@@ -185,8 +185,7 @@ def build_mini(name: str, *, profile: str, seed: int, cfg: dict, root: str | Pat
     train_idx, val_idx, split_path = holdout_split(
         name, train_labels, seed=seed, val_fraction=val_fraction,
         pool_cap=sizes.get("pool_cap"), pool_per_class=sizes.get("pool_per_class"))
-    train_idx, val_idx = cap(train_idx, train_labels, limit), cap(val_idx, train_labels, limit)
-    test_idx = cap(np.arange(len(test_labels)), test_labels, limit, shuffle_first=True)
+    train_idx, val_idx, test_idx = apply_limit(train_idx, val_idx, train_labels, test_labels, limit)
     train = _tensor_split(train_images, train_labels, train_idx, prep)
     augment = BatchAugment(hflip=hflip)
     info = {

@@ -18,7 +18,7 @@ from torch.utils.data import ConcatDataset, Dataset, Subset
 from torchvision.datasets.folder import default_loader
 
 from .registry import DATASETS, DatasetNotFoundError, DatasetSpec, DataSplits, not_found
-from .splits import cap, fixed_test_split, holdout_split, labels_of
+from .splits import apply_limit, fixed_test_split, holdout_split, labels_of
 from .transforms import describe, paper_transforms
 
 IMAGENET_R_TEST_FRACTION = 0.1  # no official split: a fixed 10% test, then the usual 10% validation hold-out
@@ -230,8 +230,7 @@ def assemble(name: str, num_classes: int, source: Source, *, kind: str, profile:
     class_names = list(source.classes) + [f"class_{i}" for i in range(len(source.classes), num_classes)]
     train_idx, val_idx, split_path = holdout_split(split_name or name, train_labels, seed=seed,
                                                    val_fraction=val_fraction)
-    train_idx, val_idx = cap(train_idx, train_labels, limit), cap(val_idx, train_labels, limit)
-    test_idx = cap(np.arange(len(test_labels)), test_labels, limit, shuffle_first=True)
+    train_idx, val_idx, test_idx = apply_limit(train_idx, val_idx, train_labels, test_labels, limit)
     train_tf, eval_tf = paper_transforms(cfg)
 
     def view(base: Dataset, idx: np.ndarray, tf: Callable) -> TransformedDataset:

@@ -78,6 +78,13 @@ def cap(indices: np.ndarray, labels: np.ndarray, limit: int | None, shuffle_firs
     return stratified_first(order, labels, k=limit)
 
 
+def apply_limit(train_idx: np.ndarray, val_idx: np.ndarray, train_labels: np.ndarray, test_labels: np.ndarray,
+                limit: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``limit`` rule every profile shares: cap train and val, and the whole test split (permuted first)."""
+    return (cap(train_idx, train_labels, limit), cap(val_idx, train_labels, limit),
+            cap(np.arange(len(test_labels)), test_labels, limit, shuffle_first=True))
+
+
 def _fmt(x: float) -> str:
     return f"{x:g}"
 
