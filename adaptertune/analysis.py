@@ -77,16 +77,21 @@ def verdict_failures(frame: pd.DataFrame, corr: pd.DataFrame) -> str:
 
 
 # -- feature-distribution shift ---------------------------------------------------------------------------
-@torch.no_grad()
 def frozen_features(model: nn.Module, dataset, n: int = 1000, batch_size: int = 256, seed: int = 0) -> np.ndarray:
-    """Pre-logit [CLS] features of up to ``n`` examples (seeded subset), eval transforms, no gradients."""
-    model.eval()
+    """Pre-logit [CLS] features of up to ``n`` examples (seeded subset), eval transforms, no gradients.
+
+    The linear probe's feature extractor (``loop.extract_features``), single process on CPU.
+    """
+    from torch.utils.data import Subset
+
+    from .data import make_loader
+    from .distributed import DistContext
+    from .loop import extract_features
+
     pick = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:n].tolist()
-    feats = []
-    for start in range(0, len(pick), batch_size):
-        x = torch.stack([dataset[i][0] for i in pick[start:start + batch_size]])
-        feats.append(model.forward_head(model.forward_features(x), pre_logits=True))
-    return torch.cat(feats).double().numpy()
+    feats, _ = extract_features(model, Subset(dataset, pick), ctx=DistContext(0, 1, 0, torch.device("cpu")),
+                                batch_size=batch_size, precision="fp32", make_loader=make_loader, seed=seed)
+    return feats.double().numpy()
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:

@@ -151,12 +151,21 @@ def tail(tails: pd.DataFrame, title: str = "") -> Figure:
     return fig
 
 
-def elbow_overlay(rank_runs: pd.DataFrame, tails: pd.DataFrame, predicted: int, measured: int | None = None) -> Figure:
-    """Measured accuracy vs rank (mean ± sd over seeds) beside the mean tail, with the predicted elbow marked."""
+def _accuracy_vs_rank(rank_runs: pd.DataFrame, label: str) -> tuple[Figure, plt.Axes]:
+    """The measured rank curve both rank figures draw: mean ± sd test accuracy over seeds, log-r axis."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
     data = rank_runs.assign(acc=100 * rank_runs["test_acc"])
     sns.lineplot(data=data, x="rank", y="acc", errorbar="sd", marker="o", color=REGIME_PALETTE["AdapterTune"], ax=ax,
-                 label="test accuracy (runs)")
+                 label=label)
+    ranks = sorted({int(r) for r in data["rank"]})
+    ax.set(xscale="log", xlabel="adapter rank r", ylabel="test accuracy (%)")
+    ax.set_xticks(ranks, labels=[str(r) for r in ranks])
+    return fig, ax
+
+
+def elbow_overlay(rank_runs: pd.DataFrame, tails: pd.DataFrame, predicted: int, measured: int | None = None) -> Figure:
+    """Measured accuracy vs rank (mean ± sd over seeds) beside the mean tail, with the predicted elbow marked."""
+    fig, ax = _accuracy_vs_rank(rank_runs, "test accuracy (runs)")
     ax2 = ax.twinx()
     mean_tail = tails.groupby("rank")["tail_rel"].mean()
     ax2.plot(mean_tail.index, mean_tail.values, ls="--", color="0.35", marker="s", ms=3, label="mean relative tail (theory)")
@@ -166,9 +175,7 @@ def elbow_overlay(rank_runs: pd.DataFrame, tails: pd.DataFrame, predicted: int, 
     if measured is not None:
         ax.axvline(measured, color=REGIME_PALETTE["AdapterTune"], ls="-.", lw=1)
         ax.text(measured, ax.get_ylim()[1], f" measured r={measured}", rotation=90, va="top", fontsize=8)
-    ranks = sorted({int(r) for r in data["rank"]})
-    ax.set(xscale="log", xlabel="adapter rank r", ylabel="test accuracy (%)", title="Elbow: theory vs measurement")
-    ax.set_xticks(ranks, labels=[str(r) for r in ranks])
+    ax.set(title="Elbow: theory vs measurement")
     lines = ax.get_legend_handles_labels(), ax2.get_legend_handles_labels()
     ax.legend(lines[0][0] + lines[1][0], lines[0][1] + lines[1][1], loc="center right", fontsize=8)
     return fig
@@ -211,19 +218,14 @@ def generalisation_gap(gaps: pd.DataFrame) -> Figure:
 def rank_curve(rank_runs: pd.DataFrame, references: pd.DataFrame | None = None, elbow: int | None = None,
                title: str = "") -> Figure:
     """Accuracy vs rank (mean ± sd over seeds); dashed lines: head-only / full FT means on the same pair."""
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    data = rank_runs.assign(acc=100 * rank_runs["test_acc"])
-    sns.lineplot(data=data, x="rank", y="acc", errorbar="sd", marker="o", color=REGIME_PALETTE["AdapterTune"], ax=ax,
-                 label="AdapterTune")
+    fig, ax = _accuracy_vs_rank(rank_runs, "AdapterTune")
     if references is not None and len(references):
         for method, acc in references.groupby("method")["test_acc"].mean().items():
             label = METHOD_LABELS.get(method, method)
             ax.axhline(100 * acc, ls="--", color=REGIME_PALETTE.get(label, "0.5"), label=label)
     if elbow is not None:
         ax.axvline(elbow, color="k", ls=":", lw=1.2, label=f"elbow r={elbow}")
-    ranks = sorted({int(r) for r in data["rank"]})
-    ax.set(xscale="log", xlabel="adapter rank r", ylabel="test accuracy (%)", title=title or "Accuracy vs rank")
-    ax.set_xticks(ranks, labels=[str(r) for r in ranks])
+    ax.set(title=title or "Accuracy vs rank")
     ax.legend(fontsize=8)
     return fig
 
