@@ -26,7 +26,7 @@ from torch import Tensor, nn  # noqa: E402
 from adaptertune.inject import transformer_blocks  # noqa: E402
 from benchmarks import measure as M  # noqa: E402
 from benchmarks.bench import peak_memory  # noqa: E402
-from benchmarks.configs import DEFAULT_BATCH, build, input_shape  # noqa: E402
+from benchmarks.configs import DEFAULT_BATCH, build, fixed_batch  # noqa: E402
 
 CPU = torch.device("cpu")
 
@@ -65,9 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     name, bs = args.backbone, args.batch_size or DEFAULT_BATCH.get(args.backbone, 32)
     probe = build(name, "bare")
     depth = len(transformer_blocks(probe))
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(bs, *input_shape(probe), generator=gen)
-    y = torch.randint(0, probe.num_classes, (bs,), generator=gen)
+    x, y = fixed_batch(probe, bs)
     knobs = args.knobs.split(",")
     rows: list[dict] = []
 

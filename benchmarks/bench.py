@@ -29,7 +29,7 @@ from adaptertune.inject import transformer_blocks  # noqa: E402
 from benchmarks import measure as M  # noqa: E402
 from benchmarks import report  # noqa: E402
 from benchmarks.configs import (DEFAULT_BATCH, GPU_BATCH, INFERENCE_MODELS, REGIME_BY_NAME, REGIMES, build,  # noqa: E402
-                                input_shape, lora_count, match_lora_rank)
+                                fixed_batch, input_shape, lora_count, match_lora_rank)
 from adaptertune import Adapter  # noqa: E402
 
 
@@ -76,9 +76,7 @@ def bench_backbone(name: str, batch: int, args: argparse.Namespace, device: torc
     torch.manual_seed(0)
     models = {r.name: build(name, r.name, rank=args.rank, lora_rank=lora_rank, device=device) for r in regimes}
     models["bare"] = build(name, "bare", device=device)
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(batch, *input_shape(models["bare"]), generator=gen).to(device)
-    y = torch.randint(0, models["bare"].num_classes, (batch,), generator=gen).to(device)
+    x, y = fixed_batch(models["bare"], batch, device)
 
     x1, y1 = x[:1].clone(), y[:1].clone()  # a view of x would make the audit count x's whole storage as saved
     rows: dict[str, dict] = {}

@@ -60,6 +60,14 @@ def input_shape(model: nn.Module) -> tuple[int, ...]:
     return tuple(model.pretrained_cfg["input_size"])
 
 
+def fixed_batch(model: nn.Module, batch: int, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+    """The benchmark's input: one seeded random batch at the model's input size, the same in every process."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, *input_shape(model), generator=gen)
+    y = torch.randint(0, model.num_classes, (batch,), generator=gen)
+    return x.to(device), y.to(device)
+
+
 def lora_count(model: nn.Module, rank: int, pattern: str = LORA_TARGETS) -> int:
     """Trainable LoRA parameters for ``rank``: ``r * (in + out)`` per targeted Linear (A is r×in, B is out×r)."""
     return sum(rank * (m.in_features + m.out_features) for name, m in model.named_modules()

@@ -22,7 +22,7 @@ import sys
 
 import torch
 
-from benchmarks.configs import build, input_shape
+from benchmarks.configs import build, fixed_batch
 from benchmarks.measure import make_optimizer, optimizer_state_bytes, parameter_bytes, train_step
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -65,9 +65,7 @@ def measure(spec: dict) -> dict:
     device = torch.device(spec["device"])
     model = build(spec["backbone"], spec["regime"], rank=spec["rank"], lora_rank=spec.get("lora_rank"), device=device,
                   variant=spec.get("variant"))
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(spec["batch"], *input_shape(model), generator=gen).to(device)
-    y = torch.randint(0, model.num_classes, (spec["batch"],), generator=gen).to(device)
+    x, y = fixed_batch(model, spec["batch"], device)
     opt = make_optimizer(model, spec["optimizer"])
     train_step(model, opt, x[:1], y[:1], spec["precision"], device)  # warm-up; creates the AdamW state
     opt.zero_grad(set_to_none=True)
