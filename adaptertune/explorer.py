@@ -7,10 +7,11 @@ shows whatever runs exist — the ablation pair has the full rank sweep, the oth
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from . import plots
+from . import experiments, plots
 from .results import load_results
 from .tables import METHOD_LABELS, knob_table
 
@@ -40,18 +41,33 @@ def pair_view(df: pd.DataFrame, dataset: str, backbone: str, regimes: tuple[str,
     return table.rename(columns={"test_acc": metric})
 
 
-def render(df: pd.DataFrame, dataset: str, backbone: str, regimes: tuple[str, ...] = ("head", "adapter", "full"),
-           metric: str = "test_acc") -> tuple[Figure | None, pd.DataFrame]:
-    """The rank curve of this pair's default-placement adapter runs (references: head / full) and its table."""
+def recipe_runs(df: pd.DataFrame, dataset: str, backbone: str) -> pd.DataFrame:
+    """The pair's runs at its profile's recipe (lr, weight decay, epochs) and, for adapters, the default knobs
+    (every=1, start=0, zero init, scale 1): what the rank curve may average over seeds, without the
+    sensitivity runs that share a rank but change lr or weight decay."""
     rows = df[(df["dataset"] == dataset) & (df["backbone"] == backbone)]
     if rows["profile"].nunique() > 1:
         raise ValueError(f"runs of several profiles {sorted(rows['profile'].unique())} for {dataset}/{backbone}: "
                          "filter the frame to one profile first")
-    adapters = rows[(rows["method"] == "adapter") & (rows["every"] == 1) & (rows["start"] == 0) & (rows["init"] == "zero")]
+    if rows.empty:
+        return rows
+    recipe = experiments.recipe(rows["profile"].iloc[0], dataset)
+    at_recipe = (np.isclose(rows["lr"].astype(float), recipe["lr"])
+                 & np.isclose(rows["weight_decay"].astype(float), recipe["weight_decay"])
+                 & (rows["epochs"] == recipe["epochs"]))
+    default_adapter = ((rows["every"] == 1) & (rows["start"] == 0) & (rows["init"] == "zero")
+                       & (rows["scale"] == 1.0))
+    return rows[at_recipe & ((rows["method"] != "adapter") | default_adapter)]
+
+
+def render(df: pd.DataFrame, dataset: str, backbone: str, regimes: tuple[str, ...] = ("head", "adapter", "full"),
+           metric: str = "test_acc") -> tuple[Figure | None, pd.DataFrame]:
+    """The rank curve of this pair's recipe runs (references: head / full) and a table of every configuration."""
+    rows = recipe_runs(df, dataset, backbone)
+    adapters = rows[rows["method"] == "adapter"]
     fig = None
     if "adapter" in regimes and not adapters.empty:
-        defaults = adapters[(adapters["scale"] == 1.0)]
-        curve = defaults.assign(test_acc=defaults[metric])
+        curve = adapters.assign(test_acc=adapters[metric])
         refs = rows[rows["method"].isin([m for m in regimes if m != "adapter"])].assign(test_acc=lambda d: d[metric])
         fig = plots.rank_curve(curve, refs, title=f"{dataset} / {backbone}: {metric} vs rank")
     return fig, pair_view(df, dataset, backbone, regimes, metric)
@@ -68,8 +84,11 @@ def show(df: pd.DataFrame | None = None, root=None, profile: str | None = None):
     import ipywidgets as widgets
     from IPython.display import clear_output, display
 
-    df = _load(root, profile) if df is None else df
-    state = {"df": df[df["profile"] == profile] if profile is not None else df}
+    if df is None:
+        df = _load(root, profile)
+    elif profile is not None:
+        df = df[df["profile"] == profile]
+    state = {"df": df}
     pairs = state["df"][["dataset", "backbone"]].drop_duplicates()
     dataset = widgets.Dropdown(options=sorted(pairs["dataset"].unique()), description="dataset")
     backbone = widgets.Dropdown(options=sorted(pairs["backbone"].unique()), description="backbone")
@@ -104,4 +123,4 @@ def show(df: pd.DataFrame | None = None, root=None, profile: str | None = None):
     return box
 
 
-__all__ = ["METRICS", "pair_view", "render", "show"]
+__all__ = ["METRICS", "pair_view", "recipe_runs", "render", "show"]
