@@ -4,27 +4,30 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PROFILE ?= mini
 
-.PHONY: setup mini smoke paper test bench clean-results
+.PHONY: setup mini smoke paper test test-fast bench
 
-setup:  ## create .venv and install the package editable with test extras (+ offline Fashion-MNIST where apt exists)
+setup:  ## create .venv and install the package editable with the paper + test extras (+ offline Fashion-MNIST where apt exists)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[paper,test]'
 	-@if command -v apt-get >/dev/null 2>&1 && [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$$(id -u)" = 0 ]; then \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1 \
 		|| echo "note: could not install dataset-fashion-mnist; the mini profile will look for Fashion-MNIST elsewhere"; fi
 
 mini:   ## the main job: every table and figure from the offline mini protocol
-	$(BIN)/python -m adaptertune.suite --profile mini
+	$(BIN)/python -m adaptertune.paper.suite --profile mini
 
 smoke:  ## plumbing only, seconds per notebook
-	$(BIN)/python -m adaptertune.suite --profile smoke
+	$(BIN)/python -m adaptertune.paper.suite --profile smoke
 
 paper:  ## the exact paper protocol (GPU + downloads)
-	$(BIN)/python -m adaptertune.suite --profile paper
+	$(BIN)/python -m adaptertune.paper.suite --profile paper
 
-test:
+test:   ## the whole suite, as CI runs it
 	$(BIN)/python -m pytest -q
+
+test-fast:  ## the edit-test loop: everything but the tests marked slow (under a minute)
+	$(BIN)/python -m pytest -q -m "not slow"
 
 bench:
 	$(BIN)/python -m pip install -q -e '.[bench]'

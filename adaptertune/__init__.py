@@ -1,21 +1,47 @@
-"""adaptertune: zero-initialised low-rank adapters for frozen timm Vision Transformers."""
-__version__ = "0.1.0"
+"""adaptertune: zero-initialised low-rank adapters for frozen timm Vision Transformers.
 
-from .adapter import Adapter, AdapterConfig  # noqa: E402
-from .inject import add_adapters, adapter_config, adapter_modules  # noqa: E402
-from .regimes import METHODS, ParamCount, count_parameters, expected_trainable, prepare  # noqa: E402
-from .backbones import PretrainedWeightsError, backbone_info, create_backbone, data_config  # noqa: E402
-from .adapter_files import backbone_fingerprint, load_adapters, save_adapters  # noqa: E402
-from .recompute import recompute_frozen_mlps  # noqa: E402
-from .config import RunConfig  # noqa: E402
-from .results import load_results  # noqa: E402
-from .train import run  # noqa: E402
-from .sweep import sweep  # noqa: E402  (the function; the module stays importable as adaptertune.sweep)
+``import adaptertune`` loads the library floor only (adapters, injection, regimes, backbones, adapter files, run
+configs). The floors above it — ``training`` (``at.run``, ``at.sweep``), ``store`` (``at.load_results``) and
+``paper`` (tables, verdicts, plots, the notebook suite) — load on first use of one of their names.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ._version import __version__
+from .adapter import Adapter, AdapterConfig
+from .adapter_files import backbone_fingerprint, load_adapters, save_adapters
+from .backbones import PretrainedWeightsError, backbone_info, create_backbone, data_config
+from .config import RunConfig
+from .inject import add_adapters, adapter_config, adapter_modules
+from .recompute import recompute_frozen_mlps
+from .regimes import METHODS, ParamCount, count_parameters, expected_trainable, prepare
+
+# public name -> module that defines it, imported on first access (PEP 562)
+_LAZY = {
+    "run": "adaptertune.training.run",
+    "sweep": "adaptertune.training.sweep",
+    "load_results": "adaptertune.store.table",
+    "load_model": "adaptertune.store.models",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'adaptertune' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
-    "Adapter", "AdapterConfig", "METHODS", "ParamCount", "PretrainedWeightsError", "__version__", "add_adapters",
-    "adapter_config", "adapter_modules", "backbone_fingerprint", "backbone_info", "count_parameters",
-    "create_backbone", "data_config", "expected_trainable", "load_adapters", "prepare", "recompute_frozen_mlps",
-    "save_adapters",
-    "RunConfig", "load_results", "run", "sweep",
+    "METHODS", "Adapter", "AdapterConfig", "ParamCount", "PretrainedWeightsError", "RunConfig", "__version__",
+    "adapter_config", "adapter_modules", "add_adapters", "backbone_fingerprint", "backbone_info", "count_parameters",
+    "create_backbone", "data_config", "expected_trainable", "load_adapters", "load_model", "load_results", "prepare",
+    "recompute_frozen_mlps", "run", "save_adapters", "sweep",
 ]

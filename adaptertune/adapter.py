@@ -6,7 +6,7 @@ with fresh adapters computes bit-for-bit what the pretrained model computes (PAP
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 from torch import Tensor, nn
 
@@ -47,11 +47,20 @@ class AdapterConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    def build(self, dim: int) -> Adapter:
+        """One adapter of this config for token width ``dim``."""
+        return Adapter(dim, rank=self.rank, scale=self.scale, init=self.init, init_std=self.init_std)
+
 
 class Adapter(nn.Module):
     """Returns the residual ``s * A(h)`` for a (..., d) token tensor; the caller adds it to ``h``."""
 
-    def __init__(self, dim: int, rank: int = 16, scale: float = 1.0, init: str = "zero", init_std: float = 1e-4) -> None:
+    def __init__(self, dim: int, rank: int = AdapterConfig.rank, scale: float = AdapterConfig.scale,
+                 init: str = AdapterConfig.init, init_std: float = AdapterConfig.init_std) -> None:
         super().__init__()
         if not isinstance(dim, int) or dim <= 0:
             raise ValueError(f"dim={dim!r} is not allowed: the token width must be a positive integer")

@@ -11,7 +11,7 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
-from . import __version__
+from ._version import __version__
 from .atomic import atomic_save_safetensors
 from .adapter import AdapterConfig
 from .backbones import backbone_info

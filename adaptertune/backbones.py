@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import timm
+import torch
 from safetensors.torch import load_file
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
@@ -164,6 +166,17 @@ def create_backbone(
         model = timm.create_model(full, pretrained=False, num_classes=num_classes, **timm_kwargs)
     setattr(model, INFO_ATTR, info)
     return model
+
+
+@lru_cache(maxsize=None)
+def backbone_shape(name: str) -> tuple[int, int]:
+    """``(depth, embed_dim)`` of a backbone without loading weights: the mini spec, or a timm model on 'meta'."""
+    if name in MINI_BACKBONES:
+        spec = MINI_BACKBONES[name]
+        return spec.depth, spec.embed_dim
+    with torch.device("meta"):
+        model = timm.create_model(resolve_name(name).split(".")[0], pretrained=False, num_classes=1)
+    return len(model.blocks), int(model.embed_dim)
 
 
 def backbone_info(model: nn.Module) -> dict:

@@ -7,29 +7,27 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .adapter import AdapterConfig
+from .config import PROFILES
+
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    """Offline tour: build a small ViT, inject adapters, show Tab.1, save and reload an adapter file."""
+    """Offline tour: inject adapters (identity at init), show Tab.1, save and reload an adapter file."""
     import torch
 
-    from . import count_parameters, create_backbone, load_adapters, prepare, save_adapters
-    from .params_table import parameter_table
+    from . import create_backbone, load_adapters, prepare, save_adapters
+    from .paper.method import identity_at_init, parameter_table
 
-    torch.manual_seed(0)
-    model = create_backbone(args.backbone, 10, pretrained=False).eval()
-    x = torch.randn(4, *model.pretrained_cfg["input_size"])
-    with torch.no_grad():
-        before = model(x)
-    prepare(model, "adapter", rank=args.rank, every=args.every)
-    with torch.no_grad():
-        after = model(x)
-    counts = count_parameters(model)
-    print(f"{args.backbone}: adapters r={args.rank} every={args.every} -> trainable {counts.trainable:,} of {counts.total:,} "
-          f"({100 * counts.fraction:.2f}%); identical output at init: {torch.equal(before, after)}")
+    check = identity_at_init(args.backbone, 10, rank=args.rank, every=args.every)
+    print(f"{check.summary()}\nidentical output at init: {check.equal_zero}")
     print("\nTab.1 — trainable parameters (C=100; counted on timm models built without weights)")
     table = parameter_table(num_classes=100, everys=(1, 2))
     cols = ["backbone", "method", "rank", "every", "trainable", "formula", "pct_of_full_ft", "pct_of_backbone"]
     print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    torch.manual_seed(0)
+    model = prepare(create_backbone(args.backbone, 10, pretrained=False).eval(), "adapter", rank=args.rank,
+                    every=args.every)
+    x = torch.randn(4, *model.pretrained_cfg["input_size"])
     with torch.no_grad():  # pretend training moved the adapters, then round-trip through a file
         for p in model.parameters():
             if p.requires_grad:
@@ -78,9 +76,9 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     import json
 
-    from . import distributed
     from .config import RunConfig
-    from .train import run
+    from .training import distributed
+    from .training.run import run
 
     values: dict = {}
     if args.config:
@@ -103,13 +101,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from . import distributed
-    from .sweep import load_sweep, parse_shard, select_shard, shard_from_env, sweep
+    from .training import distributed
+    from .training.sweep import load_sweep, parse_shard, select_shard, shard_from_env, sweep
 
-    configs = load_sweep(args.file)
+    if bool(args.file) == bool(args.grid):
+        raise ValueError("pass either a sweep FILE or --grid NAME (with --profile), not both and not neither")
+    if args.grid:
+        from .paper.experiments import all_configs
+
+        configs = all_configs(args.profile, tuple(args.grid))
+    else:
+        configs = load_sweep(args.file)
     shard = parse_shard(args.shard) if args.shard else None
     if args.dry_run:
-        from . import results
+        from .store import runs as results
 
         chosen = select_shard(configs, shard if shard is not None else shard_from_env())
         for cfg in chosen:
@@ -127,7 +132,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_pretrain_mini(args: argparse.Namespace) -> int:
-    from .pretrain import pretrain_mini
+    from .training.pretrain import pretrain_mini
 
     names = tuple(args.names.split(",")) if args.names else ("mini-s", "mini-b")
     pretrain_mini(profile=args.profile, names=names, force=args.force, root=args.root, progress=args.progress)
@@ -135,7 +140,7 @@ def _cmd_pretrain_mini(args: argparse.Namespace) -> int:
 
 
 def _cmd_results(args: argparse.Namespace) -> int:
-    from .results import format_table, load_results
+    from .store.table import format_table, load_results
 
     frame = load_results(args.root, status=None if args.all else "finished")
     print(format_table(frame, args.format))
@@ -147,8 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="offline tour: adapters, Tab.1 parameter counts, adapter files")
     demo.add_argument("--backbone", default="mini-s", help="backbone to inject into (default mini-s, random weights)")
-    demo.add_argument("--rank", type=int, default=16)
-    demo.add_argument("--every", type=int, default=1)
+    demo.add_argument("--rank", type=int, default=AdapterConfig.rank)
+    demo.add_argument("--every", type=int, default=AdapterConfig.every)
     demo.set_defaults(func=_cmd_demo)
 
     run = sub.add_parser("run", help="train one run (any RunConfig field as --field-name)")
@@ -160,7 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_run)
 
     sw = sub.add_parser("sweep", help="run every missing run of a YAML sweep (base + grid); restartable")
-    sw.add_argument("file", help="YAML with `base:` (RunConfig fields) and `grid:` (field: [values, ...])")
+    sw.add_argument("file", nargs="?", help="YAML with `base:` (RunConfig fields) and `grid:` (field: [values, ...])")
+    sw.add_argument("--grid", action="append", metavar="NAME",
+                    help="instead of a file: a built-in grid behind the paper's tables (main, rank, ...); repeatable")
+    sw.add_argument("--profile", choices=PROFILES, default="mini", help="the profile of --grid (default mini)")
     sw.add_argument("--shard", help="i/n: run the i-th of n disjoint parts (default: SLURM array variables when set)")
     sw.add_argument("--dry-run", action="store_true", help="list the runs of this shard and their status; train nothing")
     sw.add_argument("--retry-failed", action="store_true", help="retrain runs whose status is failed")

@@ -15,14 +15,20 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import nn
+
 from .adapter import AdapterConfig
-from .backbones import ALIASES
+from .backbones import ALIASES, create_backbone
+from .paths import looks_like_path
 from .regimes import METHODS
+from .seeds import derive_seed
 
 PRECISIONS = ("fp32", "bf16")
+# smoke: plumbing only (CI); mini: the offline CPU protocol; paper: the exact protocol (GPU + downloads).
 PROFILES = ("smoke", "mini", "paper")
 HEAD_MODES = ("augmented", "cached_features")
-ADAPTER_FIELDS = ("rank", "every", "scale", "init", "init_std", "start")
+ADAPTER_FIELDS = AdapterConfig.field_names()
 # Fields that do not change what a run computes (up to float reordering); left out of the run_id.
 NON_SEMANTIC = ("num_workers", "log_every", "compile", "device", "eval_batch_size", "recompute_frozen_mlp")
 
@@ -34,12 +40,13 @@ class RunConfig:
     dataset: str
     backbone: str
     method: str
-    rank: int | None = 16
-    every: int | None = 1
-    scale: float | None = 1.0
-    init: str | None = "zero"
-    init_std: float | None = 1e-4
-    start: int | None = 0
+    # the adapter fields and their defaults are AdapterConfig's (None for head/full once resolved)
+    rank: int | None = AdapterConfig.rank
+    every: int | None = AdapterConfig.every
+    scale: float | None = AdapterConfig.scale
+    init: str | None = AdapterConfig.init
+    init_std: float | None = AdapterConfig.init_std
+    start: int | None = AdapterConfig.start
     epochs: int = 50
     lr: float = 1e-3
     weight_decay: float = 0.05
@@ -131,7 +138,7 @@ class RunConfig:
             changes |= {f: None for f in ADAPTER_FIELDS}
         if self.checkpoint is not None:
             changes["checkpoint"] = str(Path(self.checkpoint).expanduser().resolve())
-        if _looks_like_path(self.dataset):
+        if looks_like_path(self.dataset):
             changes["dataset"] = str(Path(self.dataset).expanduser().resolve())
         for name in _FLOAT_FIELDS:
             value = changes.get(name, getattr(self, name))
@@ -152,9 +159,18 @@ class RunConfig:
     def adapter_options(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in ADAPTER_FIELDS} if self.method == "adapter" else {}
 
+    def adapter_config(self) -> AdapterConfig | None:
+        """The run's adapters as an :class:`AdapterConfig` (None unless method='adapter')."""
+        return AdapterConfig(**self.adapter_options()) if self.method == "adapter" else None
 
-def _looks_like_path(name: str) -> bool:
-    return "/" in name or name.startswith(".") or name.startswith("~")
+
+def seeded_backbone(cfg: RunConfig, num_classes: int) -> nn.Module:
+    """The run's backbone under the run's init seed: training and the store's ``load_model`` build it the same way,
+    so a ``pretrained=False`` backbone is rebuilt exactly. Seeds torch's global RNG (the adapters drawn next in
+    ``prepare`` continue from it)."""
+    torch.manual_seed(derive_seed(cfg.seed, "init"))
+    return create_backbone(cfg.backbone, num_classes, pretrained=cfg.pretrained, checkpoint=cfg.checkpoint,
+                           profile=cfg.profile)
 
 
 def _check_str(cfg: RunConfig, name: str, optional: bool = False) -> None:
@@ -201,4 +217,4 @@ def _coerce(name: str, value: Any) -> Any:
     return value
 
 
-__all__ = ["ADAPTER_FIELDS", "HEAD_MODES", "NON_SEMANTIC", "PRECISIONS", "PROFILES", "RunConfig"]
+__all__ = ["ADAPTER_FIELDS", "HEAD_MODES", "NON_SEMANTIC", "PRECISIONS", "PROFILES", "RunConfig", "seeded_backbone"]

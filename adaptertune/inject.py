@@ -9,6 +9,9 @@ checkpoint loads with ``strict=False`` and only adapter keys missing), adapter k
 """
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 from torch import Tensor, nn
 
 from .adapter import Adapter, AdapterConfig
@@ -52,20 +55,20 @@ def adapter_modules(model: nn.Module) -> dict[int, Adapter]:
     return {i: getattr(b, ADAPTER_ATTR) for i, b in enumerate(blocks) if isinstance(getattr(b, ADAPTER_ATTR, None), Adapter)}
 
 
-def add_adapters(
-    model: nn.Module,
-    rank: int = 16,
-    every: int = 1,
-    scale: float = 1.0,
-    init: str = "zero",
-    init_std: float = 1e-4,
-    start: int = 0,
-) -> nn.Module:
+def add_adapters(model: nn.Module, config: AdapterConfig | None = None, **options: Any) -> nn.Module:
     """Wrap blocks ``start, start+every, ...`` of ``model`` in place and return it.
 
-    ``start`` (beyond the paper; default 0) leaves the lower blocks unadapted so backward stops above them.
+    ``config`` (default ``AdapterConfig()``: the paper's r=16 on every block, zero init) with any of its fields
+    overridden by keyword (``rank=8, every=2``). ``start`` (beyond the paper; default 0) leaves the lower
+    blocks unadapted so backward stops above them.
     """
-    cfg = AdapterConfig(rank=rank, every=every, scale=scale, init=init, init_std=init_std, start=start)
+    if config is not None and not isinstance(config, AdapterConfig):
+        raise TypeError(f"config={config!r} is not allowed: pass an AdapterConfig, or the fields by keyword (rank=16, ...)")
+    unknown = sorted(set(options) - set(AdapterConfig.field_names()))
+    if unknown:
+        raise ValueError(f"unknown adapter option(s) {unknown}: allowed are {list(AdapterConfig.field_names())}")
+    cfg = replace(config or AdapterConfig(), **options)
+    rank = cfg.rank
     blocks = transformer_blocks(model)
     dim = embed_dim(model)
     if adapter_config(model) is not None or any(hasattr(b, ADAPTER_ATTR) for b in blocks):
@@ -77,7 +80,7 @@ def add_adapters(
     indices = cfg.adapted_blocks(len(blocks))
     ref = next(model.parameters(), None)
     for i in indices:
-        adapter = Adapter(dim, rank=rank, scale=scale, init=init, init_std=init_std)
+        adapter = cfg.build(dim)
         if ref is not None:
             adapter.to(device=ref.device, dtype=ref.dtype)
         blocks[i].add_module(ADAPTER_ATTR, adapter)

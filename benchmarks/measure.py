@@ -19,7 +19,7 @@ from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
 from adaptertune.inject import transformer_blocks
-from adaptertune.loop import CompiledForward, autocast
+from adaptertune.training.loop import CompiledForward, autocast
 
 aten = torch.ops.aten
 

@@ -1,7 +1,10 @@
 import subprocess
 import sys
 
+import pytest
 
+
+@pytest.mark.slow
 def test_help_and_demo_run_offline():
     out = subprocess.run([sys.executable, "-m", "adaptertune", "--help"], capture_output=True, text=True, check=True).stdout
     assert "demo" in out

@@ -11,16 +11,18 @@ import textwrap
 import pytest
 
 from adaptertune import RunConfig, run
-from adaptertune import results as store
+from adaptertune import store
 
 DDP_SCRIPT = textwrap.dedent("""
     import json, sys
-    from adaptertune import RunConfig, distributed, run
+    from adaptertune import RunConfig, run
+    from adaptertune.training import distributed
     run(RunConfig.from_dict(json.loads(sys.argv[1])), verbose=False)
     distributed.cleanup()
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["adapter"])
 def test_two_processes_match_one(isolated_home, tmp_path, method):
     # augmentation draws per rank differ by design, so compare without it (see adaptertune/train.py)

@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from adaptertune import experiments, explorer  # noqa: E402
+from adaptertune.paper import experiments, explorer  # noqa: E402
 
 RECIPE = experiments.recipe("mini", "fmnist_target")
 

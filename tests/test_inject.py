@@ -124,3 +124,14 @@ def test_deepcopy_keeps_adapters_working():
     clone = copy.deepcopy(model)
     x = torch.randn(2, 1, 28, 28)
     assert torch.equal(clone.eval()(x), model.eval()(x))
+
+
+def test_add_adapters_takes_a_config_with_keyword_overrides():
+    from adaptertune import AdapterConfig
+
+    model = add_adapters(small_vit(), AdapterConfig(rank=4, every=3), every=2)
+    assert adapter_config(model) == AdapterConfig(rank=4, every=2)
+    with pytest.raises(ValueError, match=r"unknown adapter option\(s\) \['rnak'\]"):
+        add_adapters(small_vit(), rnak=4)
+    with pytest.raises(TypeError, match="pass an AdapterConfig"):
+        add_adapters(small_vit(), 4)

@@ -9,7 +9,7 @@ import torch
 from adaptertune import create_backbone
 from adaptertune.backbones import mini_weights_path
 from adaptertune.cli import main
-from adaptertune.pretrain import RECIPES, pretrain_config, pretrain_mini
+from adaptertune.training.pretrain import RECIPES, pretrain_config, pretrain_mini
 
 
 def test_smoke_pretraining_exports_cached_loadable_weights(isolated_home, monkeypatch):
@@ -32,7 +32,7 @@ def test_smoke_pretraining_exports_cached_loadable_weights(isolated_home, monkey
     assert not any(k.startswith("head.") for k in saved)
     assert all(torch.equal(model.state_dict()[k], v) for k, v in saved.items())
 
-    import adaptertune.train as train
+    import adaptertune.training.pretrain as train
 
     monkeypatch.setattr(train, "run", lambda *a, **k: pytest.fail("cached weights must not be retrained"))
     assert pretrain_mini(profile="smoke", names=("mini-s",), verbose=False) == out

@@ -12,8 +12,8 @@ import time
 import pytest
 
 from adaptertune import RunConfig, run
-from adaptertune import results as store
-from adaptertune.checkpoint import CHECKPOINT_FILE, read_checkpoint_state
+from adaptertune import store
+from adaptertune.training.checkpoint import CHECKPOINT_FILE, read_checkpoint_state
 
 RUN_SCRIPT = textwrap.dedent("""
     import json, sys
@@ -32,6 +32,7 @@ def _strip(d: dict) -> dict:
     return {k: v for k, v in d.items() if k not in TIMING}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["adapter", "full"])
 def test_killed_run_resumes_to_identical_metrics(isolated_home, method):
     cfg = _config(method)

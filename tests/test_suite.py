@@ -1,5 +1,6 @@
-"""The notebook suite: notebook conventions, parameter checking, planning, failure reporting, and the smoke
-suite end to end (pretraining, sweep, five notebooks, HTML appendix) in a throw-away project home."""
+"""The notebook suite: notebook conventions, parameter checking, planning, failure reporting, the notebooks on an
+empty store (they render what exists and name what is missing), and the smoke suite end to end (pretraining,
+sweep, five notebooks, HTML appendix) in a throw-away project home."""
 from __future__ import annotations
 
 import ast
@@ -8,9 +9,9 @@ import json
 import nbformat
 import pytest
 
-from adaptertune import experiments, plots, suite
+from adaptertune.paper import experiments, notebooks, plan, plots, suite
 
-NOTEBOOKS = suite.notebooks()
+NOTEBOOKS = notebooks.notebooks()
 
 
 def test_five_notebooks_in_order():
@@ -25,7 +26,7 @@ def test_notebook_conventions(path):
     assert first.cell_type == "markdown" and first.source.startswith("# ") and "Claim" in first.source
     tagged = [c for c in book.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
-    declared = suite.declared_parameters(path)
+    declared = notebooks.declared_parameters(path)
     lines = [ln for ln in tagged[0].source.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     assert len(declared) == len(lines), "every line of the parameters cell must parse (papermill skips bad ones)"
     assert declared["profile"]["default"] == '"mini"' and declared["profile"]["inferred_type_name"] == "str"
@@ -40,24 +41,24 @@ def test_notebook_conventions(path):
 
 def test_unknown_parameter_is_an_error_naming_the_notebook():
     with pytest.raises(ValueError, match=r"\['bogus'\] are not declared by notebook 01_method.ipynb"):
-        suite.check_parameters(NOTEBOOKS, {"profile": "smoke", "bogus": 1})
-    suite.check_parameters(NOTEBOOKS, {"profile": "smoke", "run_missing": False})  # declared by all five
+        notebooks.check_parameters(NOTEBOOKS, {"profile": "smoke", "bogus": 1})
+    notebooks.check_parameters(NOTEBOOKS, {"profile": "smoke"})  # declared by all five
     with pytest.raises(ValueError, match="images"):
-        suite.check_parameters(NOTEBOOKS, {"images": 8})  # only 02 declares it
-    suite.check_parameters(suite.notebooks(["02"]), {"images": 8})
+        notebooks.check_parameters(NOTEBOOKS, {"images": 8})  # only 02 declares it
+    notebooks.check_parameters(notebooks.notebooks(["02"]), {"images": 8})
 
 
 def test_only_and_param_parsing():
-    assert [nb.stem for nb in suite.notebooks(["03"])] == ["03_main_results"]
-    assert len(suite.notebooks(["01", "05"])) == 2
+    assert [nb.stem for nb in notebooks.notebooks(["03"])] == ["03_main_results"]
+    assert len(notebooks.notebooks(["01", "05"])) == 2
     with pytest.raises(ValueError, match="matches no notebook"):
-        suite.notebooks(["09"])
-    assert suite.parse_param("images=256") == ("images", 256)
-    assert suite.parse_param("energy=0.8") == ("energy", 0.8)
-    assert suite.parse_param("run_missing=False") == ("run_missing", False)
-    assert suite.parse_param("profile=mini") == ("profile", "mini")
+        notebooks.notebooks(["09"])
+    assert notebooks.parse_param("images=256") == ("images", 256)
+    assert notebooks.parse_param("energy=0.8") == ("energy", 0.8)
+    assert notebooks.parse_param("flag=False") == ("flag", False)
+    assert notebooks.parse_param("profile=mini") == ("profile", "mini")
     with pytest.raises(ValueError, match="KEY=VALUE"):
-        suite.parse_param("images")
+        notebooks.parse_param("images")
 
 
 def test_dry_run_lists_runs_and_trains_nothing(isolated_home, capsys):
@@ -70,8 +71,8 @@ def test_dry_run_lists_runs_and_trains_nothing(isolated_home, capsys):
 
 
 def test_paper_plan_reports_runs_and_gpu_hours(isolated_home):
-    table = suite.plan_frame("paper")
-    text = suite.describe_plan("paper", table)
+    table = plan.plan_frame("paper")
+    text = plan.describe_plan("paper", table)
     assert f"{len(experiments.all_configs('paper'))} runs" in text and "GPU-hours" in text
     assert table["run_id"].is_unique and (table["status"] == "missing").all() and (table["est_s"] > 0).all()
 
@@ -91,8 +92,8 @@ def test_failing_notebook_names_notebook_and_cell(tmp_path):
     path = tmp_path / "99_fail.ipynb"
     nbformat.write(book, path)
     out = tmp_path / "executed" / path.name
-    with pytest.raises(suite.NotebookFailed) as err:
-        suite.execute(path, out, {"profile": "smoke"})
+    with pytest.raises(notebooks.NotebookFailed) as err:
+        notebooks.execute(path, out, {"profile": "smoke"})
     message = str(err.value)
     assert "99_fail.ipynb" in message and "RuntimeError: boom in smoke" in message and "cell" in message
     kept = json.loads(out.read_text())
@@ -101,7 +102,7 @@ def test_failing_notebook_names_notebook_and_cell(tmp_path):
 
 def test_write_index(tmp_path):
     pages = [(tmp_path / "01_method.html", "01 — Method", 3.0), (tmp_path / "02_theory.html", "02 — Theory", 4.0)]
-    index = suite.write_index("smoke", pages, tmp_path)
+    index = notebooks.write_index("smoke", pages, tmp_path)
     text = index.read_text()
     assert 'href="01_method.html"' in text and 'href="02_theory.html"' in text and "SMOKE" in text
 
@@ -141,3 +142,16 @@ def test_smoke_suite_end_to_end(isolated_home, capsys):
     # a second suite run finds everything cached: nothing trains
     assert suite.main(["--profile", "smoke", "--only", "03"]) == 0
     assert "0 to train" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_notebooks_render_an_empty_store_and_say_what_is_missing(isolated_home, capsys):
+    assert suite.main(["--profile", "smoke", "--no-train"]) == 0
+    assert not (isolated_home / "results" / "runs").exists(), "a notebook trained something"
+    executed = isolated_home / "notebooks" / "executed" / "smoke" / "03_main_results.ipynb"
+    text = executed.read_text()
+    assert "3 of 3 runs of grid(s) main, extended (smoke) are missing" in text
+    assert "python -m adaptertune.paper.suite --profile smoke" in text
+    for stem in plots.FIGURES.values():
+        assert (isolated_home / "figures" / "smoke" / f"{stem}.png").is_file(), stem

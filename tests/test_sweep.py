@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from adaptertune import RunConfig, results as store
+from adaptertune import RunConfig, store
 from adaptertune.cli import main
-from adaptertune.sweep import expand, load_sweep, parse_shard, select_shard, shard_from_env, sweep
+from adaptertune.training.sweep import expand, load_sweep, parse_shard, select_shard, shard_from_env, sweep
 
 BASE = {"dataset": "digits", "backbone": "mini-s", "pretrained": False, "profile": "smoke", "epochs": 1,
         "warmup_epochs": 0, "batch_size": 64, "limit": 200, "train_eval_limit": 64}
@@ -59,7 +59,7 @@ def test_second_sweep_trains_nothing(isolated_home, monkeypatch):
     configs = expand({"base": {**BASE, "method": "adapter"}, "grid": {"rank": [2, 4]}})
     first = sweep(configs, progress=False)
     assert [s["ran"] for s in first] == [True, True] and all(s["status"] == "finished" for s in first)
-    import adaptertune.train as train
+    import adaptertune.training.sweep as train
 
     monkeypatch.setattr(train, "run", lambda *a, **k: pytest.fail("nothing should be trained"))
     second = sweep(configs, progress=False)
@@ -76,7 +76,7 @@ def test_a_failing_run_does_not_stop_the_sweep(isolated_home):
 
 SWEEP_SCRIPT = textwrap.dedent("""
     import sys
-    from adaptertune.sweep import load_sweep, sweep
+    from adaptertune.training.sweep import load_sweep, sweep
     sweep(load_sweep(sys.argv[1]), progress=True)
 """)
 
@@ -89,6 +89,7 @@ def _write_sweep(path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_killed_sweep_restarts_without_losing_a_finished_run(isolated_home, tmp_path):
     sweep_file = _write_sweep(tmp_path / "sweep.yaml")
     configs = load_sweep(sweep_file)

@@ -1,4 +1,4 @@
-"""Tables, figures and grids as pure functions of small hand-made results frames."""
+"""Tables as pure functions of small hand-made results frames."""
 import math
 
 import matplotlib
@@ -9,30 +9,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from adaptertune import experiments, plots, tables, verdicts  # noqa: E402
-
-
-def _runs(spec: dict[tuple[str, str, str], list[float]], **extra) -> pd.DataFrame:
-    """(dataset, backbone, method) -> per-seed test accuracies, as a results frame."""
-    rows = []
-    for (dataset, backbone, method), accs in spec.items():
-        for seed, acc in enumerate(accs):
-            rows.append({"dataset": dataset, "backbone": backbone, "method": method, "seed": seed, "test_acc": acc,
-                         "train_eval_acc": min(1.0, acc + 0.1), "run_id": f"{dataset}-{backbone}-{method}-{seed}", **extra})
-    return pd.DataFrame(rows)
-
-
-MAIN = _runs({
-    ("a", "s", "head"): [0.50, 0.52, 0.54],
-    ("a", "s", "adapter"): [0.80, 0.82, 0.84],
-    ("a", "s", "full"): [0.70, 0.70, 0.70],
-    ("b", "s", "head"): [0.40, 0.40, 0.40],
-    ("b", "s", "adapter"): [0.60, 0.60, 0.60],
-    ("b", "s", "full"): [0.90, 0.92, 0.94],
-    ("a", "t", "head"): [0.30, 0.30, 0.30],
-    ("a", "t", "adapter"): [0.35, 0.35, 0.35],
-    ("a", "t", "full"): [0.35, 0.35, 0.35],
-})
+from adaptertune.paper import experiments, tables, verdicts  # noqa: E402
+from frames import MAIN  # noqa: E402
 
 
 def test_seed_summary_exact_mean_and_sample_std():
@@ -79,23 +57,6 @@ def test_generalisation_gap_per_regime():
     # train_eval_acc = test_acc + 0.1, capped at 1.0 (full FT on b/s: gaps 10, 8, 6)
     assert table["gap_mean_points"].to_numpy() == pytest.approx([10.0, 10.0, 84 / 9])
     assert (table["runs"] == 9).all()
-
-
-def test_verdict_main_is_computed_from_the_numbers():
-    text = verdicts.verdict_main(MAIN)
-    assert "beats head-only on **3/3** pairs" in text and "+18.33 points" in text
-    assert "beats full fine-tuning on **1/3** pairs (1 losses, 1 ties)" in text
-    assert "b/s (32.00)" in text
-    assert "paper: 15/15" in text
-    assert verdicts.verdict_main(MAIN[MAIN["method"] == "head"]).startswith("- No pair")
-
-
-def _adapters(**knobs_to_accs) -> pd.DataFrame:
-    rows = []
-    for key, accs in knobs_to_accs.items():
-        for seed, acc in enumerate(accs):
-            rows.append({"method": "adapter", "seed": seed, "test_acc": acc, **dict(key)})
-    return pd.DataFrame(rows)
 
 
 def test_rank_table_elbow_and_verdict():
@@ -148,13 +109,14 @@ def test_sensitivity_table_picks_one_knob_at_a_time():
 
 
 def test_param_fractions_reproduce_the_paper_mean():
-    backbones = {"vit_s": (12, 384, 21_665_664), "vit_b": (12, 768, 85_798_656), "deit_t": (12, 192, 5_524_416)}
-    classes = {"cifar10": 10, "cifar100": 100, "svhn": 10, "pets": 37, "food101": 101}
-    table = tables.core_pair_fractions(backbones, classes)
-    assert len(table) == 15
+    # PAPER.md's backbone sizes without head; depth and width come from the backbone registry, classes from the data one
+    params = pd.DataFrame({"backbone": ["vit_small_patch16_224", "vit_base_patch16_224", "deit_tiny_patch16_224"],
+                           "backbone_params": [21_665_664, 85_798_656, 5_524_416]})
+    table = tables.core_pair_fractions(params, experiments.PAPER_CORE)
+    assert len(table) == 15 and list(table["classes"][:5]) == [10, 100, 10, 37, 101]
     assert table["pct_of_full_ft"].mean() == pytest.approx(0.917, abs=5e-4)
     assert table["pct_of_backbone"].mean() == pytest.approx(0.918, abs=5e-4)
-    s100 = table[(table["backbone"] == "vit_s") & (table["dataset"] == "cifar100")]
+    s100 = table[(table["backbone"] == "vit_small_patch16_224") & (table["dataset"] == "cifar100")]
     assert s100["trainable"].item() == 190_756
 
 
@@ -184,107 +146,3 @@ def test_write_table_files(tmp_path):
 def test_write_table_default_location(isolated_home):
     paths = tables.write_table(tables.gap_table(MAIN), "tabx", "mini")
     assert paths["csv"] == isolated_home / "figures" / "tables" / "mini" / "tabx.csv" and paths["csv"].is_file()
-
-
-# -- figures ---------------------------------------------------------------------------------------------
-def test_every_figure_saves_png_and_pdf_with_a_smoke_label(tmp_path):
-    fig = plots.main_results(MAIN)
-    paths = plots.save(fig, "main_results", "smoke", out_dir=tmp_path)
-    assert paths["png"].name == "fig03_main_results.png" and paths["png"].stat().st_size > 0 and paths["pdf"].is_file()
-    assert any(t.get_text() == plots.SMOKE_LABEL for t in fig.texts)
-    fig = plots.generalisation_gap(tables.generalisation_gap(MAIN))
-    plots.save(fig, "generalisation_gap", "mini", out_dir=tmp_path)
-    assert not any(t.get_text() == plots.SMOKE_LABEL for t in fig.texts)
-    with pytest.raises(ValueError, match="figure key"):
-        plots.save(fig, "nope", "mini", out_dir=tmp_path)
-    plots.save(plots.placement_schematic(6, every=2, start=0), "placement_schematic", "mini", out_dir=tmp_path)
-    assert (tmp_path / "fig01_adapter_placement.pdf").is_file()
-
-
-def test_figure_names_are_unique():
-    assert len(set(plots.FIGURES.values())) == len(plots.FIGURES)
-
-
-# -- grids -----------------------------------------------------------------------------------------------
-def test_grids_share_runs_and_match_the_protocol():
-    main = experiments.grid("main", "mini")
-    assert len(main) == 2 * 3 * 3 * 3
-    rank_ids = {c.run_id for c in experiments.grid("rank", "mini")}
-    init_ids = {c.run_id for c in experiments.grid("init", "mini")}
-    assert len(rank_ids & {c.run_id for c in main}) > 0  # r=16 adapter + head/full of the ablation pair
-    assert len(init_ids & rank_ids) == 3  # zero init = the r=16 runs
-    total = experiments.all_configs("mini")
-    assert len({c.run_id for c in total}) == len(total)
-    paper = experiments.grid("main", "paper")
-    assert len(paper) == 135 and {c.epochs for c in paper} == {50} and {c.lr for c in paper} == {1e-3}
-    assert {c.batch_size for c in paper} == {128} and {c.warmup_epochs for c in paper} == {5}
-    assert len(experiments.grid("extended", "paper")) == 108 and experiments.grid("extended", "mini") == []
-    placement = experiments.grid("placement", "paper")
-    assert {(c.every, c.start) for c in placement} == {(1, 0), (2, 0), (1, 6), (2, 6)}
-    assert {c.dataset for c in experiments.grid("rank", "paper")} == {"cifar10"}
-    smoke = experiments.all_configs("smoke")
-    assert {c.epochs for c in smoke} == {1} and {c.seed for c in smoke} == {0} and {c.limit for c in smoke} == {64}
-
-
-def test_grid_errors_name_the_allowed_values():
-    with pytest.raises(ValueError, match="choose one of"):
-        experiments.grid("nope", "mini")
-    with pytest.raises(ValueError, match="profile"):
-        experiments.grid("main", "huge")
-
-
-def test_select_and_plan():
-    ids = [c.run_id for c in experiments.grid("init", "smoke")]
-    frame = pd.DataFrame({"run_id": ids + ["other"], "test_acc": [0.5] * (len(ids) + 1)})
-    assert len(experiments.select(frame, "init", "smoke")) == len(ids)
-    plan = experiments.plan("smoke")
-    assert plan["run_id"].is_unique and len(plan) == len(experiments.all_configs("smoke"))
-    assert "main" in plan.loc[plan["method"] == "full", "grids"].iloc[0]
-    assert experiments.sensitivity_defaults("paper") == {"lr": 1e-3, "weight_decay": 0.05, "scale": 1.0}
-
-
-# -- failure analysis (pure parts) -------------------------------------------------------------------------
-def test_gap_frame_and_correlations():
-    from adaptertune import analysis
-
-    frame = analysis.gap_frame(MAIN, width={"s": 64, "t": 128}.get)
-    row = frame.set_index(["dataset", "backbone"]).loc[("b", "s")]
-    assert row["gap_points"] == pytest.approx(32.0) and row["linear_probe_acc"] == pytest.approx(40.0)
-    assert set(frame.columns) >= {"adapter", "full", "linear_probe_acc", "gap_points", "width"}
-    corr = analysis.correlations(frame, ["linear_probe_acc", "width"])
-    assert corr["pairs"].tolist() == [3, 3] and corr["spearman_rho"].notna().all()
-    assert analysis.correlations(frame.iloc[:2], ["width"])["spearman_rho"].isna().all()
-    text = analysis.verdict_failures(frame, corr)
-    assert "Full FT beats AdapterTune on 1/3 pairs: b/s (+32.00)" in text and "d=64" in text
-
-
-def test_backbone_width():
-    from adaptertune import analysis
-
-    assert analysis.backbone_width("mini-s") == 64 and analysis.backbone_width("deit_tiny_patch16_224") == 192
-
-
-def test_frechet_distance_known_values():
-    from adaptertune import analysis
-
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((4000, 3))
-    assert analysis.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-9)
-    shifted = a + np.array([2.0, 0.0, 0.0])
-    assert analysis.frechet_distance(a, shifted) == pytest.approx(4.0, rel=1e-6)  # only the means differ
-    with pytest.raises(ValueError, match="equal d"):
-        analysis.frechet_distance(a, a[:, :2])
-
-
-def test_per_class_errors_and_wrong_examples():
-    from adaptertune import analysis
-
-    y = np.array([0, 0, 1, 1, 2, 2])
-    pred = np.array([0, 1, 1, 1, 0, 0])
-    table = analysis.per_class_errors(y, pred, ["a", "b", "c"]).set_index("class_name")
-    assert table["error"].tolist() == [0.5, 0.0, 1.0] and table.loc["c", "most_confused_with"] == "a"
-    picks = analysis.wrong_examples(y, {"head": pred, "full": y.copy()}, per_regime=2)
-    assert set(picks["regime"]) == {"head"} and len(picks) == 2 and picks["only_this_regime_wrong"].all()
-    assert (picks["y_pred"] != picks["y_true"]).all()
-    with pytest.raises(ValueError, match="not the same test set"):
-        analysis.wrong_examples(y, {"head": pred[:3]})

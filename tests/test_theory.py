@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from adaptertune import theory
+from adaptertune.paper import theory
 from adaptertune.backbones import MINI_BACKBONES
 
 

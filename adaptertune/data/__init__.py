@@ -13,7 +13,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..backbones import create_backbone, data_config
+from ..config import RunConfig
+from ..paths import looks_like_path
+from .folder import build_folder
 from .loader import make_loader
+from .mini import build_mini
+from .paper import build_paper
 from .registry import (DATASETS, DOWNLOAD_ENV, PROFILES, DatasetNotFoundError, DatasetSpec, DataSplits,
                        SplitFileError, check_name, check_profile, datasets_root, want_download)
 from .transforms import DEFAULT_DATA_CONFIGS, BatchAugment, resolve_data_config
@@ -41,23 +47,28 @@ def load_dataset(name: str, *, profile: str = "mini", seed: int = 0, data_config
     fetch = want_download(download)
     val_fraction = float(val_fraction)
     if name not in DATASETS:
-        from .folder import build_folder, looks_like_path
-
         if not looks_like_path(name):
             check_name(name)  # raises ValueError listing the allowed names
         return build_folder(name, profile=profile, seed=seed, cfg=cfg, val_fraction=val_fraction, limit=limit)
     spec = DATASETS[name]
     if spec.kind == "mini":
-        from .mini import build_mini
-
         return build_mini(name, profile=profile, seed=seed, cfg=cfg, root=root, val_fraction=val_fraction,
                           limit=limit, download=fetch)
-    from .paper import build_paper
-
     return build_paper(name, profile=profile, seed=seed, cfg=cfg, root=datasets_root(root),
                        val_fraction=val_fraction, limit=limit, download=fetch)
 
 
+def load_for_run(cfg: RunConfig) -> DataSplits:
+    """The splits one run trains and is scored on, sized and normalised by its backbone's own data config.
+
+    The one place a run's config becomes data: training, the theory notebook and the failure analysis all read
+    exactly the images the run saw (same seed, hold-out and limit).
+    """
+    probe = create_backbone(cfg.backbone, 1, pretrained=False, profile=cfg.profile)  # only for its data config
+    return load_dataset(cfg.dataset, profile=cfg.profile, seed=cfg.seed, data_config=data_config(probe),
+                        val_fraction=cfg.val_fraction, limit=cfg.limit)
+
+
 __all__ = ["DATASETS", "DEFAULT_DATA_CONFIGS", "DOWNLOAD_ENV", "PROFILES", "BatchAugment", "DataSplits",
-           "DatasetNotFoundError", "DatasetSpec", "SplitFileError", "datasets_root", "load_dataset", "make_loader",
+           "DatasetNotFoundError", "DatasetSpec", "SplitFileError", "datasets_root", "load_dataset", "load_for_run", "make_loader",
            "resolve_data_config"]

@@ -19,10 +19,6 @@ from .splits import fixed_test_split, labels_of
 FOLDER_TEST_FRACTION = 0.2
 
 
-def looks_like_path(name: str) -> bool:
-    return "/" in name or "\\" in name or name.startswith((".", "~")) or Path(name).expanduser().is_dir()
-
-
 def _samples(directory: Path, class_to_idx: dict[str, int], allow_empty: bool) -> list[tuple[str, int]]:
     try:
         return make_dataset(str(directory), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=allow_empty)

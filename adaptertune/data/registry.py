@@ -14,9 +14,9 @@ from typing import Callable
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ..config import PROFILES
 from ..paths import data_dir
 
-PROFILES = ("smoke", "mini", "paper")
 KINDS = ("paper", "mini")
 DOWNLOAD_ENV = "ADAPTERTUNE_DOWNLOAD"
 DATASETS_ENV = "ADAPTERTUNE_DATASETS"
@@ -40,6 +40,8 @@ class DatasetSpec:
     description: str
     url: str  # where the files come from
     folder: str  # what appears under the datasets root once the files are in place
+    train_size: int  # the training pool before the validation hold-out (mini: as data/mini.py caps it)
+    test_size: int
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -57,41 +59,41 @@ class DatasetSpec:
         return f"{self.download_command}  (source: {self.url})"
 
 
-def _paper(name: str, n: int, description: str, url: str, folder: str) -> DatasetSpec:
-    return DatasetSpec(name, n, "paper", description, url, folder)
+def _paper(name: str, n: int, sizes: tuple[int, int], description: str, url: str, folder: str) -> DatasetSpec:
+    return DatasetSpec(name, n, "paper", description, url, folder, *sizes)
 
 
-def _mini(name: str, n: int, description: str) -> DatasetSpec:
+def _mini(name: str, n: int, sizes: tuple[int, int], description: str) -> DatasetSpec:
     return DatasetSpec(name, n, "mini", description,
                        "apt-get install dataset-fashion-mnist (Debian/Ubuntu), or torchvision's FashionMNIST download"
                        if name.startswith("fmnist") else "bundled with scikit-learn (sklearn.datasets.load_digits)",
-                       "FashionMNIST/raw" if name.startswith("fmnist") else "")
+                       "FashionMNIST/raw" if name.startswith("fmnist") else "", *sizes)
 
 
 DATASETS: dict[str, DatasetSpec] = {s.name: s for s in (
-    _paper("cifar10", 10, "CIFAR-10 (torchvision CIFAR10): 50,000 train / 10,000 test, 32x32",
+    _paper("cifar10", 10, (50000, 10000), "CIFAR-10 (torchvision CIFAR10): 50,000 train / 10,000 test, 32x32",
            "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "cifar-10-batches-py"),
-    _paper("cifar100", 100, "CIFAR-100 fine labels (torchvision CIFAR100): 50,000 train / 10,000 test",
+    _paper("cifar100", 100, (50000, 10000), "CIFAR-100 fine labels (torchvision CIFAR100): 50,000 train / 10,000 test",
            "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz", "cifar-100-python"),
-    _paper("svhn", 10, "SVHN cropped digits (torchvision SVHN): train_32x32.mat 73,257 / test_32x32.mat 26,032",
+    _paper("svhn", 10, (73257, 26032), "SVHN cropped digits (torchvision SVHN): train_32x32.mat 73,257 / test_32x32.mat 26,032",
            "http://ufldl.stanford.edu/housenumbers/", "svhn"),
-    _paper("pets", 37, "Oxford-IIIT Pet (torchvision OxfordIIITPet): trainval 3,680 / test 3,669",
+    _paper("pets", 37, (3680, 3669), "Oxford-IIIT Pet (torchvision OxfordIIITPet): trainval 3,680 / test 3,669",
            "https://www.robots.ox.ac.uk/~vgg/data/pets/", "oxford-iiit-pet"),
-    _paper("food101", 101, "Food-101 (torchvision Food101): train 75,750 / test 25,250",
+    _paper("food101", 101, (75750, 25250), "Food-101 (torchvision Food101): train 75,750 / test 25,250",
            "http://data.vision.ee.ethz.ch/cvl/food-101.tar.gz", "food-101"),
-    _paper("flowers102", 102, "Oxford Flowers-102 (torchvision Flowers102): train+val 2,040 / test 6,149",
+    _paper("flowers102", 102, (2040, 6149), "Oxford Flowers-102 (torchvision Flowers102): train+val 2,040 / test 6,149",
            "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/", "flowers-102"),
-    _paper("aircraft", 100, "FGVC-Aircraft, variant level (torchvision FGVCAircraft): trainval 6,667 / test 3,333",
+    _paper("aircraft", 100, (6667, 3333), "FGVC-Aircraft, variant level (torchvision FGVCAircraft): trainval 6,667 / test 3,333",
            "https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/archives/fgvc-aircraft-2013b.tar.gz",
            "fgvc-aircraft-2013b"),
-    _paper("imagenet_r", 200, "ImageNet-R renditions (ImageFolder, 30,000 images): seeded 90/10 pool/test split",
+    _paper("imagenet_r", 200, (27000, 3000), "ImageNet-R renditions (ImageFolder, 30,000 images): seeded 90/10 pool/test split",
            "https://people.eecs.berkeley.edu/~hendrycks/imagenet-r.tar", "imagenet-r"),
-    _paper("tiny_imagenet", 200, "Tiny-ImageNet-200: train 100,000 / official val 10,000 used as test, 64x64",
+    _paper("tiny_imagenet", 200, (100000, 10000), "Tiny-ImageNet-200: train 100,000 / official val 10,000 used as test, 64x64",
            "http://cs231n.stanford.edu/tiny-imagenet-200.zip", "tiny-imagenet-200"),
-    _mini("fmnist_source", 5, "Fashion-MNIST tops (T-shirt, pullover, dress, coat, shirt): pretraining source task"),
-    _mini("fmnist_target", 5, "Fashion-MNIST trouser, sandal, sneaker, bag, ankle boot: near-domain transfer target"),
-    _mini("fmnist_lowdata", 5, "fmnist_target with 50 labelled training images per class (seeded): low-data regime"),
-    _mini("digits", 10, "scikit-learn 8x8 digits upsampled to 28x28: far-domain transfer (SVHN/Food101 analogue)"),
+    _mini("fmnist_source", 5, (30000, 5000), "Fashion-MNIST tops (T-shirt, pullover, dress, coat, shirt): pretraining source task"),
+    _mini("fmnist_target", 5, (6000, 5000), "Fashion-MNIST trouser, sandal, sneaker, bag, ankle boot: near-domain transfer target"),
+    _mini("fmnist_lowdata", 5, (250, 5000), "fmnist_target with 50 labelled training images per class (seeded): low-data regime"),
+    _mini("digits", 10, (1258, 539), "scikit-learn 8x8 digits upsampled to 28x28: far-domain transfer (SVHN/Food101 analogue)"),
 )}
 
 @dataclass

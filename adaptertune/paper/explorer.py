@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ..adapter import AdapterConfig
+from ..store.table import load_results
 from . import experiments, plots
-from .results import load_results
-from .tables import METHOD_LABELS, knob_table
+from .tables import METHOD_LABELS, knob_table, method_label
 
 KNOBS = ["method", "rank", "every", "start", "init", "scale", "lr", "weight_decay", "epochs"]
 METRICS = ("test_acc", "best_val_acc", "train_eval_acc")
@@ -37,7 +38,7 @@ def pair_view(df: pd.DataFrame, dataset: str, backbone: str, regimes: tuple[str,
     keys = [k for k in KNOBS if k in rows]
     filled = rows.assign(**{k: rows[k].map(_label) for k in keys})  # strings: None and numbers group and sort together
     table = knob_table(filled, keys, extra=("trainable_params",))
-    table["method"] = table["method"].map(lambda m: METHOD_LABELS.get(m, m))
+    table["method"] = table["method"].map(method_label)
     return table.rename(columns={"test_acc": metric})
 
 
@@ -55,8 +56,8 @@ def recipe_runs(df: pd.DataFrame, dataset: str, backbone: str) -> pd.DataFrame:
     at_recipe = (np.isclose(rows["lr"].astype(float), recipe["lr"])
                  & np.isclose(rows["weight_decay"].astype(float), recipe["weight_decay"])
                  & (rows["epochs"] == recipe["epochs"]))
-    default_adapter = ((rows["every"] == 1) & (rows["start"] == 0) & (rows["init"] == "zero")
-                       & (rows["scale"] == 1.0))
+    defaults = AdapterConfig()
+    default_adapter = np.logical_and.reduce([rows[k] == getattr(defaults, k) for k in ("every", "start", "init", "scale")])
     return rows[at_recipe & ((rows["method"] != "adapter") | default_adapter)]
 
 

@@ -6,7 +6,6 @@ the gradient of the same global-batch mean as one process would, even when the l
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import sys
 import time
@@ -19,17 +18,12 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset, Subset
 from tqdm.auto import tqdm
 
+from ..seeds import derive_seed
 from .distributed import DistContext, all_reduce_sum, gather_rows
 
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite; the run stops instead of training on garbage."""
-
-
-def derive_seed(*parts: object) -> int:
-    """A stable 63-bit seed from any parts (Python's ``hash`` is salted per process; this is not)."""
-    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
 def lr_at(step: int, base_lr: float, warmup_steps: int, total_steps: int) -> float:

@@ -22,42 +22,29 @@ import torch
 from torch import nn
 from torch.utils.data import Subset, TensorDataset
 
-from . import distributed, provenance, results
-from .atomic import atomic_save_safetensors
-from .backbones import backbone_info, create_backbone, data_config
+from ..adapter_files import save_adapters
+from ..atomic import atomic_save_safetensors
+from ..backbones import backbone_info
+from ..config import RunConfig, seeded_backbone
+from ..data import load_for_run, make_loader
+from ..recompute import recompute_frozen_mlps
+from ..regimes import count_parameters, prepare
+from ..seeds import derive_seed
+from ..store import provenance
+from ..store import runs as results
+from . import distributed
 from .checkpoint import CHECKPOINT_FILE, load_checkpoint, read_checkpoint_state, save_checkpoint
-from .config import RunConfig
-from .loop import (CompiledForward, NonFiniteLossError, derive_seed, evaluate, extract_features, lr_at,
-                   make_optimizer, show_progress, train_epoch)
-from .recompute import recompute_frozen_mlps
-from .regimes import count_parameters, prepare
+from .loop import (CompiledForward, NonFiniteLossError, evaluate, extract_features, lr_at, make_optimizer,
+                   show_progress, train_epoch)
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _data():
-    from . import data  # imported lazily: the data package pulls in torchvision datasets
-
-    return data
-
-
-def seeded_backbone(cfg: RunConfig, num_classes: int) -> nn.Module:
-    """The run's backbone under the run's init seed: training and ``results.load_model`` build it the same way,
-    so a ``pretrained=False`` backbone is rebuilt exactly. Seeds torch's global RNG (the adapters drawn next
-    in ``prepare`` continue from it)."""
-    torch.manual_seed(derive_seed(cfg.seed, "init"))
-    return create_backbone(cfg.backbone, num_classes, pretrained=cfg.pretrained, checkpoint=cfg.checkpoint,
-                           profile=cfg.profile)
-
-
 def build_model_and_data(cfg: RunConfig):
     """The prepared model (seeded init) and the dataset splits, resolved with the backbone's own input config."""
-    probe = create_backbone(cfg.backbone, 1, pretrained=False, profile=cfg.profile)  # only for its data config
-    splits = _data().load_dataset(cfg.dataset, profile=cfg.profile, seed=cfg.seed, data_config=data_config(probe),
-                                  val_fraction=cfg.val_fraction, limit=cfg.limit)
-    del probe
+    splits = load_for_run(cfg)
     model = seeded_backbone(cfg, splits.num_classes)
     prepare(model, cfg.method, **cfg.adapter_options())
     if cfg.recompute_frozen_mlp:
@@ -104,7 +91,6 @@ class _Run:
             dataset={"name": splits.name, "num_classes": splits.num_classes, "class_names": list(splits.class_names),
                      "sizes": {k: len(getattr(splits, k)) for k in ("train", "val", "test")}, "info": splits.info})
         self.write("result.json", self.record)
-        make_loader = _data().make_loader
         eval_bs = max(1, (cfg.eval_batch_size or cfg.batch_size) // ctx.world_size)
         common = dict(ctx=ctx, batch_size=eval_bs, precision=cfg.precision, make_loader=make_loader, seed=cfg.seed,
                       num_workers=cfg.num_workers)
@@ -181,8 +167,6 @@ class _Run:
             if cfg.method == "full":
                 atomic_save_safetensors(model.state_dict(), self.path / results.MODEL_FILE)
             else:
-                from .adapter_files import save_adapters
-
                 save_adapters(model, self.path / results.ADAPTER_FILE, class_names=list(splits.class_names))
             results.write_predictions(self.path / results.PREDICTIONS_FILE, test["y_true"], test["y_pred"], test["top"])
         self.record.update(
@@ -235,4 +219,4 @@ def run(config: RunConfig | dict, *, root: str | Path | None = None, progress: b
         raise
 
 
-__all__ = ["NonFiniteLossError", "RunConfig", "build_model_and_data", "run", "seeded_backbone"]
+__all__ = ["NonFiniteLossError", "build_model_and_data", "run"]

@@ -10,11 +10,18 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
-from .config import PROFILES, RunConfig
-from .regimes import METHODS
+from ..backbones import PAPER_BACKBONES as PAPER_BACKBONE_TAGS
+from ..backbones import backbone_shape
+from ..config import PROFILES, RunConfig
+from ..regimes import METHODS
+from ..store import runs as results
+from ..store.table import load_results
+from ..training.pretrain import pretrain_mini
+from ..training.sweep import unique
 
 GRIDS = ("main", "extended", "rank", "placement", "init", "sensitivity", "theory")
 
@@ -31,16 +38,20 @@ class Protocol:
     ablation: tuple[str, str]  # (dataset, backbone)
     ranks: tuple[int, ...]
     sensitivity: dict[str, tuple[float, ...]]
-    depth: dict[str, int]
     per_dataset: dict[str, dict] = field(default_factory=dict)  # recipe overrides for one dataset
     ablation_seeds: tuple[int, ...] | None = None
     sensitivity_seeds: tuple[int, ...] | None = None
     extended_note: str = ""
 
+    @property
+    def ablation_depth(self) -> int:
+        """Blocks of the ablation backbone (placement grids and the schematic)."""
+        return backbone_shape(self.ablation[1])[0]
+
 
 PAPER_CORE = ("cifar10", "cifar100", "svhn", "pets", "food101")
 PAPER_EXTENDED = ("flowers102", "aircraft", "imagenet_r", "tiny_imagenet")
-PAPER_BACKBONES = ("vit_small_patch16_224", "vit_base_patch16_224", "deit_tiny_patch16_224")
+PAPER_BACKBONES = tuple(PAPER_BACKBONE_TAGS)
 
 PROTOCOLS: dict[str, Protocol] = {
     "paper": Protocol(
@@ -48,7 +59,6 @@ PROTOCOLS: dict[str, Protocol] = {
         recipe=dict(epochs=50, batch_size=128, lr=1e-3, weight_decay=0.05, warmup_epochs=5, profile="paper"),
         ablation=("cifar10", "vit_small_patch16_224"), ranks=(1, 2, 4, 8, 16, 32, 64),
         sensitivity={"lr": (1e-4, 5e-4, 1e-3, 5e-3), "weight_decay": (0.0, 0.01, 0.05, 0.1), "scale": (0.5, 1.0, 2.0, 4.0)},
-        depth={b: 12 for b in PAPER_BACKBONES},
         extended_note="the paper's extended benchmark (Flowers102, FGVC-Aircraft, ImageNet-R, Tiny-ImageNet)",
     ),
     # Sized for the 2-core budget (docs/notebooks.md has the measured times): a few epochs; the tiny splits get
@@ -61,7 +71,7 @@ PROTOCOLS: dict[str, Protocol] = {
         per_dataset={"fmnist_lowdata": dict(epochs=20, batch_size=32), "digits": dict(epochs=15, batch_size=64)},
         ablation=("fmnist_target", "mini-s"), ranks=(1, 2, 4, 8, 16, 32, 64),
         sensitivity={"lr": (3e-4, 1e-3, 3e-3), "weight_decay": (0.0, 0.05, 0.5), "scale": (0.5, 1.0, 4.0)},
-        depth={"mini-s": 6, "mini-b": 6}, sensitivity_seeds=(0,),
+        sensitivity_seeds=(0,),
         extended_note="paper-only: the offline mini protocol has no stand-in for the extended datasets",
     ),
     "smoke": Protocol(
@@ -69,7 +79,6 @@ PROTOCOLS: dict[str, Protocol] = {
         recipe=dict(epochs=1, batch_size=32, lr=1e-3, weight_decay=0.05, warmup_epochs=0, limit=64, profile="smoke",
                     log_every=1, train_eval_limit=64),
         ablation=("fmnist_target", "mini-s"), ranks=(1, 4, 16), sensitivity={"scale": (1.0, 4.0)},
-        depth={"mini-s": 6},
         extended_note="paper-only (smoke: plumbing only)",
     ),
 }
@@ -117,7 +126,7 @@ def grid(name: str, profile: str) -> list[RunConfig]:
         configs = [c for r in p.ranks for c in _ablation(profile, rank=r)]
         configs += [config(profile, dataset, backbone, m, s) for m in ("head", "full") for s in (p.ablation_seeds or p.seeds)]
     elif name == "placement":
-        depth = p.depth[p.ablation[1]]
+        depth = p.ablation_depth
         configs = [c for every in (1, 2) for start in (0, depth // 2) for c in _ablation(profile, every=every, start=start)]
     elif name == "init":
         configs = [c for init in ("zero", "random") for c in _ablation(profile, init=init)]
@@ -132,15 +141,11 @@ def grid(name: str, profile: str) -> list[RunConfig]:
         configs = [config(profile, d, backbone, "full", p.seeds[0]) for d in p.datasets] + grid("rank", profile)
     else:
         raise ValueError(f"grid name {name!r} is unknown: choose one of {GRIDS}")
-    from .sweep import unique
-
     return unique(configs)
 
 
 def all_configs(profile: str, names: tuple[str, ...] = GRIDS) -> list[RunConfig]:
     """Every run of the profile, each once."""
-    from .sweep import unique
-
     return unique(c for name in names for c in grid(name, profile))
 
 
@@ -172,12 +177,64 @@ def plan(profile: str, names: tuple[str, ...] = GRIDS) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def make_command(profile: str, names: tuple[str, ...]) -> str:
+    """The one command that trains the missing runs of ``names`` (the whole suite for the offline profiles)."""
+    if profile in ("smoke", "mini"):
+        return f"make {profile}" if profile == "mini" else "python -m adaptertune.paper.suite --profile smoke"
+    return "python -m adaptertune sweep --profile " + profile + "".join(f" --grid {n}" for n in names)
+
+
+@dataclass(frozen=True)
+class GridRuns:
+    """The finished runs of some grids of a profile, and the runs still missing: what a notebook renders."""
+
+    profile: str
+    names: tuple[str, ...]
+    runs: pd.DataFrame
+    missing: tuple[RunConfig, ...]
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing
+
+    def select(self, name: str) -> pd.DataFrame:
+        """The finished rows of one of the grids."""
+        if name not in self.names:
+            raise ValueError(f"grid {name!r} was not loaded: this GridRuns holds {self.names}")
+        return select(self.runs, name, self.profile)
+
+    def note(self) -> str:
+        """Markdown: how many runs exist and, if some are missing, which and the command that makes them."""
+        total = len(self.runs) + len(self.missing)
+        label = ", ".join(self.names)
+        if self.complete:
+            return f"All {total} runs of grid(s) {label} ({self.profile}) are in the run store."
+        shown = ", ".join(f"{c.dataset}/{c.backbone}/{c.method}" + (f" r={c.rank}" if c.method == "adapter" else "")
+                          + f" seed={c.seed}" for c in self.missing[:6])
+        more = f" and {len(self.missing) - 6} more" if len(self.missing) > 6 else ""
+        return (f"**{len(self.missing)} of {total} runs of grid(s) {label} ({self.profile}) are missing** "
+                f"({shown}{more}): what follows shows the {len(self.runs)} that exist and marks the rest as missing. "
+                f"Make them with `{make_command(self.profile, self.names)}`.")
+
+    def _repr_markdown_(self) -> str:
+        return self.note()
+
+
+def load_grid(profile: str, *names: str, root: str | Path | None = None) -> GridRuns:
+    """The store's finished runs of grids ``names`` of ``profile`` (all grids if none named); nothing is trained."""
+    names = names or GRIDS
+    configs = unique(c for name in names for c in grid(name, profile))
+    ids = {c.run_id for c in configs}
+    finished = load_results(root)
+    runs = finished[finished["run_id"].isin(ids)].reset_index(drop=True)
+    missing = tuple(c for c in configs if c.run_id not in set(runs["run_id"]))
+    return GridRuns(profile, tuple(names), runs, missing)
+
+
 def ensure_backbones(profile: str, verbose: bool = False) -> dict:
     """Pretrain the mini backbones of ``profile`` if missing (cached after the first call); paper: nothing to do."""
     if profile == "paper":
         return {}
-    from .pretrain import pretrain_mini
-
     return pretrain_mini(profile, names=protocol(profile).backbones, verbose=verbose)
 
 
@@ -192,10 +249,22 @@ def find_run(runs: pd.DataFrame, **match) -> str:
     return hits[0]
 
 
+def pick_runs(runs: pd.DataFrame, by: str, order: tuple | None = None, **match) -> dict:
+    """``{value of column by: run_id}`` over the rows matching every ``column=value``; each value at most once,
+    in the given ``order`` of values (values missing from the store are left out)."""
+    mask = pd.Series(True, index=runs.index)
+    for key, value in match.items():
+        mask &= runs[key] == value
+    chosen = runs.loc[mask]
+    doubled = chosen[by][chosen[by].duplicated()].tolist()
+    if doubled:
+        raise LookupError(f"several finished runs match {match} for {by}={doubled}: narrow the match")
+    found = dict(zip(chosen[by], chosen["run_id"]))
+    return {k: found[k] for k in (order if order is not None else sorted(found)) if k in found}
+
+
 def curves(runs: pd.DataFrame, kind: str = "steps", keep: tuple[str, ...] = ("method", "init", "seed", "rank")) -> pd.DataFrame:
     """Per-step (``steps``) or per-epoch (``metrics``) logs of every run in ``runs``, with config columns attached."""
-    from . import results
-
     loaders = {"steps": results.load_steps, "metrics": results.load_metrics}
     if kind not in loaders:
         raise ValueError(f"kind={kind!r} is not allowed: choose one of {tuple(loaders)}")
@@ -208,5 +277,5 @@ def curves(runs: pd.DataFrame, kind: str = "steps", keep: tuple[str, ...] = ("me
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
-__all__ = ["GRIDS", "PROTOCOLS", "Protocol", "all_configs", "config", "curves", "ensure_backbones", "find_run", "grid",
-           "plan", "protocol", "recipe", "select", "sensitivity_defaults"]
+__all__ = ["GRIDS", "PROTOCOLS", "GridRuns", "Protocol", "all_configs", "config", "curves", "ensure_backbones", "find_run",
+           "grid", "load_grid", "make_command", "pick_runs", "plan", "protocol", "recipe", "select", "sensitivity_defaults"]

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from adaptertune import RunConfig, load_results, run
-from adaptertune import results as store
+from adaptertune import store
 from adaptertune.cli import main
 
 REQUIRED = [

@@ -8,16 +8,18 @@ Adaptation then happens on ``fmnist_target`` (the other classes) or on digits: a
 """
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 from safetensors.torch import load_file
 
-from . import results
-from .atomic import atomic_save_safetensors
-from .backbones import MINI_BACKBONES, mini_weights_path, spec_dict
-from .config import RunConfig
-from .provenance import environment
+from ..atomic import atomic_save_safetensors
+from ..backbones import MINI_BACKBONES, mini_weights_path, spec_dict
+from ..config import RunConfig
+from ..store import runs as results
+from ..store.provenance import environment
+from .run import run
 
 SOURCE_DATASET = "fmnist_source"
 # Per profile: the recipe of the pretraining runs. mini: sized for both mini backbones in about 7.5 min on
@@ -74,7 +76,7 @@ def pretrain_mini(profile: str = "mini", names: tuple[str, ...] = ("mini-s", "mi
 
     A second call finds the exported weights and returns at once; ``force=True`` retrains and overwrites.
     """
-    import json
+
 
     out: dict[str, dict] = {}
     for name in names:
@@ -90,8 +92,6 @@ def pretrain_mini(profile: str = "mini", names: tuple[str, ...] = ("mini-s", "mi
             print(f"[pretrain-mini] {name} ({profile}): training from scratch on {SOURCE_DATASET} "
                   f"({cfg.epochs} epochs, lr {cfg.lr}, batch {cfg.batch_size}) as run {cfg.run_id}", flush=True)
         t0 = time.perf_counter()
-        from .train import run
-
         result = run(cfg, root=root, progress=progress, verbose=verbose, force=force)
         _export(name, profile, result, root)
         out[name] = json.loads(meta.read_text())

@@ -16,21 +16,21 @@ import pandas as pd
 import torch
 from scipy import linalg, stats
 from torch import nn
+from torch.utils.data import Subset
 
-from .tables import METHOD_LABELS, compare, pair_means
+from ..backbones import backbone_shape, create_backbone, data_config
+from ..data import load_dataset, load_for_run, make_loader
+from ..store import runs as store
+from ..training.distributed import DistContext
+from ..training.loop import extract_features
+from ..training.pretrain import SOURCE_DATASET
+from .tables import compare, method_label, pair_means
 
 
 # -- pair-level gaps and measures ---------------------------------------------------------------------------
 def backbone_width(name: str) -> int:
-    """Token width d of a backbone, without loading weights (mini spec, or a timm model built on 'meta')."""
-    from .backbones import MINI_BACKBONES, resolve_name
-
-    if name in MINI_BACKBONES:
-        return MINI_BACKBONES[name].embed_dim
-    import timm
-
-    with torch.device("meta"):
-        return int(timm.create_model(resolve_name(name).split(".")[0], pretrained=False, num_classes=1).embed_dim)
+    """Token width d of a backbone, without loading weights."""
+    return backbone_shape(name)[1]
 
 
 def gap_frame(df: pd.DataFrame, width: Callable[[str], int] = backbone_width) -> pd.DataFrame:
@@ -39,8 +39,9 @@ def gap_frame(df: pd.DataFrame, width: Callable[[str], int] = backbone_width) ->
     gaps = compare(df, "full", "adapter")[["dataset", "backbone", "diff_points"]].rename(columns={"diff_points": "gap_points"})
     out = means.merge(gaps, on=["dataset", "backbone"], how="inner")
     out["width"] = out["backbone"].map(width)
-    if "head" in out:
-        out = out.rename(columns={"head": "linear_probe_acc"})  # head-only = a linear probe of the frozen features
+    out = out.rename(columns={"head": "linear_probe_acc"})  # head-only = a linear probe of the frozen features
+    if "linear_probe_acc" not in out:  # no head-only runs (yet): the column exists, empty
+        out.insert(2, "linear_probe_acc", np.nan)
     return out
 
 
@@ -82,12 +83,6 @@ def frozen_features(model: nn.Module, dataset, n: int = 1000, batch_size: int = 
 
     The linear probe's feature extractor (``loop.extract_features``), single process on CPU.
     """
-    from torch.utils.data import Subset
-
-    from .data import make_loader
-    from .distributed import DistContext
-    from .loop import extract_features
-
     pick = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:n].tolist()
     feats, _ = extract_features(model, Subset(dataset, pick), ctx=DistContext(0, 1, 0, torch.device("cpu")),
                                 batch_size=batch_size, precision="fp32", make_loader=make_loader, seed=seed)
@@ -107,17 +102,12 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 def source_dataset(profile: str) -> str | None:
     """The pretraining corpus as a loadable dataset: fmnist_source for the mini backbones; None for ImageNet."""
-    from .pretrain import SOURCE_DATASET
-
     return SOURCE_DATASET if profile in ("mini", "smoke") else None
 
 
 def shift_measures(pairs: pd.DataFrame, profile: str, images: int = 1000) -> pd.DataFrame:
     """Per (dataset, backbone): Fréchet distance between frozen pretrained features of the target test split and
     of the source (NaN where the source is not available offline, e.g. ImageNet for the paper backbones)."""
-    from .backbones import create_backbone, data_config
-    from .data import load_dataset
-
     source = source_dataset(profile)
     if source is None:  # nothing to compare against: say so with NaN rather than loading models for nothing
         return pairs[["dataset", "backbone"]].assign(frechet_to_source=np.nan).reset_index(drop=True)
@@ -132,39 +122,69 @@ def shift_measures(pairs: pd.DataFrame, profile: str, images: int = 1000) -> pd.
     return pd.DataFrame(rows, columns=["dataset", "backbone", "frechet_to_source"])
 
 
+def failure_pairs(main: pd.DataFrame, profile: str, images: int = 1000) -> pd.DataFrame:
+    """Per pair of the main grid: seed means, the gap (full − adapter) and the domain-shift measures, widest gap
+    first (pairs lacking a regime are left out)."""
+    pairs = gap_frame(main)
+    shift = shift_measures(pairs, profile, images=images)
+    return pairs.merge(shift, on=["dataset", "backbone"], how="left").sort_values("gap_points", ascending=False)
+
+
+def shift_measure(pairs: pd.DataFrame) -> str:
+    """The domain-shift measure to plot: the Fréchet distance where every pair has one, else the linear probe."""
+    has_frechet = len(pairs) and pairs["frechet_to_source"].notna().all()
+    return "frechet_to_source" if has_frechet else "linear_probe_acc"
+
+
+def focus_pair(pairs: pd.DataFrame) -> tuple[str, str] | None:
+    """(dataset, backbone) of the widest full − adapter gap, or None without a comparable pair."""
+    return None if pairs.empty else (pairs.iloc[0]["dataset"], pairs.iloc[0]["backbone"])
+
+
+def describe_focus(focus: tuple[str, str] | None, pairs: pd.DataFrame | None = None) -> str:
+    """``dataset / backbone`` of the focus pair (with its gap when ``pairs`` is given), or why there is none."""
+    if focus is None:
+        return "no pair with both AdapterTune and full FT runs yet"
+    if pairs is None:
+        return f"{focus[0]} / {focus[1]}"
+    gap = pairs.iloc[0]["gap_points"]
+    return f"focus pair: **{focus[0]} / {focus[1]}** (full − adapter = {gap:+.2f} points)"
+
+
 def pair_runs(runs: pd.DataFrame, dataset: str, backbone: str) -> pd.DataFrame:
     return runs[(runs["dataset"] == dataset) & (runs["backbone"] == backbone)].sort_values(["method", "seed"])
 
 
-def pair_errors(runs: pd.DataFrame, dataset: str, backbone: str, root=None) -> pd.DataFrame:
-    """Per-class test errors of every regime and seed on one pair, from the stored predictions."""
-    from . import results
-
+def pair_errors(runs: pd.DataFrame, focus: tuple[str, str] | None, root=None) -> pd.DataFrame:
+    """Per-class test errors of every regime and seed on one (dataset, backbone) pair, from the stored predictions
+    (an empty frame for ``focus=None``)."""
+    if focus is None:
+        return pd.DataFrame(columns=["class", "class_name", "n", "errors", "error", "most_confused_with", "regime", "seed", "run_id"])
+    dataset, backbone = focus
     chosen = pair_runs(runs, dataset, backbone)
     if chosen.empty:
         raise LookupError(f"no finished runs for {dataset}/{backbone}")
-    names = results.read_result(chosen["run_id"].iloc[0], root)["dataset"]["class_names"]
-    preds = {rid: results.load_predictions(rid, root) for rid in chosen["run_id"]}
+    names = store.read_result(chosen["run_id"].iloc[0], root)["dataset"]["class_names"]
+    preds = {rid: store.load_predictions(rid, root) for rid in chosen["run_id"]}
     return per_class_by_regime(chosen, preds, names)
 
 
-def pair_examples(runs: pd.DataFrame, dataset: str, backbone: str, per_regime: int = 4, seed: int = 0,
+def pair_examples(runs: pd.DataFrame, focus: tuple[str, str] | None, per_regime: int = 4, seed: int = 0,
                   root=None) -> tuple[np.ndarray, list[str]]:
-    """Test images each regime (seed ``seed``) gets wrong, preferably alone, with 'regime: true → predicted' captions."""
-    from . import results
-    from .backbones import create_backbone, data_config
-    from .data import load_dataset
-
+    """Test images each regime (seed ``seed``) gets wrong on the (dataset, backbone) pair, preferably alone, with
+    'regime: true → predicted' captions (none for ``focus=None``)."""
+    if focus is None:
+        return np.zeros((0, 1, 1)), []
+    dataset, backbone = focus
     chosen = pair_runs(runs, dataset, backbone)
     chosen = chosen[chosen["seed"] == seed]
-    info = results.read_result(chosen["run_id"].iloc[0], root)
+    info = store.read_result(chosen["run_id"].iloc[0], root)
     names = info["dataset"]["class_names"]
-    preds = {METHOD_LABELS.get(m, m): results.load_predictions(rid, root) for m, rid in zip(chosen["method"], chosen["run_id"])}
+    preds = {method_label(m): store.load_predictions(rid, root) for m, rid in zip(chosen["method"], chosen["run_id"])}
     y_true = next(iter(preds.values()))["y_true"]
-    cfg = results.load_config(chosen["run_id"].iloc[0], root)
+    cfg = store.load_config(chosen["run_id"].iloc[0], root)
     dcfg = data_config(create_backbone(backbone, 1, pretrained=False, profile=cfg.profile))
-    test = load_dataset(dataset, profile=cfg.profile, seed=cfg.seed, data_config=dcfg, val_fraction=cfg.val_fraction,
-                        limit=cfg.limit).test
+    test = load_for_run(cfg).test
     picks = wrong_examples(y_true, {r: p["y_pred"] for r, p in preds.items()}, per_regime, seed)
     labels = [int(test[i][1]) for i in picks["index"]]
     if labels != picks["y_true"].tolist():
@@ -190,13 +210,18 @@ def per_class_errors(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[s
     return pd.DataFrame(rows)
 
 
+def per_class_table(errors: pd.DataFrame) -> pd.DataFrame:
+    """Per-class error (%) by regime, mean over seeds: rows classes in first-seen order, columns regimes."""
+    return errors.groupby(["regime", "class_name"], sort=False)["error"].mean().unstack("regime").mul(100).round(2)
+
+
 def per_class_by_regime(runs: pd.DataFrame, predictions: dict[str, dict], class_names: list[str]) -> pd.DataFrame:
     """Per-class errors of every run in ``runs`` (``predictions``: run_id -> npz dict), labelled by regime and seed."""
     parts = []
     for _, run in runs.iterrows():
         pred = predictions[run["run_id"]]
         part = per_class_errors(pred["y_true"], pred["y_pred"], class_names)
-        part["regime"], part["seed"], part["run_id"] = METHOD_LABELS.get(run["method"], run["method"]), run["seed"], run["run_id"]
+        part["regime"], part["seed"], part["run_id"] = method_label(run["method"]), run["seed"], run["run_id"]
         parts.append(part)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
@@ -233,6 +258,6 @@ def display_images(dataset, indices: list[int], mean, std) -> np.ndarray:
     return np.stack(out) if out else np.zeros((0, 1, 1))
 
 
-__all__ = ["backbone_width", "correlations", "display_images", "frechet_distance", "frozen_features", "gap_frame",
+__all__ = ["backbone_width", "correlations", "display_images", "frechet_distance", "frozen_features", "gap_frame", "per_class_table", "failure_pairs", "shift_measure", "focus_pair", "describe_focus",
            "pair_errors", "pair_examples", "per_class_by_regime", "per_class_errors", "shift_measures", "source_dataset",
            "verdict_failures", "wrong_examples"]

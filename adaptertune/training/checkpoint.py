@@ -17,7 +17,7 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
-from .atomic import atomic_save_safetensors
+from ..atomic import atomic_save_safetensors
 
 FORMAT = "adaptertune-checkpoint/1"
 CHECKPOINT_FILE = "checkpoint.safetensors"

@@ -12,20 +12,22 @@ import resource
 import subprocess
 import sys
 from functools import lru_cache
-from pathlib import Path
 
+import numpy
+import timm
 import torch
+import torchvision
 
-from . import __version__
-from .paths import repo_root
-
-_PACKAGE_DIR = Path(__file__).resolve().parent
+from .._version import __version__
+from ..paths import checkout_root, home
 
 
 @lru_cache(maxsize=1)
 def git_state() -> dict:
-    """``{"git_sha": str | None, "git_dirty": bool | None}`` of the checkout holding this package."""
-    cwd = _PACKAGE_DIR.parent
+    """``{"git_sha": str | None, "git_dirty": bool | None}`` of the checkout holding this package (None installed)."""
+    cwd = checkout_root()
+    if cwd is None:
+        return {"git_sha": None, "git_dirty": None}
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
         if sha.returncode != 0:  # not a checkout, or a repository without commits yet
@@ -38,10 +40,6 @@ def git_state() -> dict:
 
 
 def package_versions() -> dict:
-    import numpy
-    import timm
-    import torchvision
-
     return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
             "timm": timm.__version__, "numpy": numpy.__version__, "adaptertune": __version__}
 
@@ -67,7 +65,7 @@ def peak_memory_mb(device: torch.device) -> float:
 
 def environment() -> dict:
     """Everything but the device, gathered once per run for result.json."""
-    return {**git_state(), "versions": package_versions(), "repo_root": str(repo_root()), "argv": list(sys.argv)}
+    return {**git_state(), "versions": package_versions(), "home": str(home()), "argv": list(sys.argv)}
 
 
 __all__ = ["device_name", "environment", "git_state", "package_versions", "peak_memory_mb", "reset_peak_memory"]

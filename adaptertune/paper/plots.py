@@ -7,6 +7,8 @@ plumbing figure can never pass for a result.
 """
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -16,8 +18,8 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-from .paths import figures_dir
-from .tables import METHOD_LABELS
+from ..paths import figures_dir
+from .tables import METHOD_LABELS, method_label
 
 # figure key -> file stem; the notebooks refer to figures by key only.
 FIGURES = {
@@ -64,14 +66,33 @@ def save(fig: Figure, key: str, profile: str, out_dir: str | Path | None = None)
     out = Path(out_dir) if out_dir is not None else figure_dir(profile)
     out.mkdir(parents=True, exist_ok=True)
     paths = {ext: out / f"{FIGURES[key]}.{ext}" for ext in ("png", "pdf")}
-    for path in paths.values():
-        fig.savefig(path)
+    for ext, path in paths.items():  # no creation date in the PDF: a figure is a pure function of the runs
+        fig.savefig(path, metadata={"CreationDate": None} if ext == "pdf" else None)
     return paths
+
+
+def placeholder(text: str) -> Figure:
+    """A figure that says what is missing, so a partial store still renders every figure slot."""
+    fig, ax = plt.subplots(figsize=(6, 2.2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=11, color="0.35", wrap=True)
+    return fig
+
+
+def _or_placeholder(plot: Callable[..., Figure]) -> Callable[..., Figure]:
+    """Draw ``plot`` unless its data (the first argument) is empty: then a placeholder naming the missing runs."""
+    @functools.wraps(plot)
+    def wrapper(data, *args, **kwargs) -> Figure:
+        if len(data) == 0:
+            return placeholder(f"{plot.__name__.replace('_', ' ')}: no runs in the store yet\n"
+                               "(the notebook's first table says which runs are missing and how to make them)")
+        return plot(data, *args, **kwargs)
+    return wrapper
 
 
 def _regime(df: pd.DataFrame) -> pd.DataFrame:
     out = df.copy()
-    out["regime"] = out["method"].map(lambda m: METHOD_LABELS.get(m, m))
+    out["regime"] = out["method"].map(method_label)
     return out
 
 
@@ -117,6 +138,7 @@ def placement_schematic(depth: int = 6, every: int = 1, start: int = 0) -> Figur
     return fig
 
 
+@_or_placeholder
 def early_training(steps: pd.DataFrame, max_epochs: float | None = None) -> Figure:
     """Training loss over the first updates, zero vs random init (one line per seed): no early drift."""
     data = steps if max_epochs is None else steps[steps["epoch"] < max_epochs]
@@ -128,6 +150,7 @@ def early_training(steps: pd.DataFrame, max_epochs: float | None = None) -> Figu
 
 
 # -- notebook 02 --------------------------------------------------------------------------------------
+@_or_placeholder
 def spectra(spectrum: pd.DataFrame, summary: pd.DataFrame, title: str = "") -> Figure:
     """Singular values of the estimated task shift per block (log-log) with each block's fitted power law."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
@@ -140,6 +163,7 @@ def spectra(spectrum: pd.DataFrame, summary: pd.DataFrame, title: str = "") -> F
     return fig
 
 
+@_or_placeholder
 def tail(tails: pd.DataFrame, title: str = "") -> Figure:
     """Relative Eckart–Young tail ``sqrt(Σ_{i>r} σ_i²)/‖M‖_F`` vs rank, per block."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
@@ -163,15 +187,18 @@ def _accuracy_vs_rank(rank_runs: pd.DataFrame, label: str) -> tuple[Figure, plt.
     return fig, ax
 
 
-def elbow_overlay(rank_runs: pd.DataFrame, tails: pd.DataFrame, predicted: int, measured: int | None = None) -> Figure:
+@_or_placeholder
+def elbow_overlay(rank_runs: pd.DataFrame, tails: pd.DataFrame, predicted: int | None,
+                  measured: int | None = None) -> Figure:
     """Measured accuracy vs rank (mean ± sd over seeds) beside the mean tail, with the predicted elbow marked."""
     fig, ax = _accuracy_vs_rank(rank_runs, "test accuracy (runs)")
     ax2 = ax.twinx()
     mean_tail = tails.groupby("rank")["tail_rel"].mean()
     ax2.plot(mean_tail.index, mean_tail.values, ls="--", color="0.35", marker="s", ms=3, label="mean relative tail (theory)")
     ax2.set(ylabel="relative tail error", ylim=(0, 1.02)), ax2.grid(False)
-    ax.axvline(predicted, color="k", ls=":", lw=1.5)
-    ax.text(predicted, ax.get_ylim()[0], f" predicted elbow r={predicted}", rotation=90, va="bottom", fontsize=8)
+    if predicted is not None:
+        ax.axvline(predicted, color="k", ls=":", lw=1.5)
+        ax.text(predicted, ax.get_ylim()[0], f" predicted elbow r={predicted}", rotation=90, va="bottom", fontsize=8)
     if measured is not None:
         ax.axvline(measured, color=REGIME_PALETTE["AdapterTune"], ls="-.", lw=1)
         ax.text(measured, ax.get_ylim()[1], f" measured r={measured}", rotation=90, va="top", fontsize=8)
@@ -192,6 +219,7 @@ def bound(table: pd.DataFrame) -> Figure:
 
 
 # -- notebook 03 --------------------------------------------------------------------------------------
+@_or_placeholder
 def main_results(df: pd.DataFrame, datasets: list[str] | None = None) -> Figure:
     """Test accuracy per dataset and regime (bars = seed mean, error bars = sd), one panel per backbone."""
     data = _regime(df).assign(acc=lambda d: 100 * d["test_acc"])
@@ -203,6 +231,7 @@ def main_results(df: pd.DataFrame, datasets: list[str] | None = None) -> Figure:
     return grid.figure
 
 
+@_or_placeholder
 def generalisation_gap(gaps: pd.DataFrame) -> Figure:
     """``train_eval_acc − test_acc`` (points) per regime and dataset, one panel per backbone."""
     grid = sns.catplot(data=gaps, x="dataset", y="gap_points", hue="regime", col="backbone", kind="bar", errorbar="sd",
@@ -215,13 +244,14 @@ def generalisation_gap(gaps: pd.DataFrame) -> Figure:
 
 
 # -- notebook 04 --------------------------------------------------------------------------------------
+@_or_placeholder
 def rank_curve(rank_runs: pd.DataFrame, references: pd.DataFrame | None = None, elbow: int | None = None,
                title: str = "") -> Figure:
     """Accuracy vs rank (mean ± sd over seeds); dashed lines: head-only / full FT means on the same pair."""
     fig, ax = _accuracy_vs_rank(rank_runs, "AdapterTune")
     if references is not None and len(references):
         for method, acc in references.groupby("method")["test_acc"].mean().items():
-            label = METHOD_LABELS.get(method, method)
+            label = method_label(method)
             ax.axhline(100 * acc, ls="--", color=REGIME_PALETTE.get(label, "0.5"), label=label)
     if elbow is not None:
         ax.axvline(elbow, color="k", ls=":", lw=1.2, label=f"elbow r={elbow}")
@@ -230,6 +260,7 @@ def rank_curve(rank_runs: pd.DataFrame, references: pd.DataFrame | None = None, 
     return fig
 
 
+@_or_placeholder
 def placement(df: pd.DataFrame) -> Figure:
     """Cost/accuracy trade-off of placements: accuracy vs training throughput, marker size ~ parameters."""
     data = df.sort_values(["every", "start"])
@@ -245,6 +276,7 @@ def placement(df: pd.DataFrame) -> Figure:
     return fig
 
 
+@_or_placeholder
 def init_spread(df: pd.DataFrame) -> Figure:
     """Zero vs random init: every seed's accuracy, to show the spread the paper's std summarises."""
     data = df.assign(acc=100 * df["test_acc"])
@@ -256,6 +288,7 @@ def init_spread(df: pd.DataFrame) -> Figure:
     return fig
 
 
+@_or_placeholder
 def sensitivity(table: pd.DataFrame) -> Figure:
     """Tab.5 as a figure: accuracy vs each knob's value (log x), one panel per knob."""
     knobs = list(dict.fromkeys(table["knob"]))
@@ -270,6 +303,7 @@ def sensitivity(table: pd.DataFrame) -> Figure:
 
 
 # -- notebook 05 --------------------------------------------------------------------------------------
+@_or_placeholder
 def gap_vs(frame: pd.DataFrame, x: str, xlabel: str, title: str = "") -> Figure:
     """Full − AdapterTune gap per pair against a pair-level measure (domain shift, width); labels = dataset."""
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -281,6 +315,7 @@ def gap_vs(frame: pd.DataFrame, x: str, xlabel: str, title: str = "") -> Figure:
     return fig
 
 
+@_or_placeholder
 def per_class(errors: pd.DataFrame, title: str = "") -> Figure:
     """Heatmap of per-class error rates (%): rows classes, columns regimes."""
     wide = errors.pivot_table(index="class_name", columns="regime", values="error", aggfunc="mean")
@@ -292,6 +327,7 @@ def per_class(errors: pd.DataFrame, title: str = "") -> Figure:
     return fig
 
 
+@_or_placeholder
 def examples(images: np.ndarray, titles: list[str], ncols: int = 6, title: str = "") -> Figure:
     """A grid of test images (H×W or H×W×3 arrays in [0, 1]) with their captions."""
     n = len(images)
@@ -309,4 +345,4 @@ def examples(images: np.ndarray, titles: list[str], ncols: int = 6, title: str =
 
 __all__ = ["FIGURES", "REGIME_ORDER", "REGIME_PALETTE", "SMOKE_LABEL", "bound", "early_training", "elbow_overlay",
            "examples", "figure_dir", "gap_vs", "generalisation_gap", "init_spread", "main_results", "per_class",
-           "placement", "placement_schematic", "rank_curve", "save", "sensitivity", "set_style", "spectra", "tail"]
+           "placeholder", "placement", "placement_schematic", "rank_curve", "save", "sensitivity", "set_style", "spectra", "tail"]

@@ -11,11 +11,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_write_bytes
-from .paths import figures_dir
+from ..adapter import AdapterConfig
+from ..backbones import backbone_shape
+from ..data import DATASETS
+from ..regimes import expected_trainable
+
+from ..atomic import atomic_write_bytes
+from ..paths import figures_dir
 
 METHOD_ORDER = ("head", "adapter", "full")
 METHOD_LABELS = {"head": "Head-only", "adapter": "AdapterTune", "full": "Full FT"}
+
+
+def method_label(method: str) -> str:
+    """The regime's display name (an unknown method shows as itself)."""
+    return METHOD_LABELS.get(method, method)
 PAIR = ["dataset", "backbone"]
 
 
@@ -49,19 +59,23 @@ def _ordered_methods(methods) -> list[str]:
     return [m for m in METHOD_ORDER if m in present] + [m for m in present if m not in METHOD_ORDER]
 
 
-def main_table(df: pd.DataFrame, datasets: list[str] | None = None) -> pd.DataFrame:
-    """Tab.2 / Tab.6: rows (backbone, regime), columns datasets, cells ``mean ± std`` of test accuracy."""
+def main_table(df: pd.DataFrame, datasets: list[str] | None = None, backbones: list[str] | None = None) -> pd.DataFrame:
+    """Tab.2 / Tab.6: rows (backbone, regime), columns datasets, cells ``mean ± std`` of test accuracy.
+
+    Given ``datasets``/``backbones`` the table has every cell of that grid, a missing one shown as ``—``;
+    otherwise it spans what ``df`` holds.
+    """
     summary = seed_summary(df, ["backbone", "method", "dataset"])
-    summary["cell"] = [pm(m, s, n) for m, s, n in zip(summary["mean"], summary["std"], summary["n"])]
-    wide = summary.pivot(index=["backbone", "method"], columns="dataset", values="cell")
-    cols = [d for d in (datasets or sorted(summary["dataset"].unique())) if d in wide.columns]
-    order = [(b, m) for b in sorted(summary["backbone"].unique()) for m in _ordered_methods(summary["method"])
-             if (b, m) in wide.index]
-    wide = wide.loc[order, cols].fillna("—")
-    wide.index = wide.index.set_names(["backbone", "regime"]).set_levels(
-        [wide.index.levels[0], [METHOD_LABELS.get(m, m) for m in wide.index.levels[1]]])
-    wide.columns.name = None
-    return wide
+    cells = {(b, m, d): pm(mean, std, n) for b, m, d, mean, std, n in
+             summary[["backbone", "method", "dataset", "mean", "std", "n"]].itertuples(index=False)}
+    whole_grid = backbones is not None
+    datasets = list(datasets) if datasets is not None else sorted(summary["dataset"].unique())
+    backbones = sorted(backbones if whole_grid else summary["backbone"].unique())
+    methods = _ordered_methods(list(METHOD_ORDER if whole_grid else ()) + list(summary["method"]))
+    rows = [(b, m) for b in backbones for m in methods]
+    index = pd.MultiIndex.from_tuples([(b, method_label(m)) for b, m in rows], names=["backbone", "regime"])
+    return pd.DataFrame([[cells.get((b, m, d), "—") for d in datasets] for b, m in rows], index=index,
+                        columns=pd.Index(datasets, dtype=object))
 
 
 def pair_means(df: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
@@ -104,7 +118,7 @@ def generalisation_gap(df: pd.DataFrame) -> pd.DataFrame:
     _require(df, PAIR + ["method", "seed", "train_eval_acc", "test_acc"])
     out = df[PAIR + ["method", "seed", "train_eval_acc", "test_acc"]].copy()
     out["gap_points"] = 100 * (out["train_eval_acc"] - out["test_acc"])
-    out["regime"] = out["method"].map(lambda m: METHOD_LABELS.get(m, m))
+    out["regime"] = out["method"].map(method_label)
     return out
 
 
@@ -112,7 +126,7 @@ def gap_table(df: pd.DataFrame) -> pd.DataFrame:
     """Generalisation gap per regime: mean over all runs, and per pair means pivoted by regime."""
     gaps = generalisation_gap(df)
     table = gaps.groupby("method")["gap_points"].agg(["mean", "std", "count"]).reindex(_ordered_methods(gaps["method"]))
-    table.index = [METHOD_LABELS.get(m, m) for m in table.index]
+    table.index = [method_label(m) for m in table.index]
     table.index.name = "regime"
     return table.rename(columns={"mean": "gap_mean_points", "std": "gap_std_points", "count": "runs"})
 
@@ -136,11 +150,11 @@ def rank_table(df: pd.DataFrame) -> pd.DataFrame:
     return knob_table(df[df["method"] == "adapter"], "rank").astype({"rank": int})
 
 
-def measured_elbow(rank_df: pd.DataFrame, tol_points: float = 0.5) -> int:
-    """Smallest rank whose mean accuracy is within ``tol_points`` of the best rank's (the measured elbow)."""
+def measured_elbow(rank_df: pd.DataFrame, tol_points: float = 0.5) -> int | None:
+    """Smallest rank whose mean accuracy is within ``tol_points`` of the best rank's (None without adapter runs)."""
     table = rank_table(rank_df)
     if table.empty:
-        raise ValueError("no adapter runs in the rank frame: cannot locate an elbow")
+        return None
     best = table["mean_points"].max()
     return int(table.loc[table["mean_points"] >= best - tol_points, "rank"].min())
 
@@ -175,7 +189,7 @@ def with_full_ft_fraction(params: pd.DataFrame) -> pd.DataFrame:
     """Add ``pct_of_full_ft``: trainable / what full fine-tuning trains (backbone + head).
 
     Recomputed here from a table's own head/full rows (so it works on any counts frame, not only
-    ``params_table``'s); this denominator, head included, reproduces the paper's 0.917% mean.
+    ``method.parameter_table``'s); this denominator, head included, reproduces the paper's 0.917% mean.
     """
     plain = params[params["method"].isin(["head", "full"])]
     full_ft = plain.groupby(["backbone", "num_classes"])["total"].first().rename("full_ft_params")
@@ -184,34 +198,20 @@ def with_full_ft_fraction(params: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def core_pair_fractions(backbones: dict[str, tuple[int, int, int]], classes: dict[str, int], rank: int = 16,
-                        every: int = 1) -> pd.DataFrame:
-    """Adapter % of full FT for every backbone × dataset; ``backbones``: name -> (depth, dim, params without head)."""
-    from .regimes import expected_trainable
-
+def core_pair_fractions(params: pd.DataFrame, datasets: tuple[str, ...], rank: int = AdapterConfig.rank,
+                        every: int = AdapterConfig.every) -> pd.DataFrame:
+    """Adapter % of full FT for every backbone of a Tab.1 frame (its ``backbone_params``) × dataset (registry classes)."""
     rows = []
-    for name, (depth, dim, bare) in backbones.items():
-        for dataset, c in classes.items():
+    for name, part in params.groupby("backbone", sort=False):
+        depth, dim = backbone_shape(name)
+        bare = int(part["backbone_params"].iloc[0])
+        for dataset in datasets:
+            c = DATASETS[dataset].num_classes
             trainable = expected_trainable(depth, dim, c, "adapter", rank=rank, every=every)
             head = dim * c + c
             rows.append({"backbone": name, "dataset": dataset, "classes": c, "trainable": trainable,
                          "pct_of_backbone": 100 * trainable / bare, "pct_of_full_ft": 100 * trainable / (bare + head)})
     return pd.DataFrame(rows)
-
-
-PAPER_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "pets": 37, "food101": 101}
-
-
-def backbone_shapes(params: pd.DataFrame, rank: int = 16) -> dict[str, tuple[int, int, int]]:
-    """name -> (adapters at every=1, width d, params without head), read back from a Tab.1 frame's counts."""
-    out = {}
-    for name, rows in params.groupby("backbone", sort=False):
-        head = rows[rows["method"] == "head"].iloc[0]
-        dim = int(head["trainable"] // head["num_classes"]) - 1
-        adapter = rows[(rows["method"] == "adapter") & (rows["every"] == 1) & (rows["rank"] == rank)].iloc[0]
-        per = 2 * dim * rank + rank + dim
-        out[name] = (int((adapter["trainable"] - head["trainable"]) // per), dim, int(head["backbone_params"]))
-    return out
 
 
 # -- writing ------------------------------------------------------------------------------------------
@@ -248,7 +248,7 @@ def write_table(table: pd.DataFrame, name: str, profile: str, caption: str = "",
 
 
 __all__ = [
-    "METHOD_LABELS", "METHOD_ORDER", "PAPER_CLASSES", "backbone_shapes", "compare", "core_pair_fractions",
+    "METHOD_LABELS", "METHOD_ORDER", "compare", "core_pair_fractions", "method_label",
     "gain_table", "gap_table", "generalisation_gap", "init_table", "knob_table", "main_table", "measured_elbow",
     "pair_means", "placement_table", "pm", "rank_table", "seed_summary", "sensitivity_table", "tables_dir",
     "win_loss", "with_full_ft_fraction", "write_table",

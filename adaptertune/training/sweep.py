@@ -15,8 +15,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from . import results
-from .config import RunConfig
+from ..config import RunConfig
+from ..store import runs as results
+from .run import run
 
 SWEEP_KEYS = ("base", "grid")
 
@@ -112,8 +113,6 @@ def sweep(configs: Iterable[RunConfig | dict], shard: tuple[int, int] | None = N
     interrupted ones resume; failed ones are skipped unless ``retry_failed``. A failing run is recorded and
     the sweep goes on; ``progress`` prints ``run k/N`` with an ETA.
     """
-    from .train import run
-
     todo = unique(c if isinstance(c, RunConfig) else RunConfig.from_dict(c) for c in configs)
     todo = select_shard(todo, shard if shard is not None else shard_from_env())
     summary, durations = [], []

@@ -35,7 +35,7 @@ def verdict_params(pairs: pd.DataFrame) -> str:
 
 def verdict_early(steps: pd.DataFrame, epochs: float) -> str:
     """First logged loss and mean loss over the first ``epochs`` epochs, zero vs random init (mean ± sd over seeds)."""
-    early = steps[steps["epoch"] < epochs]
+    early = steps[steps["epoch"] < epochs] if len(steps) else steps
     if early.empty:
         return "- No step logs in the first epochs."
     first = early.sort_values("step").groupby(["init", "seed"])["loss"].first().groupby("init").agg(["mean", "std"])

@@ -15,7 +15,10 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from .inject import transformer_blocks
+from ..backbones import create_backbone
+from ..data import load_for_run
+from ..inject import transformer_blocks
+from ..store import models, runs
 
 
 # -- measuring the shift on real models ---------------------------------------------------------------
@@ -63,19 +66,14 @@ def block_shifts(pretrained: nn.Module, finetuned: nn.Module, images: Tensor, ba
 
 def run_shifts(run_id: str, images: int = 512, root=None, max_tokens: int | None = 20000) -> list[tuple[np.ndarray, np.ndarray]]:
     """:func:`block_shifts` of a stored full fine-tuning run against its own pretrained backbone, on test images."""
-    from . import results
-    from .backbones import create_backbone, data_config
-    from .data import load_dataset
-
-    cfg = results.load_config(run_id, root)
+    cfg = runs.load_config(run_id, root)
     if cfg.method != "full":
         raise ValueError(f"run {run_id} is method={cfg.method!r}: the task shift is measured on a 'full' fine-tuning run")
-    finetuned = results.load_model(run_id, root)
+    finetuned = models.load_model(run_id, root)
     num_classes = finetuned.get_classifier().out_features
     pretrained = create_backbone(cfg.backbone, num_classes, pretrained=cfg.pretrained, checkpoint=cfg.checkpoint,
                                  profile=cfg.profile)
-    splits = load_dataset(cfg.dataset, profile=cfg.profile, seed=cfg.seed, data_config=data_config(pretrained),
-                          val_fraction=cfg.val_fraction, limit=cfg.limit)
+    splits = load_for_run(cfg)
     pick = torch.randperm(len(splits.test), generator=torch.Generator().manual_seed(0))[:images].tolist()
     x = torch.stack([splits.test[i][0] for i in pick])
     return block_shifts(pretrained, finetuned, x, max_tokens=max_tokens)
@@ -161,8 +159,10 @@ def energy_rank(sigmas: np.ndarray, energy: float = 0.9) -> int:
     return int(np.searchsorted(captured, energy - 1e-12) + 1)
 
 
-def predicted_elbow(summary: pd.DataFrame, ranks) -> int:
-    """The median over blocks of :func:`energy_rank`, rounded up to the next rank of the sweep grid."""
+def predicted_elbow(summary: pd.DataFrame, ranks) -> int | None:
+    """The median over blocks of :func:`energy_rank`, rounded up to the next rank of the sweep grid (None: no blocks)."""
+    if summary.empty:
+        return None
     target = float(np.median(summary["energy_rank"]))
     grid = sorted(int(r) for r in ranks)
     return next((r for r in grid if r >= target), grid[-1])
@@ -210,11 +210,24 @@ def analyse_runs(run_ids: dict[str, str], ranks, images: int = 512, top: int | N
         spectrum, summary = spectra_table(fits, ranks, top=top, energy=energy)
         for key, frame in (("spectrum", spectrum), ("summary", summary), ("tails", tail_curves(fits, ranks))):
             out[key].append(frame.assign(label=label, run_id=run_id))
-    return {k: pd.concat(v, ignore_index=True) for k, v in out.items()}
+    empty = {"spectrum": ["block", "i", "sigma", "sigma_rel"], "tails": ["block", "rank", "tail", "tail_rel"],
+             "summary": ["block", "alpha", "c", "r2_linear", "fro_norm", "energy_rank"]}
+    return {k: pd.concat(v, ignore_index=True) if v else pd.DataFrame(columns=empty[k] + ["label", "run_id"])
+            for k, v in out.items()}
+
+
+def block_overview(summary: pd.DataFrame) -> pd.DataFrame:
+    """α, R² and energy rank per block (rows) and dataset (columns), rounded for reading."""
+    values = ["alpha", "r2_linear", "energy_rank"]
+    if summary.empty:
+        return pd.DataFrame(columns=values)
+    return summary.pivot_table(index="block", columns="label", values=values).round(3)
 
 
 def verdict(summary: pd.DataFrame, predicted: int | None = None, measured: int | None = None) -> str:
     """Markdown: decay exponents per label, the α > 1/2 condition, how linear the shift is, and the elbows."""
+    if summary.empty:
+        return "- No full fine-tuning run of this profile is in the store yet: no task shift to measure."
     per = summary.groupby("label").agg(alpha=("alpha", "median"), r2=("r2_linear", "median"), erank=("energy_rank", "median"))
     lines = ["- Median decay exponent α per dataset: " + ", ".join(f"{k} {v:.2f}" for k, v in per["alpha"].items())
              + f"; the flattest spectrum (most high-rank shift) is **{per['alpha'].idxmin()}**."]
@@ -242,6 +255,15 @@ def synthetic_shift(dim: int = 64, alpha: float = 1.0, c: float = 1.0, n: int = 
     return M, H, H @ M.T
 
 
+def synthetic_check(dim: int, ranks, alpha: float = 1.0, n: int = 4096, seed: int = 0) -> dict:
+    """Everything known on a synthetic shift with σ_i = i^(−α), ‖h‖ ≤ 1: the bound per rank (``bound``), the decay
+    exponent the fit recovers (``alpha_hat``) and how far the least-squares map is from the truth (``max_abs_error``)."""
+    M, H, D = synthetic_shift(dim=dim, alpha=alpha, n=n, radius=1.0, seed=seed)
+    fit = estimate_shift(H, D)
+    alpha_hat, _ = fit_decay(fit.singular_values)
+    return {"bound": bound_check(M, H, ranks), "alpha_hat": alpha_hat, "max_abs_error": float(abs(fit.M - M).max())}
+
+
 def bound_check(M: np.ndarray, H: np.ndarray, ranks, B: float | None = None) -> pd.DataFrame:
     """Per rank: the mean squared error of the best rank-r linear adapter on H vs ``B² Σ_{i>r} σ_i²``.
 
@@ -260,6 +282,6 @@ def bound_check(M: np.ndarray, H: np.ndarray, ranks, B: float | None = None) -> 
     return pd.DataFrame(rows)
 
 
-__all__ = ["ShiftFit", "analyse_runs", "block_shifts", "bound_check", "energy_rank", "estimate_shift", "estimation_term", "fit_decay",
+__all__ = ["ShiftFit", "analyse_runs", "block_overview", "block_shifts", "synthetic_check", "bound_check", "energy_rank", "estimate_shift", "estimation_term", "fit_decay",
            "predicted_elbow", "run_shifts", "spectra_table", "synthetic_shift", "tail_curves", "tail_error", "truncate",
            "verdict"]

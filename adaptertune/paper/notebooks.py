@@ -1,0 +1,132 @@
+"""The numbered notebooks: finding them, checking their parameters, executing them with papermill and rendering
+the executed copies to the HTML appendix."""
+from __future__ import annotations
+
+import ast
+import html
+import json
+import time
+from pathlib import Path
+
+import papermill
+from nbconvert import HTMLExporter
+from papermill.exceptions import PapermillExecutionError
+
+from ..atomic import atomic_write_bytes
+from ..paths import checkout_root, figures_dir, home, notebooks_dir
+
+NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
+CELL_TIMEOUT_S = 1800  # a cell that runs longer is a hang, reported as a failure of that cell (notebooks never train)
+
+
+def notebook_source() -> Path:
+    """``notebooks/`` of the project home, or of this checkout when the home (e.g. a test's tmp dir) has none."""
+    here = notebooks_dir()
+    if any(here.glob(NOTEBOOK_GLOB)) or checkout_root() is None:
+        return here
+    return checkout_root() / "notebooks"
+
+
+def notebooks(only: list[str] | None = None, source: Path | None = None) -> list[Path]:
+    """The numbered notebooks, in order; ``only`` keeps those whose name starts with one of the prefixes."""
+    source = source or notebook_source()
+    found = sorted(source.glob(NOTEBOOK_GLOB))
+    if not found:
+        raise FileNotFoundError(f"no notebooks matching {NOTEBOOK_GLOB} in {source}")
+    if only:
+        unknown = [o for o in only if not any(nb.name.startswith(o) for nb in found)]
+        if unknown:
+            raise ValueError(f"--only {unknown} matches no notebook: choose from {[nb.stem for nb in found]}")
+        found = [nb for nb in found if any(nb.name.startswith(o) for o in only)]
+    return found
+
+
+def declared_parameters(notebook: Path) -> dict[str, dict]:
+    """The parameters cell of a notebook, as papermill reads it (name -> inferred type, default, help)."""
+    return papermill.inspect_notebook(str(notebook))
+
+
+def check_parameters(notebook_paths: list[Path], given: dict) -> None:
+    """Every given parameter must be declared by every notebook it is passed to; else name it and the allowed ones."""
+    for nb in notebook_paths:
+        declared = declared_parameters(nb)
+        if not declared:
+            raise ValueError(f"notebook {nb.name} has no cell tagged 'parameters'")
+        unknown = sorted(set(given) - set(declared))
+        if unknown:
+            raise ValueError(f"parameter(s) {unknown} are not declared by notebook {nb.name}: its parameters are "
+                             f"{sorted(declared)}")
+
+
+def parse_param(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` with VALUE a Python literal (``8``, ``0.5``, ``'x'``, ``True``); bare words are strings."""
+    if "=" not in text:
+        raise ValueError(f"--param {text!r} is not allowed: use KEY=VALUE, e.g. --param theory_images=256")
+    key, value = text.split("=", 1)
+    try:
+        return key.strip(), ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key.strip(), value
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook raised; the message names the notebook and the cell."""
+
+
+def execute(notebook: Path, output: Path, parameters: dict, log_output: bool = False) -> float:
+    """Run one notebook with papermill (kernel cwd = the project home); returns seconds."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    try:
+        papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name="python3",
+                                   cwd=str(home()), progress_bar=False, log_output=log_output,
+                                   start_timeout=120, execution_timeout=CELL_TIMEOUT_S)
+    except PapermillExecutionError as err:
+        raise NotebookFailed(f"notebook {notebook.name} failed in cell {err.cell_index} (execution count {err.exec_count}): "
+                             f"{err.ename}: {err.evalue}\n  the executed notebook with the traceback is kept at {output}") from err
+    except TimeoutError as err:
+        raise NotebookFailed(f"notebook {notebook.name}: a cell ran longer than {CELL_TIMEOUT_S} s or the kernel did not "
+                             f"start ({err}); the partly executed notebook is at {output}") from err
+    return time.perf_counter() - t0
+
+
+def render_html(executed: Path, out_dir: Path) -> Path:
+    """nbconvert HTML with every figure embedded (inline PNG outputs), input cells kept."""
+    body, _ = HTMLExporter().from_filename(str(executed))
+    return atomic_write_bytes(out_dir / f"{executed.stem}.html", body.encode())
+
+
+def notebook_title(path: Path) -> str:
+    """The first markdown heading of a notebook (its claim)."""
+    cells = json.loads(path.read_text())["cells"]
+    for cell in cells:
+        if cell["cell_type"] == "markdown":
+            for line in "".join(cell["source"]).splitlines():
+                if line.startswith("#"):
+                    return line.lstrip("# ").strip()
+    return path.stem
+
+
+def write_index(profile: str, pages: list[tuple[Path, str, float]], out_dir: Path) -> Path:
+    """``index.html`` linking every rendered notebook, with its title and execution time."""
+    items = "\n".join(f'<li><a href="{html.escape(p.name)}">{html.escape(p.stem)}</a> — {html.escape(title)} '
+                      f"<small>({secs:.0f} s)</small></li>" for p, title, secs in pages)
+    warn = ('<p style="color:red;font-weight:bold">SMOKE — plumbing only, not results.</p>' if profile == "smoke" else "")
+    text = (f"<!doctype html>\n<html><head><meta charset='utf-8'><title>adaptertune appendix ({profile})</title></head>"
+            f"<body><h1>adaptertune — notebook appendix, profile <code>{profile}</code></h1>{warn}\n<ol>\n{items}\n</ol>\n"
+            f"<p>Tables: <code>figures/tables/{profile}/</code>; figures: <code>figures/{profile}/</code>; executed notebooks: "
+            f"<code>notebooks/executed/{profile}/</code>.</p></body></html>\n")
+    return atomic_write_bytes(out_dir / "index.html", text.encode())
+
+
+def executed_dir(profile: str) -> Path:
+    return notebooks_dir() / "executed" / profile
+
+
+def appendix_dir(profile: str) -> Path:
+    return figures_dir() / "appendix" / profile
+
+
+__all__ = ["NOTEBOOK_GLOB", "NotebookFailed", "appendix_dir", "check_parameters", "declared_parameters", "execute",
+           "executed_dir", "notebook_source", "notebook_title", "notebooks", "parse_param", "render_html",
+           "write_index"]

@@ -1,0 +1,98 @@
+"""``python -m adaptertune.paper.suite --profile mini|smoke|paper [--dry-run] [--only 03]``: every table and figure.
+
+Order: check the notebooks' parameters (an unknown one is an error before any work), plan the runs (count,
+what is cached, an ETA; GPU-hours for ``paper``), pretrain the mini backbones if missing, train every missing
+run of every grid (the run store makes this a no-op when all are cached), execute the notebooks with
+papermill into ``notebooks/executed/<profile>/``, render each to HTML and write
+``figures/appendix/<profile>/index.html``. A failing notebook stops the suite, naming the notebook and
+the cell; the executed notebook with its traceback stays on disk. The notebooks only read the store: this is
+where training happens.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from ..config import PROFILES
+from ..training.sweep import sweep
+from . import experiments
+from .notebooks import (NotebookFailed, appendix_dir, check_parameters, execute, executed_dir, notebook_title, notebooks,
+                        parse_param, render_html, write_index)
+from .plan import describe_plan, plan_frame
+
+
+def run_suite(profile: str, only: list[str] | None = None, params: dict | None = None, dry_run: bool = False,
+              train: bool = True, log_output: bool = False, say=print) -> int:
+    """The whole pipeline; returns a process exit code (0 ok, 1 a run or notebook failed)."""
+    if profile not in PROFILES:
+        raise ValueError(f"profile={profile!r} is not allowed: choose one of {PROFILES}")
+    t0 = time.perf_counter()
+    nbs = notebooks(only)
+    given = {"profile": profile, **(params or {})}
+    check_parameters(nbs, given)
+    table = plan_frame(profile)
+    say(describe_plan(profile, table))
+    if dry_run:
+        cols = ["run_id", "grids", "dataset", "backbone", "method", "rank", "every", "start", "init", "scale", "lr",
+                "weight_decay", "seed", "epochs", "limit", "status", "est_s"]
+        say(table[cols].to_string(index=False, float_format=lambda v: f"{v:g}"))
+        say(f"[suite] dry run: nothing trained; notebooks that would run: {[nb.stem for nb in nbs]}")
+        return 0
+    if train:
+        if profile != "paper":
+            say(f"[suite] mini backbones ({profile}): pretraining if missing")
+            experiments.ensure_backbones(profile, verbose=True)
+        summary = sweep(experiments.all_configs(profile), progress=True)
+        failed = [s for s in summary if s["status"] == "failed"]
+        if failed:
+            say(f"[suite] {len(failed)} run(s) failed: " + ", ".join(f"{s['run_id']} ({s['dataset']}/{s['backbone']}/"
+                                                                     f"{s['method']})" for s in failed)
+                + "; see results/runs/<run_id>/result.json; retry with `python -m adaptertune sweep --retry-failed`")
+            return 1
+    pages = []
+    for k, nb in enumerate(nbs, 1):
+        out = executed_dir(profile) / nb.name
+        say(f"[suite] notebook {k}/{len(nbs)} {nb.stem} ...")
+        try:
+            secs = execute(nb, out, given, log_output=log_output)
+        except NotebookFailed as err:
+            say(f"[suite] FAILED: {err}")
+            return 1
+        page = render_html(out, appendix_dir(profile))
+        pages.append((page, notebook_title(out), secs))
+        say(f"[suite] notebook {k}/{len(nbs)} {nb.stem} done in {secs:.0f} s -> {page}")
+    if only is None or pages:
+        index = write_index(profile, pages, appendix_dir(profile))
+        say(f"[suite] appendix: {index}")
+    say(f"[suite] profile {profile} done in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m adaptertune.paper.suite", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", choices=PROFILES, default="mini")
+    parser.add_argument("--dry-run", action="store_true", help="list the runs and their status; train and execute nothing")
+    parser.add_argument("--only", action="append", metavar="PREFIX",
+                        help="run only notebooks whose name starts with PREFIX (e.g. 03); repeatable")
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra notebook parameter (must be declared by each notebook run)")
+    parser.add_argument("--no-train", dest="train", action="store_false",
+                        help="skip pretraining and the sweep: the notebooks render what the store holds")
+    parser.add_argument("--log-output", action="store_true", help="stream notebook cell outputs")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    params = dict(parse_param(p) for p in args.param)
+    try:
+        return run_suite(args.profile, only=args.only, params=params, dry_run=args.dry_run, train=args.train,
+                         log_output=args.log_output, say=lambda m: print(m, flush=True))
+    except (ValueError, FileNotFoundError) as err:
+        print(f"[suite] error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Failure analysis: gaps, widths, Fréchet distances, per-class errors, on hand-made inputs."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from adaptertune.paper import analysis  # noqa: E402
+from frames import MAIN  # noqa: E402
+
+
+def test_gap_frame_and_correlations():
+
+
+    frame = analysis.gap_frame(MAIN, width={"s": 64, "t": 128}.get)
+    row = frame.set_index(["dataset", "backbone"]).loc[("b", "s")]
+    assert row["gap_points"] == pytest.approx(32.0) and row["linear_probe_acc"] == pytest.approx(40.0)
+    assert set(frame.columns) >= {"adapter", "full", "linear_probe_acc", "gap_points", "width"}
+    corr = analysis.correlations(frame, ["linear_probe_acc", "width"])
+    assert corr["pairs"].tolist() == [3, 3] and corr["spearman_rho"].notna().all()
+    assert analysis.correlations(frame.iloc[:2], ["width"])["spearman_rho"].isna().all()
+    text = analysis.verdict_failures(frame, corr)
+    assert "Full FT beats AdapterTune on 1/3 pairs: b/s (+32.00)" in text and "d=64" in text
+
+
+def test_backbone_width():
+
+
+    assert analysis.backbone_width("mini-s") == 64 and analysis.backbone_width("deit_tiny_patch16_224") == 192
+
+
+def test_frechet_distance_known_values():
+
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((4000, 3))
+    assert analysis.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-9)
+    shifted = a + np.array([2.0, 0.0, 0.0])
+    assert analysis.frechet_distance(a, shifted) == pytest.approx(4.0, rel=1e-6)  # only the means differ
+    with pytest.raises(ValueError, match="equal d"):
+        analysis.frechet_distance(a, a[:, :2])
+
+
+def test_per_class_errors_and_wrong_examples():
+
+
+    y = np.array([0, 0, 1, 1, 2, 2])
+    pred = np.array([0, 1, 1, 1, 0, 0])
+    table = analysis.per_class_errors(y, pred, ["a", "b", "c"]).set_index("class_name")
+    assert table["error"].tolist() == [0.5, 0.0, 1.0] and table.loc["c", "most_confused_with"] == "a"
+    picks = analysis.wrong_examples(y, {"head": pred, "full": y.copy()}, per_regime=2)
+    assert set(picks["regime"]) == {"head"} and len(picks) == 2 and picks["only_this_regime_wrong"].all()
+    assert (picks["y_pred"] != picks["y_true"]).all()
+    with pytest.raises(ValueError, match="not the same test set"):
+        analysis.wrong_examples(y, {"head": pred[:3]})

@@ -1,0 +1,85 @@
+"""Run grids per profile: shared runs, protocol facts, selection, plans, what the notebooks load."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from adaptertune.paper import experiments  # noqa: E402
+
+
+def test_grids_share_runs_and_match_the_protocol():
+    main = experiments.grid("main", "mini")
+    assert len(main) == 2 * 3 * 3 * 3
+    rank_ids = {c.run_id for c in experiments.grid("rank", "mini")}
+    init_ids = {c.run_id for c in experiments.grid("init", "mini")}
+    assert len(rank_ids & {c.run_id for c in main}) > 0  # r=16 adapter + head/full of the ablation pair
+    assert len(init_ids & rank_ids) == 3  # zero init = the r=16 runs
+    total = experiments.all_configs("mini")
+    assert len({c.run_id for c in total}) == len(total)
+    paper = experiments.grid("main", "paper")
+    assert len(paper) == 135 and {c.epochs for c in paper} == {50} and {c.lr for c in paper} == {1e-3}
+    assert {c.batch_size for c in paper} == {128} and {c.warmup_epochs for c in paper} == {5}
+    assert len(experiments.grid("extended", "paper")) == 108 and experiments.grid("extended", "mini") == []
+    placement = experiments.grid("placement", "paper")
+    assert {(c.every, c.start) for c in placement} == {(1, 0), (2, 0), (1, 6), (2, 6)}
+    assert {c.dataset for c in experiments.grid("rank", "paper")} == {"cifar10"}
+    smoke = experiments.all_configs("smoke")
+    assert {c.epochs for c in smoke} == {1} and {c.seed for c in smoke} == {0} and {c.limit for c in smoke} == {64}
+
+
+def test_grid_errors_name_the_allowed_values():
+    with pytest.raises(ValueError, match="choose one of"):
+        experiments.grid("nope", "mini")
+    with pytest.raises(ValueError, match="profile"):
+        experiments.grid("main", "huge")
+
+
+def test_select_and_plan():
+    ids = [c.run_id for c in experiments.grid("init", "smoke")]
+    frame = pd.DataFrame({"run_id": ids + ["other"], "test_acc": [0.5] * (len(ids) + 1)})
+    assert len(experiments.select(frame, "init", "smoke")) == len(ids)
+    plan = experiments.plan("smoke")
+    assert plan["run_id"].is_unique and len(plan) == len(experiments.all_configs("smoke"))
+    assert "main" in plan.loc[plan["method"] == "full", "grids"].iloc[0]
+    assert experiments.sensitivity_defaults("paper") == {"lr": 1e-3, "weight_decay": 0.05, "scale": 1.0}
+
+
+def test_load_grid_lists_missing_runs_and_the_command(isolated_home):
+    from adaptertune import store
+
+    grid = experiments.load_grid("smoke", "init")
+    assert not grid.complete and len(grid.runs) == 0 and len(grid.missing) == len(experiments.grid("init", "smoke"))
+    assert "2 of 2 runs of grid(s) init (smoke) are missing" in grid.note()
+    assert "python -m adaptertune.paper.suite --profile smoke" in grid._repr_markdown_()
+    done = experiments.grid("init", "smoke")[0]
+    store.write_json(store.run_path(done.run_id) / "result.json",
+                     {"run_id": done.run_id, "status": "finished", "config": done.resolved().to_dict(),
+                      "metrics": {"test_acc": 0.5}})
+    grid = experiments.load_grid("smoke", "init")
+    assert list(grid.runs["run_id"]) == [done.run_id] and [c.run_id for c in grid.missing] != [done.run_id]
+    assert len(grid.select("init")) == 1
+    with pytest.raises(ValueError, match="was not loaded"):
+        grid.select("rank")
+    assert experiments.make_command("paper", ("main", "rank")) == \
+        "python -m adaptertune sweep --profile paper --grid main --grid rank"
+
+
+def test_pick_runs_maps_one_run_per_key():
+    frame = pd.DataFrame({"dataset": ["a", "b", "b"], "seed": [0, 0, 1], "run_id": ["r1", "r2", "r3"]})
+    assert experiments.pick_runs(frame, "dataset", seed=0) == {"a": "r1", "b": "r2"}
+    with pytest.raises(LookupError, match="several finished runs"):
+        experiments.pick_runs(frame, "dataset")
+
+
+def test_cli_sweep_runs_a_built_in_grid(isolated_home, capsys):
+    from adaptertune.cli import main
+
+    assert main(["sweep", "--grid", "init", "--profile", "smoke", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert all(c.run_id in out for c in experiments.grid("init", "smoke"))
+    assert main(["sweep", "--grid", "nope", "--dry-run"]) == 2
+    assert "grid name 'nope' is unknown" in capsys.readouterr().err
+    assert main(["sweep"]) == 2
