@@ -7,6 +7,7 @@ authors' code falls back with a printed warning, which makes meaningless results
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -68,6 +69,31 @@ MINI_BACKBONES: dict[str, MiniSpec] = {
 }
 
 
+# "<mini>.e<k>": the snapshot after epoch k of <mini>'s pretraining run; "<mini>.p<s>": <mini>'s recipe pretrained
+# with seed s. Both are weights of the same architecture, produced by `pretrain-mini` (dose-response and
+# pretraining-seed controls of the mini protocol).
+MINI_VARIANT = re.compile(r"^(?P<base>[a-z0-9-]+)\.(?P<kind>[ep])(?P<number>[0-9]+)$")
+
+
+def mini_spec(name: str) -> MiniSpec | None:
+    """The architecture of a mini backbone or one of its variants (``mini-s.e2``, ``mini-s.p1``); None otherwise."""
+    if name in MINI_BACKBONES:
+        return MINI_BACKBONES[name]
+    match = MINI_VARIANT.match(name)
+    return MINI_BACKBONES.get(match["base"]) if match else None
+
+
+def mini_variant(name: str) -> tuple[str, str | None, int | None]:
+    """``(base, kind, number)``: ``("mini-s", "e", 2)`` for ``mini-s.e2``, ``("mini-s", None, None)`` for ``mini-s``."""
+    if name in MINI_BACKBONES:
+        return name, None, None
+    match = MINI_VARIANT.match(name)
+    if not match or match["base"] not in MINI_BACKBONES:
+        raise ValueError(f"backbone {name!r} is not a mini backbone: use one of {sorted(MINI_BACKBONES)}, optionally "
+                         "with '.e<epoch>' (a pretraining snapshot) or '.p<seed>' (another pretraining seed)")
+    return match["base"], match["kind"], int(match["number"])
+
+
 def mini_weights_dir(profile: str = "mini") -> Path:
     """Each profile caches its own mini backbones, so a smoke run never overwrites the real ones."""
     return backbones_dir() / profile
@@ -94,16 +120,17 @@ def _how_to_get(full_name: str) -> str:
     )
 
 
-def _create_mini(spec: MiniSpec, num_classes: int, pretrained: bool, checkpoint: str | Path | None, profile: str) -> nn.Module:
+def _create_mini(name: str, spec: MiniSpec, num_classes: int, pretrained: bool, checkpoint: str | Path | None,
+                 profile: str) -> nn.Module:
     model = spec.build(num_classes)
-    info = {"name": spec.name, "architecture": spec.name, "tag": "", "pretrained": pretrained, "source": "random"}
+    info = {"name": name, "architecture": spec.name, "tag": "", "pretrained": pretrained, "source": "random"}
     if pretrained or checkpoint is not None:
-        path = Path(checkpoint) if checkpoint is not None else mini_weights_path(spec.name, profile)
+        path = Path(checkpoint) if checkpoint is not None else mini_weights_path(name, profile)
         if not path.is_file():
             raise PretrainedWeightsError(
-                f"no pretrained weights for mini backbone {spec.name!r} at {path}. Build them offline with "
-                f"`python -m adaptertune pretrain-mini --profile {profile}` (cached under {mini_weights_dir(profile)}), "
-                "or pass pretrained=False for random weights on purpose."
+                f"no pretrained weights for mini backbone {name!r} at {path}. Build them offline with "
+                f"`python -m adaptertune pretrain-mini --profile {profile} --names {name}` (cached under "
+                f"{mini_weights_dir(profile)}), or pass pretrained=False for random weights on purpose."
             )
         state = load_file(str(path))
         head = {k for k in model.state_dict() if k.startswith("head.")}
@@ -134,8 +161,8 @@ def create_backbone(
     """
     if not isinstance(num_classes, int) or num_classes <= 0:
         raise ValueError(f"num_classes={num_classes!r} is not allowed: use a positive integer")
-    if name in MINI_BACKBONES:
-        return _create_mini(MINI_BACKBONES[name], num_classes, pretrained, checkpoint, profile)
+    if mini_spec(name) is not None:
+        return _create_mini(name, mini_spec(name), num_classes, pretrained, checkpoint, profile)
     full = resolve_name(name)
     arch = full.split(".")[0]
     if arch not in timm.list_models():
@@ -171,8 +198,8 @@ def create_backbone(
 @lru_cache(maxsize=None)
 def backbone_shape(name: str) -> tuple[int, int]:
     """``(depth, embed_dim)`` of a backbone without loading weights: the mini spec, or a timm model on 'meta'."""
-    if name in MINI_BACKBONES:
-        spec = MINI_BACKBONES[name]
+    if mini_spec(name) is not None:
+        spec = mini_spec(name)
         return spec.depth, spec.embed_dim
     with torch.device("meta"):
         model = timm.create_model(resolve_name(name).split(".")[0], pretrained=False, num_classes=1)
@@ -200,4 +227,4 @@ def data_config(model: nn.Module) -> dict:
 
 
 def spec_dict(name: str) -> dict:
-    return asdict(MINI_BACKBONES[name])
+    return asdict(mini_spec(name))

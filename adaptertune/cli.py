@@ -68,6 +68,9 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
         if "bool" in str(f.type):
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                                 help=f"(default {default})")
+        elif str(f.type).startswith("tuple"):
+            parser.add_argument(flag, dest=f.name, type=int, nargs="*", default=argparse.SUPPRESS,
+                                metavar=f.name.upper(), help=f"(default {default})")
         else:
             parser.add_argument(flag, dest=f.name, type=_field_parser(str(f.type)), default=argparse.SUPPRESS,
                                 metavar=f.name.upper(), help="required" if f.default is MISSING else f"(default {default})")
@@ -90,6 +93,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if missing:
         raise ValueError(f"missing {missing}: pass e.g. --dataset fmnist_target --backbone mini-s --method adapter")
     cfg = RunConfig.from_dict(values)
+    _threads(args.threads)
     try:
         result = run(cfg, root=args.root, progress=args.progress, force=args.force)
     finally:
@@ -106,13 +110,24 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     if bool(args.file) == bool(args.grid):
         raise ValueError("pass either a sweep FILE or --grid NAME (with --profile), not both and not neither")
-    if args.grid:
-        from .paper.experiments import all_configs
+    shard = parse_shard(args.shard) if args.shard else None
+    if args.grid and not args.dry_run:  # the paper's grids grow as the tuned protocol chooses its rates: train to the end
+        from .paper.suite import train_grids
 
-        configs = all_configs(args.profile, tuple(args.grid))
+        try:
+            return train_grids(args.profile, tuple(args.grid), shard=shard or shard_from_env(), threads=args.threads,
+                               root=args.root, retry_failed=args.retry_failed,
+                               say=lambda m: print(m, file=sys.stderr, flush=True))
+        finally:
+            distributed.cleanup()
+    if args.grid:
+        from .paper.experiments import all_configs, settled_runs
+
+        configs = all_configs(args.profile, tuple(args.grid), settled_runs(args.root))
     else:
         configs = load_sweep(args.file)
-    shard = parse_shard(args.shard) if args.shard else None
+    if not args.dry_run:
+        _threads(args.threads, shards=(shard or shard_from_env() or (0, 1))[1])
     if args.dry_run:
         from .store import runs as results
 
@@ -135,6 +150,7 @@ def _cmd_pretrain_mini(args: argparse.Namespace) -> int:
     from .training.pretrain import pretrain_mini
 
     names = tuple(args.names.split(",")) if args.names else ("mini-s", "mini-b")
+    _threads(args.threads)
     pretrain_mini(profile=args.profile, names=names, force=args.force, root=args.root, progress=args.progress)
     return 0
 
@@ -145,6 +161,18 @@ def _cmd_results(args: argparse.Namespace) -> int:
     frame = load_results(args.root, status=None if args.all else "finished")
     print(format_table(frame, args.format))
     return 0
+
+
+def _threads(requested: int | None, shards: int = 1) -> None:
+    """Size the thread pool to this process's share of the cores (adaptertune.training.threads) and say so."""
+    from .training.threads import apply_threads
+
+    threads, why = apply_threads(requested, shards)
+    print(f"[threads] {threads} ({why})", file=sys.stderr, flush=True)
+
+
+THREADS_HELP = ("CPU threads for this process (default: $SLURM_CPUS_PER_TASK, $OMP_NUM_THREADS, the cores divided "
+                "among shards, else all cores)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--root", help="run store root (default $ADAPTERTUNE_RESULTS or <repo>/results)")
     run.add_argument("--force", action="store_true", help="discard a stored run with the same run_id and retrain")
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="tqdm bars (default: on a terminal)")
+    run.add_argument("--threads", type=int, help=THREADS_HELP)
     _add_config_options(run)
     run.set_defaults(func=_cmd_run)
 
@@ -174,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--retry-failed", action="store_true", help="retrain runs whose status is failed")
     sw.add_argument("--verbose", action="store_true", help="print each run's epoch lines too")
     sw.add_argument("--root", help="run store root")
+    sw.add_argument("--threads", type=int, help=THREADS_HELP)
     sw.set_defaults(func=_cmd_sweep)
 
     pre = sub.add_parser("pretrain-mini", help="pretrain the mini backbones on fmnist_source (cached)")
@@ -182,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--force", action="store_true", help="retrain even if cached weights exist")
     pre.add_argument("--root", help="run store root for the pretraining runs")
     pre.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    pre.add_argument("--threads", type=int, help=THREADS_HELP)
     pre.set_defaults(func=_cmd_pretrain_mini)
 
     res = sub.add_parser("results", help="table of finished runs in the store")

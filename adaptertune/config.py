@@ -30,7 +30,8 @@ PROFILES = ("smoke", "mini", "paper")
 HEAD_MODES = ("augmented", "cached_features")
 ADAPTER_FIELDS = AdapterConfig.field_names()
 # Fields that do not change what a run computes (up to float reordering); left out of the run_id.
-NON_SEMANTIC = ("num_workers", "log_every", "compile", "device", "eval_batch_size", "recompute_frozen_mlp")
+NON_SEMANTIC = ("num_workers", "log_every", "compile", "device", "eval_batch_size", "recompute_frozen_mlp",
+                "snapshot_epochs")
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class RunConfig:
     recompute_frozen_mlp: bool = False
     num_workers: int = 0
     log_every: int = 10
+    snapshot_epochs: tuple[int, ...] = ()  # also keep the weights after these epochs (mini pretraining's dose points)
     device: str | None = None
     eval_batch_size: int | None = None
 
@@ -107,6 +109,10 @@ class RunConfig:
                              "frozen MLPs between adapters and needs method='adapter'")
         _check_str(self, "checkpoint", optional=True)
         _check_str(self, "device", optional=True)
+        if not isinstance(self.snapshot_epochs, tuple) or not all(
+                isinstance(e, int) and not isinstance(e, bool) and 1 <= e < self.epochs for e in self.snapshot_epochs):
+            raise ValueError(f"snapshot_epochs={self.snapshot_epochs!r} is not allowed: use a tuple of epochs between 1 "
+                             f"and epochs-1={self.epochs - 1} (the last epoch's weights are kept anyway)")
 
     # -- construction from files / dicts -------------------------------------------------------------
     @classmethod
@@ -124,7 +130,8 @@ class RunConfig:
         return cls(**{k: _coerce(k, v) for k, v in data.items()})
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """A JSON-ready mapping (tuples as lists; ``from_dict`` reads them back)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     def with_(self, **changes: Any) -> RunConfig:
         return replace(self, **changes)
@@ -208,7 +215,10 @@ _FLOAT_FIELDS = {"scale", "init_std", "lr", "weight_decay", "warmup_epochs", "gr
 
 
 def _coerce(name: str, value: Any) -> Any:
-    """YAML reads ``1e-3`` as a string (YAML 1.1); accept numeric strings for float fields only."""
+    """YAML reads ``1e-3`` as a string (YAML 1.1); accept numeric strings for float fields only. JSON and YAML give
+    lists where the config holds tuples."""
+    if name == "snapshot_epochs" and isinstance(value, list):
+        return tuple(value)
     if name in _FLOAT_FIELDS and isinstance(value, str):
         try:
             return float(value)

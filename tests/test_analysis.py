@@ -12,17 +12,25 @@ from frames import MAIN  # noqa: E402
 
 
 def test_gap_frame_and_correlations():
-
-
-    frame = analysis.gap_frame(MAIN, width={"s": 64, "t": 128}.get)
+    frame = analysis.gap_frame(MAIN, width={"s": 64, "t": 128}.get).assign(protocol="tuned")
     row = frame.set_index(["dataset", "backbone"]).loc[("b", "s")]
     assert row["gap_points"] == pytest.approx(32.0) and row["linear_probe_acc"] == pytest.approx(40.0)
-    assert set(frame.columns) >= {"adapter", "full", "linear_probe_acc", "gap_points", "width"}
+    # full − adapter per seed: 30, 32, 34 points -> sd 2, t(0.975, 2) = 4.303: ±4.97
+    assert row["gap_low"] == pytest.approx(32.0 - 4.303 * 2 / 3 ** 0.5, abs=1e-2) and row["seeds"] == 3
     corr = analysis.correlations(frame, ["linear_probe_acc", "width"])
-    assert corr["pairs"].tolist() == [3, 3] and corr["spearman_rho"].notna().all()
+    assert corr["pairs"].tolist() == [3, 3] and corr["spearman_rho"].notna().all() and set(corr["protocol"]) == {"tuned"}
     assert analysis.correlations(frame.iloc[:2], ["width"])["spearman_rho"].isna().all()
-    text = analysis.verdict_failures(frame, corr)
-    assert "Full FT beats AdapterTune on 1/3 pairs: b/s (+32.00)" in text and "d=64" in text
+    assert "Spearman ρ(full FT's lead, width)" in analysis.correlation_notes(corr)
+
+
+def test_failure_pairs_and_the_focus_pair_prefer_the_tuned_protocol():
+    pairs = analysis.failure_pairs({"paper-recipe": MAIN, "tuned": MAIN[MAIN["dataset"] == "a"]}, "paper",
+                                   width={"s": 64, "t": 128}.get)
+    assert len(pairs) == 5 and pairs["frechet_to_source"].isna().all()  # ImageNet is not available offline
+    assert analysis.focus_pair(pairs) == ("tuned", "a", "t")  # the widest lead among the tuned pairs
+    assert "a / t** under the tuned protocol" in analysis.describe_focus(analysis.focus_pair(pairs), pairs)
+    assert analysis.focus_pair(pairs.iloc[:0]) is None and "no pair" in analysis.describe_focus(None)
+    assert analysis.pair_errors({}, None).empty and analysis.pair_examples({}, None)[1] == []
 
 
 def test_backbone_width():

@@ -16,7 +16,8 @@ def test_grids_share_runs_and_match_the_protocol():
     rank_ids = {c.run_id for c in experiments.grid("rank", "mini")}
     init_ids = {c.run_id for c in experiments.grid("init", "mini")}
     assert len(rank_ids & {c.run_id for c in main}) > 0  # r=16 adapter + head/full of the ablation pair
-    assert len(init_ids & rank_ids) == 3  # zero init = the r=16 runs
+    assert len(init_ids & rank_ids) == 3  # zero init at the ablation seeds = the r=16 runs
+    assert len(init_ids) == 2 * 8  # more init seeds: the variance comparison needs them
     total = experiments.all_configs("mini")
     assert len({c.run_id for c in total}) == len(total)
     paper = experiments.grid("main", "paper")
@@ -28,6 +29,46 @@ def test_grids_share_runs_and_match_the_protocol():
     assert {c.dataset for c in experiments.grid("rank", "paper")} == {"cifar10"}
     smoke = experiments.all_configs("smoke")
     assert {c.epochs for c in smoke} == {1} and {c.seed for c in smoke} == {0} and {c.limit for c in smoke} == {64}
+
+
+def test_tuned_grids_grow_as_the_selection_settles(isolated_home):
+    from adaptertune import store
+    from adaptertune.paper import tuning
+
+    assert experiments.grid("tuned", "smoke") == [] and experiments.pending_cells("tuned", "smoke", pd.DataFrame(
+        columns=["run_id", "status", "val_acc", "error"])) == 3
+    selection = experiments.grid("selection", "smoke")
+    assert len(selection) == 2 * 3 + 2  # two rates per main regime, two for training from scratch
+    for cfg in selection:  # settle every candidate: the larger rate wins everywhere
+        store.write_json(store.run_path(cfg.run_id) / "result.json",
+                         {"run_id": cfg.run_id, "status": "finished", "config": cfg.resolved().to_dict(),
+                          "metrics": {"val_acc": cfg.lr, "test_acc": 0.5}})
+    settled = experiments.settled_runs()
+    tuned = experiments.grid("tuned", "smoke", settled)
+    assert {(c.method, c.lr) for c in tuned} == {("head", 1e-2), ("adapter", 1e-2), ("full", 1e-3)}
+    assert experiments.pending_cells("tuned", "smoke", settled) == 0
+    budget = experiments.grid("budget", "smoke", settled)
+    assert [(c.rank, c.lr) for c in budget] == [(experiments.budget_rank("smoke", "mini-s"), 1e-2)]
+    dose = experiments.grid("dose", "smoke", settled)
+    assert {(c.backbone, c.method, c.pretrained) for c in dose} == {("mini-s.e1", "adapter", True),
+                                                                     ("mini-s.e1", "full", True),
+                                                                     ("mini-s", "adapter", False)}
+    assert [c.pretrained for c in experiments.grid("scratch", "smoke", settled)] == [False]
+    assert tuning.choose(settled, "smoke", "fmnist_target", "mini-s", "scratch").lr == 1e-3
+    grid = experiments.load_grid("smoke", "tuned", "selection")
+    assert grid.pending == 0 and len(grid.select("tuned")) == 3  # each final (one seed) is its selection run
+
+
+def test_budget_rank_is_the_papers_relative_rank():
+    assert experiments.budget_rank("mini", "mini-s") == 3 and experiments.budget_rank("mini", "mini-b") == 5
+    with pytest.raises(ValueError, match="no relative-budget control"):
+        experiments.budget_rank("paper", "vit_small_patch16_224")
+
+
+def test_plan_projects_the_tuned_runs():
+    plan = experiments.plan("mini")
+    assert plan["run_id"].is_unique and plan["projected"].sum() > 0
+    assert set(plan.loc[~plan["projected"], "run_id"]) == {c.run_id for c in experiments.all_configs("mini")}
 
 
 def test_grid_errors_name_the_allowed_values():
@@ -42,7 +83,7 @@ def test_select_and_plan():
     frame = pd.DataFrame({"run_id": ids + ["other"], "test_acc": [0.5] * (len(ids) + 1)})
     assert len(experiments.select(frame, "init", "smoke")) == len(ids)
     plan = experiments.plan("smoke")
-    assert plan["run_id"].is_unique and len(plan) == len(experiments.all_configs("smoke"))
+    assert plan["run_id"].is_unique and (~plan["projected"]).sum() == len(experiments.all_configs("smoke"))
     assert "main" in plan.loc[plan["method"] == "full", "grids"].iloc[0]
     assert experiments.sensitivity_defaults("paper") == {"lr": 1e-3, "weight_decay": 0.05, "scale": 1.0}
 
@@ -52,7 +93,7 @@ def test_load_grid_lists_missing_runs_and_the_command(isolated_home):
 
     grid = experiments.load_grid("smoke", "init")
     assert not grid.complete and len(grid.runs) == 0 and len(grid.missing) == len(experiments.grid("init", "smoke"))
-    assert "2 of 2 runs of grid(s) init (smoke) are missing" in grid.note()
+    assert "2 of 2 known runs of grid(s) init (smoke) are missing" in grid.note()
     assert "python -m adaptertune.paper.suite --profile smoke" in grid._repr_markdown_()
     done = experiments.grid("init", "smoke")[0]
     store.write_json(store.run_path(done.run_id) / "result.json",

@@ -49,7 +49,7 @@ def test_pretraining_recipe_is_a_full_from_scratch_run():
 
 def test_cli_pretrain_mini_smoke(isolated_home, capsys):
     assert main(["pretrain-mini", "--profile", "smoke", "--names", "mini-b"]) == 0
-    assert "source test acc" in capsys.readouterr().out
+    assert "source val acc" in capsys.readouterr().out
     assert mini_weights_path("mini-b", "smoke").is_file()
     assert main(["pretrain-mini", "--profile", "smoke", "--names", "mini-b"]) == 0
     assert "cached" in capsys.readouterr().out

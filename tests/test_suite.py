@@ -64,7 +64,7 @@ def test_only_and_param_parsing():
 def test_dry_run_lists_runs_and_trains_nothing(isolated_home, capsys):
     assert suite.main(["--profile", "smoke", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert f"{len(experiments.all_configs('smoke'))} runs" in out and "dry run: nothing trained" in out
+    assert f"{len(experiments.plan('smoke'))} runs" in out and "dry run: nothing trained" in out
     for cfg in experiments.all_configs("smoke"):
         assert cfg.run_id in out
     assert not (isolated_home / "results").exists() and not (isolated_home / "data" / "backbones").exists()
@@ -73,8 +73,8 @@ def test_dry_run_lists_runs_and_trains_nothing(isolated_home, capsys):
 def test_paper_plan_reports_runs_and_gpu_hours(isolated_home):
     table = plan.plan_frame("paper")
     text = plan.describe_plan("paper", table)
-    assert f"{len(experiments.all_configs('paper'))} runs" in text and "GPU-hours" in text
-    assert table["run_id"].is_unique and (table["status"] == "missing").all() and (table["est_s"] > 0).all()
+    assert f"{len(experiments.plan('paper'))} runs" in text and "GPU-hours" in text and "chosen on the way" in text
+    assert table["run_id"].is_unique and set(table["status"]) == {"missing", "projected"} and (table["est_s"] > 0).all()
 
 
 def test_cli_rejects_unknown_parameter(isolated_home, capsys):

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 
 from ..adapter import AdapterConfig
 from ..store.table import load_results
-from . import experiments, plots
+from . import experiments, result_plots
 from .tables import METHOD_LABELS, knob_table, method_label
 
 KNOBS = ["method", "rank", "every", "start", "init", "scale", "lr", "weight_decay", "epochs"]
@@ -70,7 +70,7 @@ def render(df: pd.DataFrame, dataset: str, backbone: str, regimes: tuple[str, ..
     if "adapter" in regimes and not adapters.empty:
         curve = adapters.assign(test_acc=adapters[metric])
         refs = rows[rows["method"].isin([m for m in regimes if m != "adapter"])].assign(test_acc=lambda d: d[metric])
-        fig = plots.rank_curve(curve, refs, title=f"{dataset} / {backbone}: {metric} vs rank")
+        fig = result_plots.rank_curve(curve, refs, title=f"{dataset} / {backbone}: {metric} vs rank")
     return fig, pair_view(df, dataset, backbone, regimes, metric)
 
 

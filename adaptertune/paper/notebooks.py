@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import html
 import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -119,6 +120,25 @@ def write_index(profile: str, pages: list[tuple[Path, str, float]], out_dir: Pat
     return atomic_write_bytes(out_dir / "index.html", text.encode())
 
 
+def compare_with_committed(profile: str) -> str:
+    """Which of the profile's tables differ from the committed ones (``git diff``), so a fresh clone shows at once
+    whether it reproduced the appendix; a project home outside a git checkout says so."""
+    where = home()
+    tables = f"figures/tables/{profile}"
+    try:
+        done = subprocess.run(["git", "status", "--porcelain", "--", tables], cwd=where, capture_output=True, text=True,
+                              timeout=60)
+    except (OSError, subprocess.SubprocessError) as err:
+        return f"[suite] could not compare with the committed tables: {err}"
+    if done.returncode != 0:
+        return f"[suite] {where} is not a git checkout: nothing to compare the tables with"
+    changed = [line[3:] for line in done.stdout.splitlines() if line.strip()]
+    if not changed:
+        return f"[suite] every table under {tables}/ is byte-identical to the committed one"
+    return (f"[suite] {len(changed)} table file(s) differ from the committed ones (`git diff -- {tables}` shows how): "
+            + ", ".join(Path(c).name for c in changed[:12]) + (" ..." if len(changed) > 12 else ""))
+
+
 def executed_dir(profile: str) -> Path:
     return notebooks_dir() / "executed" / profile
 
@@ -128,5 +148,5 @@ def appendix_dir(profile: str) -> Path:
 
 
 __all__ = ["NOTEBOOK_GLOB", "NotebookFailed", "appendix_dir", "check_parameters", "declared_parameters", "execute",
-           "executed_dir", "notebook_source", "notebook_title", "notebooks", "parse_param", "render_html",
+           "compare_with_committed", "executed_dir", "notebook_source", "notebook_title", "notebooks", "parse_param", "render_html",
            "write_index"]

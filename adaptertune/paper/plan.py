@@ -13,7 +13,6 @@ import pandas as pd
 from ..config import RunConfig
 from ..data import DATASETS
 from ..store import runs as store
-from ..store.table import load_results
 from . import experiments
 
 THROUGHPUT = {
@@ -47,11 +46,16 @@ def estimate_seconds(cfg: RunConfig, measured: dict | None = None) -> float:
 
 
 def plan_frame(profile: str, root: str | Path | None = None) -> pd.DataFrame:
-    """Every run of the profile with its status and estimated seconds."""
-    table = experiments.plan(profile)
-    configs = {c.run_id: c for c in experiments.all_configs(profile)}
-    measured = measured_throughput(load_results(root))
-    table["status"] = [store.run_status(rid, root) for rid in table["run_id"]]
+    """Every run of the profile with its status and estimated seconds; tuned runs whose learning rate is not chosen
+    yet are counted with a stand-in rate (``status`` "projected")."""
+    settled = experiments.settled_runs(root)
+    table = experiments.plan(profile, runs=settled)
+    configs = {c.run_id: c for c in experiments.all_configs(profile, runs=settled)}
+    configs |= {c.run_id: c for name in experiments.GRIDS
+                for c in experiments.grid(name, profile, settled, assume_pending=True)}
+    measured = measured_throughput(settled[settled["status"] == "finished"])
+    table["status"] = ["projected" if projected else store.run_status(rid, root)
+                       for rid, projected in zip(table["run_id"], table["projected"])]
     table["est_s"] = [estimate_seconds(configs[rid], measured) for rid in table["run_id"]]
     return table
 
@@ -61,10 +65,12 @@ def describe_plan(profile: str, table: pd.DataFrame) -> str:
     secs = todo["est_s"].sum()
     unit = "GPU-hours" if profile == "paper" else "CPU time"
     amount = f"{secs / 3600:.1f} GPU-hours" if profile == "paper" else f"~{secs / 60:.1f} min"
-    by_grid = {g: int(table["grids"].str.contains(g).sum()) for g in experiments.GRIDS}
+    by_grid = {g: int(table["grids"].str.split(",").map(lambda gs: g in gs).sum()) for g in experiments.GRIDS}
+    projected = int((table["status"] == "projected").sum())
     return (f"[suite] profile {profile}: {len(table)} runs ({', '.join(f'{g} {n}' for g, n in by_grid.items() if n)}; "
-            f"shared runs counted once), {len(table) - len(todo)} finished, {len(todo)} to train; "
-            f"estimated {unit} for the missing runs: {amount}")
+            f"shared runs counted once), {int((table['status'] == 'finished').sum())} finished, {len(todo)} to train"
+            + (f" ({projected} of them tuned-protocol runs whose learning rate is chosen on the way)" if projected else "")
+            + f"; estimated {unit} for the missing runs: {amount}")
 
 
 __all__ = ["THROUGHPUT", "describe_plan", "estimate_seconds", "measured_throughput", "plan_frame"]

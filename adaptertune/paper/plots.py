@@ -1,7 +1,8 @@
-"""Every figure of the notebooks. One place decides file names (``FIGURES``) and style (``set_style``).
+"""The figures' infrastructure and the figures of notebooks 01–02. One place decides file names (``FIGURES``, for every
+notebook's figures; those of 03–05 are drawn in ``result_plots``) and style (``set_style``).
 
-Each function takes tidy DataFrames (from :mod:`adaptertune.tables`, :mod:`adaptertune.theory` or
-:mod:`adaptertune.analysis`) and returns a matplotlib Figure; :func:`save` writes PNG + PDF under
+Each function takes tidy DataFrames (from the ``tables``, ``theory`` or ``analysis`` modules of this floor) and
+returns a matplotlib Figure; :func:`save` writes PNG + PDF under
 ``figures/<profile>/`` and, on profile smoke, stamps "SMOKE — plumbing only, not results" across it so a
 plumbing figure can never pass for a result.
 """
@@ -31,12 +32,14 @@ FIGURES = {
     "bound": "fig02_synthetic_bound",
     "main_results": "fig03_main_results",
     "generalisation_gap": "fig03_generalisation_gap",
+    "lr_selection": "fig03_lr_selection",
     "rank_curve": "fig04_rank_elbow",
     "placement": "fig04_placement_tradeoff",
     "init": "fig04_init_seed_spread",
     "sensitivity": "fig04_sensitivity",
     "gap_vs_shift": "fig05_gap_vs_domain_shift",
     "gap_vs_width": "fig05_gap_vs_backbone_width",
+    "dose_response": "fig05_dose_response",
     "per_class": "fig05_per_class_errors",
     "examples": "fig05_misclassified_examples",
 }
@@ -218,131 +221,5 @@ def bound(table: pd.DataFrame) -> Figure:
     return fig
 
 
-# -- notebook 03 --------------------------------------------------------------------------------------
-@_or_placeholder
-def main_results(df: pd.DataFrame, datasets: list[str] | None = None) -> Figure:
-    """Test accuracy per dataset and regime (bars = seed mean, error bars = sd), one panel per backbone."""
-    data = _regime(df).assign(acc=lambda d: 100 * d["test_acc"])
-    grid = sns.catplot(data=data, x="dataset", y="acc", hue="regime", col="backbone", kind="bar", errorbar="sd",
-                       order=[d for d in datasets if d in set(data["dataset"])] if datasets else None,
-                       hue_order=[r for r in REGIME_ORDER if r in set(data["regime"])], palette=REGIME_PALETTE,
-                       height=3.6, aspect=1.2)
-    grid.set_axis_labels("", "test accuracy (%)")
-    return grid.figure
-
-
-@_or_placeholder
-def generalisation_gap(gaps: pd.DataFrame) -> Figure:
-    """``train_eval_acc − test_acc`` (points) per regime and dataset, one panel per backbone."""
-    grid = sns.catplot(data=gaps, x="dataset", y="gap_points", hue="regime", col="backbone", kind="bar", errorbar="sd",
-                       hue_order=[r for r in REGIME_ORDER if r in set(gaps["regime"])], palette=REGIME_PALETTE,
-                       height=3.6, aspect=1.2)
-    grid.set_axis_labels("", "train − test accuracy (points)")
-    for ax in grid.axes.flat:
-        ax.axhline(0, color="k", lw=0.8)
-    return grid.figure
-
-
-# -- notebook 04 --------------------------------------------------------------------------------------
-@_or_placeholder
-def rank_curve(rank_runs: pd.DataFrame, references: pd.DataFrame | None = None, elbow: int | None = None,
-               title: str = "") -> Figure:
-    """Accuracy vs rank (mean ± sd over seeds); dashed lines: head-only / full FT means on the same pair."""
-    fig, ax = _accuracy_vs_rank(rank_runs, "AdapterTune")
-    if references is not None and len(references):
-        for method, acc in references.groupby("method")["test_acc"].mean().items():
-            label = method_label(method)
-            ax.axhline(100 * acc, ls="--", color=REGIME_PALETTE.get(label, "0.5"), label=label)
-    if elbow is not None:
-        ax.axvline(elbow, color="k", ls=":", lw=1.2, label=f"elbow r={elbow}")
-    ax.set(title=title or "Accuracy vs rank")
-    ax.legend(fontsize=8)
-    return fig
-
-
-@_or_placeholder
-def placement(df: pd.DataFrame) -> Figure:
-    """Cost/accuracy trade-off of placements: accuracy vs training throughput, marker size ~ parameters."""
-    data = df.sort_values(["every", "start"])
-    data = data.assign(acc=100 * data["test_acc"],
-                       placement=[f"every {int(e)}\nstart {int(s)}" for e, s in zip(data["every"], data["start"])])
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    sns.pointplot(data=data, x="placement", y="acc", errorbar="sd", ax=axes[0], color=REGIME_PALETTE["AdapterTune"],
-                  linestyle="none")
-    axes[0].set(xlabel="", ylabel="test accuracy (%)", title="Accuracy (mean ± sd)")
-    sns.scatterplot(data=data, x="train_images_per_s", y="acc", hue="placement", size="trainable_params", ax=axes[1])
-    axes[1].set(xlabel="training throughput (images/s)", ylabel="test accuracy (%)", title="Cost vs accuracy")
-    axes[1].legend(fontsize=7, loc="best")
-    return fig
-
-
-@_or_placeholder
-def init_spread(df: pd.DataFrame) -> Figure:
-    """Zero vs random init: every seed's accuracy, to show the spread the paper's std summarises."""
-    data = df.assign(acc=100 * df["test_acc"])
-    fig, ax = plt.subplots(figsize=(4.5, 3.8))
-    sns.boxplot(data=data, x="init", y="acc", ax=ax, color="0.9", order=["zero", "random"])
-    sns.swarmplot(data=data, x="init", y="acc", ax=ax, order=["zero", "random"], color=REGIME_PALETTE["AdapterTune"],
-                  size=7)  # deterministic placement (stripplot jitters at random): the figure is a pure function of the runs
-    ax.set(xlabel="adapter init", ylabel="test accuracy (%)", title="Seed spread by init")
-    return fig
-
-
-@_or_placeholder
-def sensitivity(table: pd.DataFrame) -> Figure:
-    """Tab.5 as a figure: accuracy vs each knob's value (log x), one panel per knob."""
-    knobs = list(dict.fromkeys(table["knob"]))
-    fig, axes = plt.subplots(1, len(knobs), figsize=(4 * len(knobs), 3.6), squeeze=False)
-    for ax, knob in zip(axes[0], knobs):
-        part = table[table["knob"] == knob].sort_values("value")
-        ax.errorbar(part["value"], part["mean_points"], yerr=part["std_points"].fillna(0), marker="o",
-                    color=REGIME_PALETTE["AdapterTune"], capsize=3)
-        positive = (part["value"] > 0).all()
-        ax.set(xscale="log" if positive else "symlog", xlabel=knob, ylabel="test accuracy (%)", title=knob)
-    return fig
-
-
-# -- notebook 05 --------------------------------------------------------------------------------------
-@_or_placeholder
-def gap_vs(frame: pd.DataFrame, x: str, xlabel: str, title: str = "") -> Figure:
-    """Full − AdapterTune gap per pair against a pair-level measure (domain shift, width); labels = dataset."""
-    fig, ax = plt.subplots(figsize=(6, 4))
-    sns.scatterplot(data=frame, x=x, y="gap_points", hue="backbone", style="backbone", s=80, ax=ax)
-    for _, row in frame.iterrows():
-        ax.annotate(row["dataset"], (row[x], row["gap_points"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    ax.axhline(0, color="k", lw=0.8)
-    ax.set(xlabel=xlabel, ylabel="full FT − AdapterTune (points)", title=title or f"Where full FT wins vs {xlabel}")
-    return fig
-
-
-@_or_placeholder
-def per_class(errors: pd.DataFrame, title: str = "") -> Figure:
-    """Heatmap of per-class error rates (%): rows classes, columns regimes."""
-    wide = errors.pivot_table(index="class_name", columns="regime", values="error", aggfunc="mean")
-    wide = wide.reindex(errors.sort_values("class")["class_name"].unique())  # class-index order, not alphabetical
-    wide = wide[[r for r in REGIME_ORDER if r in wide.columns]] * 100
-    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * wide.shape[1], 0.9 + 0.32 * len(wide)))
-    sns.heatmap(wide, annot=True, fmt=".1f", cmap="rocket_r", ax=ax, cbar_kws={"label": "error (%)"})
-    ax.set(xlabel="", ylabel="", title=title or "Per-class test error")
-    return fig
-
-
-@_or_placeholder
-def examples(images: np.ndarray, titles: list[str], ncols: int = 6, title: str = "") -> Figure:
-    """A grid of test images (H×W or H×W×3 arrays in [0, 1]) with their captions."""
-    n = len(images)
-    nrows = max(1, int(np.ceil(n / ncols)))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.9 * ncols, 2.2 * nrows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, img, text in zip(axes.flat, images, titles):
-        ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
-        ax.set_title(text, fontsize=7)
-    if title:
-        fig.suptitle(title)
-    return fig
-
-
 __all__ = ["FIGURES", "REGIME_ORDER", "REGIME_PALETTE", "SMOKE_LABEL", "bound", "early_training", "elbow_overlay",
-           "examples", "figure_dir", "gap_vs", "generalisation_gap", "init_spread", "main_results", "per_class",
-           "placeholder", "placement", "placement_schematic", "rank_curve", "save", "sensitivity", "set_style", "spectra", "tail"]
+           "figure_dir", "placeholder", "placement_schematic", "save", "set_style", "spectra", "tail"]

@@ -11,15 +11,54 @@ where training happens.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
+from pathlib import Path
 
 from ..config import PROFILES
 from ..training.sweep import sweep
-from . import experiments
-from .notebooks import (NotebookFailed, appendix_dir, check_parameters, execute, executed_dir, notebook_title, notebooks,
-                        parse_param, render_html, write_index)
+from ..training.threads import apply_threads
+from . import claims, experiments
+from .notebooks import (NotebookFailed, appendix_dir, check_parameters, compare_with_committed, execute, executed_dir,
+                        notebook_title, notebooks, parse_param, render_html, write_index)
 from .plan import describe_plan, plan_frame
+from .tuning import DIVERGED
+
+
+def train_grids(profile: str, names: tuple[str, ...] = experiments.GRIDS, shard: tuple[int, int] | None = None,
+                threads: int | None = None, root: str | Path | None = None, retry_failed: bool = False,
+                say=print) -> int:
+    """Pretrain what the grids need, then sweep until they stop growing (a tuned cell's final runs appear once its
+    selection runs have settled). Returns 0, or 1 when a run failed for another reason than a diverging loss (a
+    diverged candidate learning rate is a result of the search). ``threads`` defaults to the profile's pinned count."""
+    pinned = experiments.protocol(profile).threads
+    used, why = apply_threads(threads if threads is not None else pinned, shard[1] if shard else 1)
+    if pinned is not None and used != pinned:
+        say(f"[suite] warning: profile {profile} pins {pinned} threads (its numbers depend on it); running with {used}")
+    say(f"[suite] {used} CPU thread(s) per run ({'profile ' + profile if threads is None and pinned else why})")
+    if profile != "paper":
+        say(f"[suite] mini backbones ({profile}): pretraining if missing")
+        experiments.ensure_backbones(profile, verbose=True, root=root)
+    seen: set[str] = set()
+    for _ in range(len(names) + 2):  # each round can only unlock runs that depend on the previous one's
+        configs = experiments.all_configs(profile, names, experiments.settled_runs(root))
+        if {c.run_id for c in configs} <= seen:
+            waiting = sum(experiments.pending_cells(n, profile, experiments.settled_runs(root)) for n in names)
+            if waiting:
+                say(f"[suite] {waiting} tuned-protocol cell(s) still wait for a learning-rate choice: a selection run "
+                    "failed earlier; `python -m adaptertune sweep --retry-failed` retrains failed runs")
+            return 0
+        seen |= {c.run_id for c in configs}
+        summary = sweep(configs, shard=shard, root=root, progress=True, retry_failed=retry_failed and not seen)
+        broken = [x for x in summary if x["status"] == "failed" and x["ran"]
+                  and not str(x.get("error", "")).startswith(DIVERGED)]
+        if broken:
+            say(f"[suite] {len(broken)} run(s) failed: " + ", ".join(f"{x['run_id']} ({x['dataset']}/{x['backbone']}/"
+                                                                     f"{x['method']}): {x.get('error')}" for x in broken)
+                + "; see results/runs/<run_id>/result.json; retry with `python -m adaptertune sweep --retry-failed`")
+            return 1
+    return 0
 
 
 def run_suite(profile: str, only: list[str] | None = None, params: dict | None = None, dry_run: bool = False,
@@ -34,22 +73,15 @@ def run_suite(profile: str, only: list[str] | None = None, params: dict | None =
     table = plan_frame(profile)
     say(describe_plan(profile, table))
     if dry_run:
-        cols = ["run_id", "grids", "dataset", "backbone", "method", "rank", "every", "start", "init", "scale", "lr",
-                "weight_decay", "seed", "epochs", "limit", "status", "est_s"]
+        cols = ["run_id", "grids", "dataset", "backbone", "method", "pretrained", "rank", "every", "start", "init",
+                "scale", "lr", "weight_decay", "seed", "epochs", "limit", "status", "est_s"]
         say(table[cols].to_string(index=False, float_format=lambda v: f"{v:g}"))
         say(f"[suite] dry run: nothing trained; notebooks that would run: {[nb.stem for nb in nbs]}")
         return 0
-    if train:
-        if profile != "paper":
-            say(f"[suite] mini backbones ({profile}): pretraining if missing")
-            experiments.ensure_backbones(profile, verbose=True)
-        summary = sweep(experiments.all_configs(profile), progress=True)
-        failed = [s for s in summary if s["status"] == "failed"]
-        if failed:
-            say(f"[suite] {len(failed)} run(s) failed: " + ", ".join(f"{s['run_id']} ({s['dataset']}/{s['backbone']}/"
-                                                                     f"{s['method']})" for s in failed)
-                + "; see results/runs/<run_id>/result.json; retry with `python -m adaptertune sweep --retry-failed`")
-            return 1
+    if train and train_grids(profile, say=say) != 0:
+        return 1
+    if only is None:  # a full pass records every notebook's verdicts afresh
+        shutil.rmtree(claims.verdicts_dir(profile), ignore_errors=True)
     pages = []
     for k, nb in enumerate(nbs, 1):
         out = executed_dir(profile) / nb.name
@@ -65,6 +97,12 @@ def run_suite(profile: str, only: list[str] | None = None, params: dict | None =
     if only is None or pages:
         index = write_index(profile, pages, appendix_dir(profile))
         say(f"[suite] appendix: {index}")
+    if only is None:
+        written = claims.assemble(profile)
+        say(f"[suite] claims: {written['claims']}; controls: {written['controls']}")
+        if profile == claims.README_PROFILE and claims.sync_readme(profile):
+            say("[suite] README.md: the claims and controls blocks now show these results")
+        say(compare_with_committed(profile))
     say(f"[suite] profile {profile} done in {time.perf_counter() - t0:.0f} s")
     return 0
 

@@ -15,6 +15,7 @@ from ..adapter import AdapterConfig
 from ..backbones import backbone_shape
 from ..data import DATASETS
 from ..regimes import expected_trainable
+from . import stats
 
 from ..atomic import atomic_write_bytes
 from ..paths import figures_dir
@@ -45,13 +46,15 @@ def seed_summary(df: pd.DataFrame, by: list[str], metric: str = "test_acc") -> p
     return out.reset_index()
 
 
-def pm(mean: float, std: float, n: int, digits: int = 2) -> str:
-    """``mean ± std`` in points, or ``mean (n=1)`` where there is no spread to report."""
+def pm(mean: float, std: float, n: int, digits: int = 2, expected_n: int | None = None) -> str:
+    """``mean ± std`` in points, ``mean (n=1)`` where there is no spread, and ``(n=k)`` appended whenever the cell has
+    another number of seeds than the table's caption states (``expected_n``)."""
     if pd.isna(mean):
         return "—"
     if n <= 1 or pd.isna(std):
         return f"{100 * mean:.{digits}f} (n={int(n)})"
-    return f"{100 * mean:.{digits}f} ± {100 * std:.{digits}f}"
+    odd = f" (n={int(n)})" if expected_n is not None and n != expected_n else ""
+    return f"{100 * mean:.{digits}f} ± {100 * std:.{digits}f}{odd}"
 
 
 def _ordered_methods(methods) -> list[str]:
@@ -59,14 +62,15 @@ def _ordered_methods(methods) -> list[str]:
     return [m for m in METHOD_ORDER if m in present] + [m for m in present if m not in METHOD_ORDER]
 
 
-def main_table(df: pd.DataFrame, datasets: list[str] | None = None, backbones: list[str] | None = None) -> pd.DataFrame:
+def main_table(df: pd.DataFrame, datasets: list[str] | None = None, backbones: list[str] | None = None,
+               expected_n: int | None = None) -> pd.DataFrame:
     """Tab.2 / Tab.6: rows (backbone, regime), columns datasets, cells ``mean ± std`` of test accuracy.
 
     Given ``datasets``/``backbones`` the table has every cell of that grid, a missing one shown as ``—``;
     otherwise it spans what ``df`` holds.
     """
     summary = seed_summary(df, ["backbone", "method", "dataset"])
-    cells = {(b, m, d): pm(mean, std, n) for b, m, d, mean, std, n in
+    cells = {(b, m, d): pm(mean, std, n, expected_n=expected_n) for b, m, d, mean, std, n in
              summary[["backbone", "method", "dataset", "mean", "std", "n"]].itertuples(index=False)}
     whole_grid = backbones is not None
     datasets = list(datasets) if datasets is not None else sorted(summary["dataset"].unique())
@@ -76,6 +80,64 @@ def main_table(df: pd.DataFrame, datasets: list[str] | None = None, backbones: l
     index = pd.MultiIndex.from_tuples([(b, method_label(m)) for b, m in rows], names=["backbone", "regime"])
     return pd.DataFrame([[cells.get((b, m, d), "—") for d in datasets] for b, m in rows], index=index,
                         columns=pd.Index(datasets, dtype=object))
+
+
+def stack(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Several protocols' runs in one frame with a ``protocol`` column (for figures and per-protocol tables)."""
+    parts = [df.assign(protocol=p) for p, df in frames.items() if len(df)]
+    return pd.concat(parts, ignore_index=True) if parts else next(iter(frames.values())).assign(protocol=[])
+
+
+def main_table_by_protocol(frames: dict[str, pd.DataFrame], datasets: list[str], backbones: list[str],
+                           seeds: int) -> pd.DataFrame:
+    """Tab.2 under every protocol: rows (backbone, regime), columns ``dataset · protocol``, every cell of the grid
+    (``—`` when missing), ``(n=k)`` on cells with another number of seeds than ``seeds``."""
+    return by_protocol({p: main_table(df, datasets, backbones, seeds) for p, df in frames.items()}, datasets)
+
+
+def by_protocol(tables: dict[str, pd.DataFrame], datasets: list[str]) -> pd.DataFrame:
+    """Tab.2 under several protocols side by side: one column per dataset and protocol (``dataset · protocol``)."""
+    wide = pd.concat(tables, axis=1)  # columns (protocol, dataset)
+    order = [(p, d) for d in datasets for p in tables if (p, d) in wide.columns]
+    wide = wide[order]
+    wide.columns = [f"{d} · {p}" for p, d in order]
+    return wide
+
+
+def pair_differences(df: pd.DataFrame, a: str, b: str, metric: str = "test_acc") -> pd.DataFrame:
+    """Per (dataset, backbone) with both regimes: ``a − b`` of ``metric`` paired over seeds (fractions), its 95%
+    interval, n and the outcome (+1: a ahead beyond the interval, −1: behind, 0: undecided)."""
+    rows = []
+    for (dataset, backbone), part in df.groupby(PAIR, sort=True):
+        runs_a, runs_b = part[part["method"] == a], part[part["method"] == b]
+        if runs_a.empty or runs_b.empty:
+            continue
+        d = stats.difference(runs_a.groupby("seed")[metric].mean(), runs_b.groupby("seed")[metric].mean())
+        rows.append({"dataset": dataset, "backbone": backbone, "diff": d.estimate, "low": d.low, "high": d.high,
+                     "n": d.n, "how": d.how, "outcome": d.sign})
+    return pd.DataFrame(rows, columns=["dataset", "backbone", "diff", "low", "high", "n", "how", "outcome"])
+
+
+def pair_difference_table(frames: dict[str, pd.DataFrame], a: str, b: str) -> pd.DataFrame:
+    """``pair_differences`` of each protocol's runs in points, one row per protocol and pair (for writing)."""
+    parts = [pair_differences(df, a, b).assign(protocol=p) for p, df in frames.items()]
+    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    if out.empty:
+        return pd.DataFrame(columns=["protocol", *PAIR, f"{a}_minus_{b}_points", "low", "high", "n", "outcome"])
+    out[f"{a}_minus_{b}_points"] = 100 * out["diff"]
+    out["low"], out["high"] = 100 * out["low"], 100 * out["high"]
+    out["outcome"] = out["outcome"].map({1: f"{method_label(a)} ahead", -1: f"{method_label(b)} ahead", 0: "undecided"})
+    return out[["protocol", *PAIR, f"{a}_minus_{b}_points", "low", "high", "n", "outcome"]].round(
+        {f"{a}_minus_{b}_points": 2, "low": 2, "high": 2})
+
+
+def gap_per_seed(df: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, backbone, seed): ``full − adapter`` test accuracy (fractions): full FT's lead."""
+    wide = df[df["method"].isin(["adapter", "full"])].pivot_table(index=PAIR + ["seed"], columns="method",
+                                                                  values="test_acc")
+    if not {"adapter", "full"} <= set(wide.columns):
+        return pd.DataFrame(columns=PAIR + ["seed", "gap"])
+    return (wide["full"] - wide["adapter"]).dropna().rename("gap").reset_index()
 
 
 def pair_means(df: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
@@ -114,21 +176,24 @@ def gain_table(df: pd.DataFrame, over: str = "head") -> pd.DataFrame:
 
 
 def generalisation_gap(df: pd.DataFrame) -> pd.DataFrame:
-    """Per run: ``train_eval_acc − test_acc`` in points (clean-transform training accuracy minus test)."""
+    """Per run: ``train_eval_acc − test_acc`` in points (clean-transform training accuracy minus test); a
+    ``protocol`` column is kept when there is one."""
     _require(df, PAIR + ["method", "seed", "train_eval_acc", "test_acc"])
-    out = df[PAIR + ["method", "seed", "train_eval_acc", "test_acc"]].copy()
+    keep = ["protocol"] if "protocol" in df.columns else []
+    out = df[keep + PAIR + ["method", "seed", "train_eval_acc", "test_acc"]].copy()
     out["gap_points"] = 100 * (out["train_eval_acc"] - out["test_acc"])
     out["regime"] = out["method"].map(method_label)
     return out
 
 
-def gap_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Generalisation gap per regime: mean over all runs, and per pair means pivoted by regime."""
-    gaps = generalisation_gap(df)
-    table = gaps.groupby("method")["gap_points"].agg(["mean", "std", "count"]).reindex(_ordered_methods(gaps["method"]))
-    table.index = [method_label(m) for m in table.index]
-    table.index.name = "regime"
-    return table.rename(columns={"mean": "gap_mean_points", "std": "gap_std_points", "count": "runs"})
+def gap_table(gaps: pd.DataFrame) -> pd.DataFrame:
+    """Generalisation gap per (protocol and) regime over every run of ``generalisation_gap``: mean, sample sd, n."""
+    by = (["protocol"] if "protocol" in gaps.columns else []) + ["method"]
+    table = gaps.groupby(by)["gap_points"].agg(["mean", "std", "count"]).reset_index()
+    table["order"] = table["method"].map({m: i for i, m in enumerate(METHOD_ORDER)})
+    table = table.sort_values(by[:-1] + ["order"]).drop(columns="order")
+    table.insert(len(by) - 1, "regime", table.pop("method").map(method_label))
+    return table.rename(columns={"mean": "gap_mean_points", "std": "gap_std_points", "count": "runs"}).reset_index(drop=True)
 
 
 # -- ablations ----------------------------------------------------------------------------------------
@@ -248,6 +313,7 @@ def write_table(table: pd.DataFrame, name: str, profile: str, caption: str = "",
 
 
 __all__ = [
+    "by_protocol", "gap_per_seed", "main_table_by_protocol", "stack", "pair_difference_table", "pair_differences",
     "METHOD_LABELS", "METHOD_ORDER", "compare", "core_pair_fractions", "method_label",
     "gain_table", "gap_table", "generalisation_gap", "init_table", "knob_table", "main_table", "measured_elbow",
     "pair_means", "placement_table", "pm", "rank_table", "seed_summary", "sensitivity_table", "tables_dir",

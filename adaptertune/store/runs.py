@@ -4,7 +4,8 @@ Files per run: ``config.json`` (the resolved RunConfig), ``result.json`` (status
 failed, final metrics, provenance), ``metrics.jsonl`` (one line per epoch), ``steps.jsonl`` (loss and lr
 every ``log_every`` steps), ``checkpoint.safetensors`` (last finished epoch), ``predictions.npz`` (test
 labels, top-1 and top-5 predictions) and the trained tensors (``adapters.safetensors`` for head/adapter,
-``model.safetensors`` for full fine-tuning). Every file is written to a temporary name and renamed
+``model.safetensors`` for full fine-tuning), and ``snapshots/epoch<k>.safetensors`` for the epochs a config asks
+to keep (``snapshot_epochs``: the mini pretraining's dose-response backbones). Every file is written to a temporary name and renamed
 into place, so a reader (or a killed writer) never sees half a file.
 """
 from __future__ import annotations
@@ -33,6 +34,11 @@ def store_root(root: str | Path | None = None) -> Path:
 
 def run_path(run_id: str, root: str | Path | None = None) -> Path:
     return store_root(root) / "runs" / run_id
+
+
+def snapshot_path(run_dir: Path, epoch: int) -> Path:
+    """The model weights a run kept after ``epoch`` (``RunConfig.snapshot_epochs``)."""
+    return run_dir / "snapshots" / f"epoch{epoch}.safetensors"
 
 
 def write_json(path: Path, obj: Any) -> Path:
@@ -118,6 +124,6 @@ def load_predictions(run_id: str, root: str | Path | None = None) -> dict[str, n
 
 __all__ = [
     "ADAPTER_FILE", "MODEL_FILE", "PREDICTIONS_FILE", "STATUSES", "existing_run", "load_config", "load_metrics",
-    "load_predictions", "load_steps", "read_json", "read_jsonl", "read_result", "run_path", "run_status", "store_root",
+    "load_predictions", "load_steps", "read_json", "read_jsonl", "read_result", "run_path", "run_status", "snapshot_path", "store_root",
     "write_json", "write_jsonl", "write_predictions",
 ]

@@ -12,7 +12,7 @@ from .runs import read_json, store_root
 RESULT_COLUMNS = (
     "run_id", "status", "test_acc", "test_top5", "val_acc", "best_val_acc", "best_val_epoch", "train_acc",
     "train_loss", "train_eval_acc", "trainable_params", "total_params", "wall_s", "train_images_per_s",
-    "peak_mem_mb", "backbone_tag", "backbone_source", "git_sha", "git_dirty", "device", "head_mode",
+    "peak_mem_mb", "backbone_tag", "backbone_source", "git_sha", "git_dirty", "device", "head_mode", "threads", "error",
 )
 
 
@@ -29,7 +29,7 @@ def result_row(result: dict) -> dict:
         trainable_fraction=params.get("fraction"), wall_s=result.get("wall_s"), peak_mem_mb=result.get("peak_mem_mb"),
         backbone_tag=backbone.get("tag"), backbone_source=backbone.get("source"), git_sha=result.get("git_sha"),
         git_dirty=result.get("git_dirty"), device=result.get("device"), world_size=result.get("world_size"),
-        head_mode=result.get("config", {}).get("head_mode"), error=result.get("error"),
+        head_mode=result.get("config", {}).get("head_mode"), threads=result.get("threads"), error=result.get("error"),
     )
     return row
 

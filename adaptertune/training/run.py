@@ -58,7 +58,7 @@ class _Run:
     def __init__(self, cfg: RunConfig, ctx: distributed.DistContext, path: Path, progress: bool, verbose: bool) -> None:
         self.cfg, self.ctx, self.path, self.progress, self.verbose = cfg, ctx, path, progress, verbose
         self.record: dict = {"run_id": cfg.run_id, "status": "running", "config": cfg.resolved().to_dict(),
-                             "started_at": _now(), "world_size": ctx.world_size,
+                             "started_at": _now(), "world_size": ctx.world_size, "threads": torch.get_num_threads(),
                              "device": provenance.device_name(ctx.device), **provenance.environment()}
         self.t0 = time.perf_counter()
         self.elapsed_before = 0.0
@@ -146,6 +146,8 @@ class _Run:
             state["epoch"], state["elapsed_s"] = epoch + 1, self._wall()
             if ctx.is_main:
                 save_checkpoint(ckpt, model, cfg.method, optimizer, state)
+                if epoch + 1 in cfg.snapshot_epochs:
+                    atomic_save_safetensors(model.state_dict(), results.snapshot_path(self.path, epoch + 1))
             self.write("metrics.jsonl", state["history"])
             self.write("steps.jsonl", state["steps"])
             self.log(f"[{cfg.run_id}] epoch {epoch + 1}/{cfg.epochs}  train loss {row['train_loss']:.4f} acc "

@@ -1,0 +1,209 @@
+"""The controls: runs that test the explanations of the main results instead of asserting them.
+
+Each function turns a grid's runs into a table with intervals over seeds (``stats``) and one ``Finding``: a question
+and the measured answer, with its n and the test behind it. Findings are not verdicts on the paper; they are what the
+README's explanation of the mini results may say, and nothing more.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..backbones import mini_weights_path
+from . import stats
+from .tables import PAIR, gap_per_seed, method_label
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A control's question and its measured answer (numbers with intervals and n) and how it was measured."""
+
+    key: str
+    question: str
+    answer: str
+    how: str
+
+    def markdown(self) -> str:
+        return f"- **{self.question}** {self.answer} ({self.how})."
+
+    def row(self) -> dict:
+        return asdict(self)
+
+
+def _by_seed(df: pd.DataFrame, metric: str = "test_acc") -> pd.Series:
+    return df.groupby("seed")[metric].mean()
+
+
+def _diff_row(a: pd.DataFrame, b: pd.DataFrame, **keys) -> dict:
+    d = stats.difference(_by_seed(a), _by_seed(b))
+    return {**keys, "a_mean": 100 * _by_seed(a).mean(), "b_mean": 100 * _by_seed(b).mean(), "diff_points": 100 * d.estimate,
+            "low": 100 * d.low, "high": 100 * d.high, "n": d.n, "how": d.how}
+
+
+def tuning_gains(recipe: pd.DataFrame, tuned: pd.DataFrame) -> pd.DataFrame:
+    """Per pair and regime: tuned − paper-recipe test accuracy (points), paired over seeds."""
+    rows = []
+    for (dataset, backbone, method), part in tuned.groupby(PAIR + ["method"], sort=True):
+        base = recipe[(recipe["dataset"] == dataset) & (recipe["backbone"] == backbone) & (recipe["method"] == method)]
+        if len(base):
+            lr = float(part["lr"].iloc[0])
+            rows.append(_diff_row(part, base, dataset=dataset, backbone=backbone, regime=method_label(method), lr=lr))
+    return pd.DataFrame(rows)
+
+
+def gap_change(recipe: pd.DataFrame, tuned: pd.DataFrame) -> Finding | None:
+    """How much of full FT's lead over the adapter survives when each regime gets its own learning rate."""
+    g_recipe, g_tuned = gap_per_seed(recipe), gap_per_seed(tuned)
+    if g_recipe.empty or g_tuned.empty:
+        return None
+    per_pair = []
+    for (dataset, backbone), part in g_tuned.groupby(PAIR, sort=True):
+        base = g_recipe[(g_recipe["dataset"] == dataset) & (g_recipe["backbone"] == backbone)]
+        if len(base):
+            per_pair.append((dataset, backbone, 100 * base["gap"].mean(), 100 * part["gap"].mean()))
+    if not per_pair:
+        return None
+    text = "; ".join(f"{d}/{b} {r:+.2f} → {t:+.2f}" for d, b, r, t in per_pair)
+    mean_r, mean_t = np.mean([x[2] for x in per_pair]), np.mean([x[3] for x in per_pair])
+    return Finding("tuning_gap", "Does full FT's lead survive a learning rate tuned per regime?",
+                   f"full − adapter, paper recipe → tuned, mean over seeds: {text} points (mean over pairs "
+                   f"{mean_r:+.2f} → {mean_t:+.2f})",
+                   "per pair, seed means of both protocols; each protocol's per-pair intervals are in the claims table")
+
+
+def scratch_table(tuned: pd.DataFrame, scratch: pd.DataFrame) -> pd.DataFrame:
+    """Per pair: the pretrained backbone's full FT and adapter against full training from random init (tuned)."""
+    rows = []
+    for (dataset, backbone), part in scratch.groupby(PAIR, sort=True):
+        pair = tuned[(tuned["dataset"] == dataset) & (tuned["backbone"] == backbone)]
+        for method in ("full", "adapter"):
+            these = pair[pair["method"] == method]
+            if len(these):
+                rows.append(_diff_row(these, part, dataset=dataset, backbone=backbone,
+                                      comparison=f"{method_label(method)} (pretrained) − from scratch"))
+    return pd.DataFrame(rows)
+
+
+def scratch_finding(table: pd.DataFrame) -> Finding | None:
+    full = table[table["comparison"].str.startswith(method_label("full"))] if len(table) else table
+    if full.empty:
+        return None
+    text = "; ".join(f"{d}/{b} {x:+.2f} [{lo:+.2f}, {hi:+.2f}]" for d, b, x, lo, hi in
+                     full[["dataset", "backbone", "diff_points", "low", "high"]].itertuples(index=False))
+    return Finding("scratch", "What does the pretraining buy?",
+                   f"full FT from the pretrained backbone − full training from random init: {text} points",
+                   f"both at their tuned learning rate; paired 95% t-intervals over n={int(full['n'].min())} seeds")
+
+
+def source_accuracy(backbone: str, profile: str, pretrained: bool = True) -> float:
+    """The source-task validation accuracy of a mini backbone (its provenance JSON; a random backbone: 1/classes)."""
+    if not pretrained:
+        meta = json.loads(mini_weights_path(backbone, profile).with_suffix(".json").read_text())
+        return 1.0 / len(meta["source_classes"])
+    return float(json.loads(mini_weights_path(backbone, profile).with_suffix(".json").read_text())["source_val_acc"])
+
+
+def dose_table(runs: pd.DataFrame, profile: str) -> pd.DataFrame:
+    """Per (dataset, backbone, pretrained) dose point: the source accuracy of the frozen backbone, the adapter and full
+    FT means and full FT's lead with its interval (paired over seeds)."""
+    rows = []
+    for (dataset, backbone, pretrained), part in runs.groupby(["dataset", "backbone", "pretrained"], sort=True):
+        adapter, full = part[part["method"] == "adapter"], part[part["method"] == "full"]
+        if adapter.empty or full.empty:
+            continue
+        row = _diff_row(full, adapter, dataset=dataset, backbone=backbone if pretrained else f"{backbone} (random init)",
+                        source_val_acc=100 * source_accuracy(backbone, profile, bool(pretrained)))
+        rows.append(row)
+    return pd.DataFrame(rows).rename(columns={"a_mean": "full", "b_mean": "adapter", "diff_points": "full_lead_points"})
+
+
+def dose_slope(runs: pd.DataFrame, profile: str) -> pd.DataFrame:
+    """Per dataset: the slope of full FT's lead (points) on the source accuracy (points) by least squares over every
+    (dose point, seed), with a 95% t-interval: how fast a better pretraining closes the gap."""
+    rows = []
+    gaps = []
+    for (dataset, backbone, pretrained), part in runs.groupby(["dataset", "backbone", "pretrained"], sort=True):
+        g = gap_per_seed(part)
+        if len(g):
+            gaps.append(g.assign(source=100 * source_accuracy(backbone, profile, bool(pretrained))))
+    if not gaps:
+        return pd.DataFrame(columns=["dataset", "slope", "low", "high", "points", "dose_points"])
+    data = pd.concat(gaps, ignore_index=True)
+    for dataset, part in data.groupby("dataset", sort=True):
+        x, y = part["source"].to_numpy(float), 100 * part["gap"].to_numpy(float)
+        slope = stats.slope(x, y)
+        rows.append({"dataset": dataset, "slope": slope.estimate, "low": slope.low, "high": slope.high,
+                     "points": len(part), "dose_points": part["source"].nunique()})
+    return pd.DataFrame(rows)
+
+
+def dose_finding(slopes: pd.DataFrame, table: pd.DataFrame) -> Finding | None:
+    if slopes.empty:
+        return None
+    text = "; ".join(f"{d}: {10 * s:+.2f} [{10 * lo:+.2f}, {10 * hi:+.2f}]" for d, s, lo, hi in
+                     slopes[["dataset", "slope", "low", "high"]].itertuples(index=False))
+    span = f"{table['source_val_acc'].min():.1f}–{table['source_val_acc'].max():.1f}%" if len(table) else "—"
+    return Finding("dose", "Does a better-pretrained backbone close full FT's lead?",
+                   f"change of full FT's lead per +10 points of source validation accuracy: {text} points "
+                   f"(source accuracies {span}; a negative slope closes the gap)",
+                   f"least squares over every dose point × seed ({int(slopes['points'].min())}+ runs per dataset) "
+                   "with a 95% t-interval; adapter and full FT at the learning rate tuned on the final backbone")
+
+
+def budget_table(tuned: pd.DataFrame, budget: pd.DataFrame) -> pd.DataFrame:
+    """Per pair: the adapter at the paper's relative budget (r = d/24) against r=16 and against full FT (tuned)."""
+    rows = []
+    for (dataset, backbone), part in budget.groupby(PAIR, sort=True):
+        pair = tuned[(tuned["dataset"] == dataset) & (tuned["backbone"] == backbone)]
+        rank = int(part["rank"].iloc[0])
+        for method, label in (("adapter", f"r={rank} − r=16"), ("full", f"r={rank} − Full FT")):
+            these = pair[pair["method"] == method]
+            if len(these):
+                rows.append(_diff_row(part, these, dataset=dataset, backbone=backbone, comparison=label))
+    return pd.DataFrame(rows)
+
+
+def budget_finding(table: pd.DataFrame) -> Finding | None:
+    vs16 = table[table["comparison"].str.endswith("r=16")] if len(table) else table
+    if vs16.empty:
+        return None
+    text = "; ".join(f"{d}/{b} ({c.split(' ')[0]}) {x:+.2f} [{lo:+.2f}, {hi:+.2f}]" for d, b, c, x, lo, hi in
+                     vs16[["dataset", "backbone", "comparison", "diff_points", "low", "high"]].itertuples(index=False))
+    return Finding("budget", "Does the mini backbones' larger relative rank matter?",
+                   f"adapter at the paper's r/d ≈ 1/24 − adapter at r=16: {text} points",
+                   f"both at the adapter's tuned learning rate; paired 95% t-intervals over n={int(vs16['n'].min())} seeds")
+
+
+def pretraining_seed_table(main: pd.DataFrame, other: pd.DataFrame, base: dict[str, str]) -> pd.DataFrame:
+    """Per (dataset, backbone pretrained with another seed, regime): the run on the other backbone minus the run on the
+    main one at the same seed, beside the main cell's sd over seeds."""
+    rows = []
+    for (dataset, backbone, method, seed), part in other.groupby(["dataset", "backbone", "method", "seed"], sort=True):
+        cell = main[(main["dataset"] == dataset) & (main["backbone"] == base[backbone]) & (main["method"] == method)]
+        same = cell[cell["seed"] == seed]
+        if same.empty:
+            continue
+        rows.append({"dataset": dataset, "backbone": backbone, "regime": method_label(method), "seed": int(seed),
+                     "moved_points": 100 * (part["test_acc"].mean() - same["test_acc"].mean()),
+                     "seed_sd_points": 100 * cell["test_acc"].std(ddof=1) if len(cell) > 1 else np.nan,
+                     "seeds": len(cell)})
+    return pd.DataFrame(rows)
+
+
+def pretraining_seed_finding(table: pd.DataFrame) -> Finding | None:
+    if table.empty:
+        return None
+    moved = table["moved_points"].abs()
+    return Finding("pretraining_seed", "How much does the choice of pretraining run move Tab.2?",
+                   f"a second pretraining seed moves the {len(table)} cells by {moved.mean():.2f} points on average "
+                   f"(largest {moved.max():.2f}); the same cells' sd over training seeds has median "
+                   f"{table['seed_sd_points'].median():.2f} points",
+                   "one run per cell on each backbone at the same training seed, paper recipe")
+
+
+__all__ = ["Finding", "budget_finding", "budget_table", "dose_finding", "dose_slope", "dose_table", "gap_change",
+           "pretraining_seed_finding", "pretraining_seed_table", "scratch_finding", "scratch_table", "source_accuracy",
+           "tuning_gains"]

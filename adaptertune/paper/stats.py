@@ -1,0 +1,146 @@
+"""The statistics behind every verdict: intervals over seeds, paired where seeds pair, and tests that may say
+"not enough evidence". Pure functions of accuracy arrays (fractions in, points out where stated).
+
+Seeds pair when two runs share a seed on the same dataset: they share the validation split, the data order and
+the augmentation stream, so the per-seed difference removes that shared noise. The intervals are Student-t
+intervals over seeds (95% by default) and say how many seeds they rest on; with n = 1 there is no interval.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+LEVEL = 0.95
+
+
+@dataclass(frozen=True)
+class Interval:
+    """An estimate with its ``LEVEL`` interval; ``how`` names the method and the n it rests on."""
+
+    estimate: float
+    low: float
+    high: float
+    n: int
+    how: str
+
+    @property
+    def sign(self) -> int:
+        """+1 / −1 when the interval excludes 0 on that side, 0 when it contains 0 (or does not exist)."""
+        if math.isnan(self.low) or math.isnan(self.high):
+            return 0
+        return 1 if self.low > 0 else -1 if self.high < 0 else 0
+
+    def fmt(self, scale: float = 100.0, unit: str = "", digits: int = 2) -> str:
+        """``+3.21 [+1.02, +5.40]`` (× ``scale``), or the estimate alone with its n when there is no interval."""
+        e = f"{scale * self.estimate:+.{digits}f}{unit}"
+        if math.isnan(self.low):
+            return f"{e} (no interval: {self.how})"
+        return f"{e} [{scale * self.low:+.{digits}f}, {scale * self.high:+.{digits}f}]{unit}"
+
+
+def _t_interval(values: np.ndarray, how: str, level: float) -> Interval:
+    n = len(values)
+    mean = float(values.mean()) if n else math.nan
+    if n < 2:
+        return Interval(mean, math.nan, math.nan, n, f"{how}, n={n}")
+    half = stats.t.ppf(0.5 + level / 2, n - 1) * values.std(ddof=1) / math.sqrt(n)
+    return Interval(mean, mean - half, mean + half, n, f"{how}, n={n}")
+
+
+def mean_interval(values: Sequence[float], level: float = LEVEL) -> Interval:
+    """Mean over seeds with its t-interval."""
+    return _t_interval(np.asarray(values, dtype=np.float64), "t-interval over seeds", level)
+
+
+def difference(a: pd.Series, b: pd.Series, level: float = LEVEL, paired: bool = True) -> Interval:
+    """``mean(a) − mean(b)``: paired over the seeds both have (the index, e.g. seed), Welch's t otherwise.
+
+    Pairing needs at least two shared seeds and no unshared ones; anything else falls back to Welch. ``paired=False``
+    forces Welch: runs on different datasets share a seed number but no data stream.
+    """
+    a, b = a.dropna().astype(float), b.dropna().astype(float)
+    shared = a.index.intersection(b.index)
+    if paired and len(shared) >= 2 and len(shared) == len(a) == len(b):
+        return _t_interval((a.loc[shared] - b.loc[shared]).to_numpy(), "paired t over seeds", level)
+    n = min(len(a), len(b))
+    estimate = float(a.mean() - b.mean()) if len(a) and len(b) else math.nan
+    if len(a) < 2 or len(b) < 2:
+        return Interval(estimate, math.nan, math.nan, n, f"Welch t, n={len(a)}+{len(b)}")
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return Interval(estimate, estimate, estimate, n, f"Welch t, n={len(a)}+{len(b)} (no spread)")
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    half = stats.t.ppf(0.5 + level / 2, df) * se
+    return Interval(estimate, estimate - half, estimate + half, n, f"Welch t, n={len(a)}+{len(b)}")
+
+
+@dataclass(frozen=True)
+class VarianceTest:
+    """Two-sided F-test of equal variances: the ratio of sample variances and the ratio it would need."""
+
+    sd_a: float
+    sd_b: float
+    n_a: int
+    n_b: int
+    ratio: float
+    p_value: float
+    needed: float  # the variance ratio (larger / smaller) that would reach significance at LEVEL
+
+    @property
+    def significant(self) -> bool:
+        return not math.isnan(self.p_value) and self.p_value < 1 - LEVEL
+
+
+def variance_test(a: Sequence[float], b: Sequence[float]) -> VarianceTest:
+    """Is the spread over seeds of ``a`` different from that of ``b``? (F-test; normal seeds assumed)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if len(a) < 2 or len(b) < 2:
+        return VarianceTest(math.nan, math.nan, len(a), len(b), math.nan, math.nan, math.nan)
+    va, vb = a.var(ddof=1), b.var(ddof=1)
+    if va == 0 and vb == 0:
+        return VarianceTest(0.0, 0.0, len(a), len(b), 1.0, 1.0, math.nan)
+    ratio = va / vb if vb > 0 else math.inf
+    big, small = (len(a) - 1, len(b) - 1) if ratio >= 1 else (len(b) - 1, len(a) - 1)
+    f = max(ratio, 1 / ratio) if ratio not in (0, math.inf) else math.inf
+    p = min(1.0, 2 * stats.f.sf(f, big, small))
+    needed = float(stats.f.ppf(0.5 + LEVEL / 2, big, small))
+    return VarianceTest(math.sqrt(va), math.sqrt(vb), len(a), len(b), float(ratio), float(p), needed)
+
+
+def concavity(x: Sequence[float], y: Sequence[float], level: float = LEVEL) -> Interval:
+    """The curvature ``c`` of ``y ≈ a + b·x + c·x²`` by least squares, with its t-interval (``c < 0``: diminishing
+    returns in x). Every seed is one observation, so the interval accounts for the seed noise."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    X = np.column_stack([np.ones_like(x), x, x ** 2])
+    n, k = X.shape
+    if n <= k or len(np.unique(x)) < 3:
+        return Interval(math.nan, math.nan, math.nan, n, f"quadratic fit needs >= 3 x values and > 3 points, n={n}")
+    coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+    resid = y - X @ coef
+    sigma2 = resid @ resid / (n - k)
+    se = math.sqrt(sigma2 * np.linalg.inv(X.T @ X)[2, 2])
+    half = stats.t.ppf(0.5 + level / 2, n - k) * se
+    return Interval(float(coef[2]), float(coef[2] - half), float(coef[2] + half), n, f"OLS curvature, n={n} runs")
+
+
+def slope(x: Sequence[float], y: Sequence[float], level: float = LEVEL) -> Interval:
+    """The least-squares slope of ``y`` on ``x`` with its t-interval (every seed one observation)."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    n = len(x)
+    if n < 3 or len(np.unique(x)) < 2:
+        return Interval(math.nan, math.nan, math.nan, n, f"slope needs >= 3 points at >= 2 x values, n={n}")
+    X = np.column_stack([np.ones(n), x])
+    coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+    resid = y - X @ coef
+    se = math.sqrt(resid @ resid / (n - 2) * np.linalg.inv(X.T @ X)[1, 1])
+    half = stats.t.ppf(0.5 + level / 2, n - 2) * se
+    return Interval(float(coef[1]), float(coef[1] - half), float(coef[1] + half), n, f"OLS slope, n={n} runs")
+
+
+__all__ = ["LEVEL", "Interval", "VarianceTest", "concavity", "difference", "mean_interval", "slope", "variance_test"]

@@ -1,0 +1,91 @@
+"""Ablation verdicts on hand-made runs: the elbow rule refuses the grid edge, the variance test needs its ratio,
+"nearly equal" is an equivalence test, and a "best" value must beat the seed noise."""
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from adaptertune.paper import ablation_verdicts as av  # noqa: E402
+from adaptertune.paper import tables  # noqa: E402
+from adaptertune.paper.verdicts import AGREES, DISAGREES, INCONCLUSIVE  # noqa: E402
+
+OFFSETS = (-0.005, 0.0, 0.005)  # the same offset per seed at every rank: paired differences are exact
+
+
+def rank_runs(means: dict[int, float]) -> pd.DataFrame:
+    rows = [{"dataset": "d", "backbone": "b", "method": "adapter", "rank": r, "seed": s, "test_acc": m + OFFSETS[s],
+             "trainable_params": r} for r, m in means.items() for s in range(3)]
+    return pd.DataFrame(rows)
+
+
+PLATEAU = {1: 0.70, 2: 0.75, 4: 0.79, 8: 0.81, 16: 0.82, 32: 0.82, 64: 0.82}
+RISING = {r: 0.70 + 0.02 * np.log2(r) for r in PLATEAU}
+
+
+def test_elbow_is_the_smallest_rank_not_below_the_best():
+    assert av.measured_elbow(rank_runs(PLATEAU)) == (16, False)
+    mono, dimin, r32 = av.verdicts_rank(rank_runs(PLATEAU))
+    assert mono.verdict == AGREES and dimin.verdict == AGREES and r32.verdict == AGREES
+    assert "measured elbow r=16" in r32.measured
+
+
+def test_a_grid_edge_is_no_elbow():
+    assert av.measured_elbow(rank_runs(RISING)) == (64, True)
+    mono, dimin, r32 = av.verdicts_rank(rank_runs(RISING))
+    assert mono.verdict == AGREES and dimin.verdict == INCONCLUSIVE  # a straight line in log r: no curvature
+    assert r32.verdict == DISAGREES and "none within the grid" in r32.measured
+    assert av.measured_elbow(rank_runs({})) == (None, False) and av.verdicts_rank(rank_runs({})) == []
+
+
+def init_runs(zero: list[float], random: list[float]) -> pd.DataFrame:
+    rows = [{"method": "adapter", "init": name, "seed": s, "test_acc": a}
+            for name, accs in (("zero", zero), ("random", random)) for s, a in enumerate(accs)]
+    return pd.DataFrame(rows)
+
+
+def test_init_variance_needs_the_f_test():
+    few = av.verdicts_init(init_runs([0.80, 0.81, 0.82], [0.79, 0.81, 0.83]))
+    assert few[0].verdict == INCONCLUSIVE and "beyond 39.0" in few[0].measured
+    many = av.verdicts_init(init_runs(list(0.8 + 0.001 * np.arange(8)), list(0.8 + 0.01 * np.arange(8))))
+    assert many[0].verdict == AGREES and many[1].verdict == AGREES  # random: higher mean too
+
+
+def placement_runs(every2_offset: float) -> pd.DataFrame:
+    rows = [{"method": "adapter", "every": e, "start": 0, "seed": s, "test_acc": 0.8 + OFFSETS[s] + (every2_offset if e == 2 else 0),
+             "trainable_params": 10 // e, "train_images_per_s": 100.0 * e} for e in (1, 2) for s in range(3)]
+    return pd.DataFrame(rows)
+
+
+def test_placement_is_an_equivalence_test():
+    assert av.verdict_placement(placement_runs(-0.002)).verdict == AGREES
+    assert av.verdict_placement(placement_runs(-0.05)).verdict == DISAGREES
+    assert "0.50× the trainable parameters, 2.00× the training throughput" in av.placement_costs(placement_runs(0.0))
+
+
+def test_sensitivity_against_the_seed_noise():
+    rows = [{"method": "adapter", "seed": 0, "lr": lr, "weight_decay": wd, "scale": sc, "test_acc": acc}
+            for lr, wd, sc, acc in [(1e-3, 0.05, 1.0, 0.810), (3e-3, 0.05, 1.0, 0.812), (3e-4, 0.05, 1.0, 0.807),
+                                    (1e-3, 0.0, 1.0, 0.809), (1e-3, 0.5, 1.0, 0.808), (1e-3, 0.05, 0.5, 0.805),
+                                    (1e-3, 0.05, 4.0, 0.700)]]
+    defaults = {"lr": 1e-3, "weight_decay": 0.05, "scale": 1.0}
+    table = tables.sensitivity_table(pd.DataFrame(rows), defaults)
+    sd, dof = av.seed_noise(pd.DataFrame({"test_acc": [0.807, 0.810, 0.813]}))
+    assert dof == 2 and sd == pytest.approx(0.003)
+    assert av.noise_threshold(sd, dof) == pytest.approx(4.3027 * 0.003 * math.sqrt(2), rel=1e-4)
+    scale, robust = av.verdicts_sensitivity(table, defaults, sd, dof)
+    assert scale.verdict == AGREES and robust.verdict == AGREES
+    assert "lr: no value beats the others beyond the seed noise" in av.best_values(table, sd, dof)
+    assert av.verdicts_sensitivity(table, defaults, math.nan, 0)[0].verdict == INCONCLUSIVE
+
+
+def test_early_drift_is_untestable_when_the_random_init_does_not_move_the_loss():
+    steps = pd.DataFrame([{"init": i, "seed": s, "step": t, "epoch": 1, "loss": 1.0 - 0.01 * t}
+                          for i in ("zero", "random") for s in range(3) for t in range(5)])
+    v = av.verdict_early(steps, 2.0)
+    assert v.verdict == INCONCLUSIVE and "untestable at this init scale" in v.rule
+    assert av.verdict_early(steps.iloc[:0], 2.0) is None

@@ -1,0 +1,75 @@
+"""The tuned protocol's choice: the best last-epoch validation accuracy of the selection seed, ties to the smaller rate,
+diverged candidates never chosen, nothing chosen while a candidate is unsettled; the test split plays no part."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from adaptertune.paper import tuning
+
+
+def store(profile: str, dataset: str, backbone: str, regime: str, val: dict[float, float | str],
+          test_acc: float = 0.5) -> pd.DataFrame:
+    """Settled rows for a cell's selection runs: a float val_acc = finished, "diverged"/"crashed" = failed."""
+    rows = []
+    for cfg in tuning.selection_configs(profile, dataset, backbone, regime):
+        v = val.get(cfg.lr)
+        if v is None:
+            continue
+        failed = isinstance(v, str)
+        rows.append({"run_id": cfg.run_id, "status": "failed" if failed else "finished",
+                     "error": ("NonFiniteLossError: loss nan" if v == "diverged" else "RuntimeError: boom") if failed else None,
+                     "val_acc": math.nan if failed else v, "test_acc": test_acc})
+    return pd.DataFrame(rows)
+
+
+CELL = ("mini", "digits", "mini-s", "adapter")
+
+
+def test_the_best_validation_accuracy_wins_ties_go_to_the_smaller_rate():
+    runs = store(*CELL, {1e-3: 0.80, 3e-3: 0.90, 1e-2: 0.90, 3e-2: 0.70})
+    choice = tuning.choose(runs, *CELL)
+    assert choice.lr == 3e-3 and choice.margin == pytest.approx(0.0) and not choice.at_grid_edge
+    finals = tuning.final_configs(runs, *CELL)
+    assert [c.seed for c in finals] == [0, 1, 2] and {c.lr for c in finals} == {3e-3}
+    assert finals[0].run_id == tuning.selection_configs(*CELL)[1].run_id  # the selection seed's final is its search run
+
+
+def test_test_accuracy_plays_no_part():
+    a = store(*CELL, {1e-3: 0.80, 3e-3: 0.90, 1e-2: 0.85, 3e-2: 0.70}, test_acc=0.1)
+    b = store(*CELL, {1e-3: 0.80, 3e-3: 0.90, 1e-2: 0.85, 3e-2: 0.70}, test_acc=0.99)
+    assert tuning.choose(a, *CELL).lr == tuning.choose(b, *CELL).lr == 3e-3
+
+
+def test_pending_diverged_and_failed_candidates():
+    assert tuning.choose(store(*CELL, {1e-3: 0.8, 3e-3: 0.9}), *CELL) is None  # two candidates not run yet
+    assert tuning.final_configs(store(*CELL, {1e-3: 0.8}), *CELL) == []
+    assumed = tuning.choose(store(*CELL, {}), *CELL, assume=True)
+    assert assumed.assumed and assumed.lr in tuning.candidates("mini", "adapter")
+    diverged = tuning.choose(store(*CELL, {1e-3: 0.8, 3e-3: 0.9, 1e-2: 0.85, 3e-2: "diverged"}), *CELL)
+    assert diverged.lr == 3e-3 and math.isnan(diverged.val_acc[3e-2])
+    assert tuning.choose(store(*CELL, {1e-3: 0.8, 3e-3: 0.9, 1e-2: 0.85, 3e-2: "crashed"}), *CELL) is None
+    with pytest.raises(ValueError, match="every candidate rate .* diverged"):
+        tuning.choose(store(*CELL, {lr: "diverged" for lr in tuning.candidates("mini", "adapter")}), *CELL)
+
+
+def test_scratch_searches_full_fine_tunings_grid_from_random_init():
+    configs = tuning.selection_configs("mini", "digits", "mini-s", "scratch")
+    assert [c.lr for c in configs] == list(tuning.candidates("mini", "full"))
+    assert all(c.method == "full" and c.pretrained is False for c in configs)
+    with pytest.raises(ValueError, match="unknown to the tuned protocol"):
+        tuning.arm("lora")
+
+
+def test_selection_table_and_its_description():
+    runs = pd.concat([store(*CELL, {1e-3: 0.80, 3e-3: 0.82, 1e-2: 0.90, 3e-2: 0.95}),
+                      store("mini", "digits", "mini-s", "head", {1e-3: 0.5})])
+    table = tuning.selection_table(runs, "mini", [("digits", "mini-s", "adapter"), ("digits", "mini-s", "head")])
+    chosen = table[table["chosen"]]
+    assert len(chosen) == 1 and chosen["lr"].item() == 3e-2 and chosen["at_grid_edge"].item()
+    assert chosen["margin_points"].item() == pytest.approx(5.0)
+    assert set(table["status"]) == {"finished", "pending"}
+    text = tuning.describe_selection(table)
+    assert "adapter: chosen 0.03 ×1" in text and "at the edge of their grid" in text and "1 cell(s) still wait" in text
