@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PROFILE ?= mini
 
-.PHONY: setup mini smoke paper test test-fast bench
+.PHONY: setup mini smoke paper rehearse test test-fast bench
 
 setup:  ## create .venv and install the package editable with the paper + test extras (+ offline Fashion-MNIST where apt exists)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,6 +22,9 @@ smoke:  ## plumbing only, seconds per notebook
 
 paper:  ## the exact paper protocol (GPU + downloads)
 	$(BIN)/python -m adaptertune.paper.suite --profile paper
+
+rehearse:  ## the paper profile end to end on CPU, offline (random weights in a local hub cache, a 224-px fixture; ~3 min)
+	$(BIN)/python benchmarks/rehearse.py
 
 test:   ## the whole suite, as CI runs it
 	$(BIN)/python -m pytest -q
