@@ -112,7 +112,7 @@ def bench_backbone(name: str, batch: int, args: argparse.Namespace, device: torc
             rows[n]["infer_flops"] = M.step_flops(models[n], x1, y1, backward=False) * batch
 
     log(f"  set-up, FLOPs and autograd audit: {time.perf_counter() - t_start:.0f} s")
-    fwd = {n: (M.Compiled(m) if args.compile else m) for n, m in models.items()}
+    fwd = {n: (M.Compiled(m, backend=args.compile_backend) if args.compile else m) for n, m in models.items()}
     opts = {r.name: M.make_optimizer(models[r.name], args.optimizer) for r in regimes}
     log(f"  training: {len(regimes)} regimes round-robin, {args.warmup} warm-up + >= {args.steps} timed rounds")
     steps = {r.name: (lambda n=r.name: M.train_step(fwd[n], opts[n], x, y, args.precision, device, args.clip))
@@ -191,6 +191,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--regimes", default=",".join(default_regimes()), help="default: all (LoRA only with peft installed)")
     p.add_argument("--clip", type=float, default=None, help="gradient clipping norm inside the step (off by default)")
     p.add_argument("--compile", action="store_true", help="torch.compile every model (eager fallback with a warning)")
+    p.add_argument("--compile-backend", default="inductor",
+                   help="torch.compile backend (inductor; 'eager' traces without code generation: a quick plumbing check)")
     p.add_argument("--memory-regimes", default="head,full,adapter,adapter-recompute,adapter-recompute-half,"
                    "adapter-startL/2,lora",
                    help="regimes whose peak memory is measured (one fresh process each, ~1 step; only those also in "

@@ -77,7 +77,8 @@ def machine_info(device: torch.device, args) -> dict:
         "torch": torch.__version__, "timm": _version("timm"), "peft": _version("peft"), "python": platform.python_version(),
         "threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads(),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "precision": args.precision, "optimizer": f"AdamW ({args.optimizer})", "compile": bool(args.compile),
+        "precision": args.precision, "optimizer": f"AdamW ({args.optimizer})",
+        "compile": getattr(args, "compile_backend", "inductor") if args.compile else False,
         "steps": args.steps, "warmup": args.warmup, "load_avg_at_start": round(os.getloadavg()[0], 2),
         "quick": bool(getattr(args, "quick", False)),
     }
