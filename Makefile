@@ -3,8 +3,9 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PROFILE ?= mini
+PARTS ?= bench,determinism
 
-.PHONY: setup mini smoke paper test test-fast bench
+.PHONY: setup mini smoke paper rehearse test test-fast bench gpu-check
 
 setup:  ## create .venv and install the package editable with the paper + test extras (+ offline Fashion-MNIST where apt exists)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -23,6 +24,9 @@ smoke:  ## plumbing only, seconds per notebook
 paper:  ## the exact paper protocol (GPU + downloads)
 	$(BIN)/python -m adaptertune.paper.suite --profile paper
 
+rehearse:  ## the paper profile end to end on CPU, offline (random weights in a local hub cache, a 224-px fixture; ~3 min)
+	$(BIN)/python benchmarks/rehearse.py
+
 test:   ## the whole suite, as CI runs it
 	$(BIN)/python -m pytest -q
 
@@ -32,3 +36,6 @@ test-fast:  ## the edit-test loop: everything but the tests marked slow (under a
 bench:
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/bench.py
+
+gpu-check:  ## the first thing to run on a GPU machine: bench (fp32/bf16/compile) + determinism -> benchmarks/results/gpu/<device>/ (PARTS=mini: make mini on the GPU)
+	$(BIN)/python benchmarks/gpu_check.py --parts $(PARTS)

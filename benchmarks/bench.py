@@ -1,12 +1,14 @@
 """Head-only vs full fine-tuning vs AdapterTune (and peft LoRA) side by side: throughput, memory, FLOPs.
 
-    python benchmarks/bench.py                       # all four backbones, CPU defaults (~10 min on 2 cores)
+    python benchmarks/bench.py                       # all four backbones, CPU defaults (~15 min on 2 cores)
     python benchmarks/bench.py --backbones mini-s --steps 10
     python benchmarks/bench.py --device cuda         # bf16 autocast + fused AdamW by default
+    python benchmarks/bench.py --quick --out /tmp/q  # CI-size plumbing check (mini-s, tiny batch; seconds)
 
-All regimes of one backbone live in one process and are timed round-robin (see ``measure.time_round_robin``);
-peak memory comes from a fresh subprocess per configuration (see ``peakmem``). Results: CSV + Markdown + PNG
-under ``--out`` (default ``benchmarks/results``).
+All regimes of one backbone live in one process and are timed round-robin (see ``measure.time_round_robin``): each
+timed round is one interleaved repeat, and every ratio is reported as its median over the rounds with the spread;
+``targets.py`` judges the targets from them. Peak memory comes from a fresh subprocess per configuration (see
+``peakmem``). Results: CSV + Markdown + PNG under ``--out`` (default ``benchmarks/results``).
 """
 from __future__ import annotations
 
@@ -28,9 +30,16 @@ import torch  # noqa: E402
 from adaptertune.inject import transformer_blocks  # noqa: E402
 from benchmarks import measure as M  # noqa: E402
 from benchmarks import report  # noqa: E402
-from benchmarks.configs import (DEFAULT_BATCH, GPU_BATCH, INFERENCE_MODELS, REGIME_BY_NAME, REGIMES, build,  # noqa: E402
-                                fixed_batch, input_shape, lora_count, match_lora_rank)
+from benchmarks.configs import (DEFAULT_BATCH, GPU_BATCH, INFERENCE_MODELS, RECOMPUTE_REGIMES, REGIME_BY_NAME,  # noqa: E402
+                                build, default_regimes, fixed_batch, input_shape, lora_count, match_lora_rank)
+from benchmarks.targets import MIN_REPEATS  # noqa: E402
 from adaptertune import Adapter  # noqa: E402
+
+
+# --quick: the smallest run that still goes through every instrument (timing, FLOPs, audit, memory, report)
+QUICK = {"backbones": "mini-s", "batch_size": "8", "warmup": 1, "min_seconds": 0.0, "infer_steps": MIN_REPEATS,
+         "memory_regimes": "full,adapter,adapter-recompute,adapter-recompute-half",
+         "out": ROOT / "benchmarks" / "results" / "quick"}
 
 
 def log(msg: str) -> None:
@@ -103,7 +112,7 @@ def bench_backbone(name: str, batch: int, args: argparse.Namespace, device: torc
             rows[n]["infer_flops"] = M.step_flops(models[n], x1, y1, backward=False) * batch
 
     log(f"  set-up, FLOPs and autograd audit: {time.perf_counter() - t_start:.0f} s")
-    fwd = {n: (M.Compiled(m) if args.compile else m) for n, m in models.items()}
+    fwd = {n: (M.Compiled(m, backend=args.compile_backend) if args.compile else m) for n, m in models.items()}
     opts = {r.name: M.make_optimizer(models[r.name], args.optimizer) for r in regimes}
     log(f"  training: {len(regimes)} regimes round-robin, {args.warmup} warm-up + >= {args.steps} timed rounds")
     steps = {r.name: (lambda n=r.name: M.train_step(fwd[n], opts[n], x, y, args.precision, device, args.clip))
@@ -114,8 +123,11 @@ def bench_backbone(name: str, batch: int, args: argparse.Namespace, device: torc
         t = train_times[r.name]
         rows[r.name].update(optimizer_state_bytes=st.moments, optimizer_step_counter_bytes=st.counters,
                             train_step_s=M.median(t), train_step_s_min=min(t), train_step_s_max=max(t),
-                            train_img_s=batch / M.median(t),
-                            speedup_vs_full=M.paired_ratio(train_times["full"], t) if "full" in train_times else None)
+                            train_img_s=batch / M.median(t), rounds=len(t))
+        if "full" in train_times:  # throughput relative to full FT, per round: t_full / t_regime
+            rows[r.name].update(M.ratio_stats(train_times["full"], t).to_dict("speedup_vs_full"))
+        if r.name in RECOMPUTE_REGIMES and "adapter" in train_times:  # relative to the plain adapter
+            rows[r.name].update(M.ratio_stats(train_times["adapter"], t).to_dict("speed_vs_adapter"))
     del opts
     gc.collect()
     log(f"  ... training timed by {time.perf_counter() - t_start:.0f} s")
@@ -130,7 +142,7 @@ def bench_backbone(name: str, batch: int, args: argparse.Namespace, device: torc
     for n in infer:
         t = infer_times[n]
         rows[n].update(infer_s=M.median(t), infer_s_min=min(t), infer_s_max=max(t), infer_img_s=batch / M.median(t),
-                       infer_overhead_pct=100 * (M.paired_ratio(t, infer_times["bare"]) - 1))
+                       **M.ratio_stats(t, infer_times["bare"]).map(lambda v: 100 * (v - 1)).to_dict("infer_overhead_pct"))
 
     if "head" in rows:
         cached = M.cached_head_timing(models["bare"], x, y, args.optimizer, args.precision, device)
@@ -161,7 +173,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--backbones", default="mini-s,mini-b,vit-s16,vit-b16", help="comma-separated backbone names")
     p.add_argument("--batch-size", default=None, help=f"one int, or name=int pairs; CPU defaults {DEFAULT_BATCH}, "
                                                       f"CUDA defaults {GPU_BATCH}")
-    p.add_argument("--steps", type=int, default=3, help="timed rounds (one step per regime each) after warm-up")
+    p.add_argument("--steps", type=int, default=MIN_REPEATS,
+                   help=f"timed rounds (one step per regime each: one interleaved repeat) after warm-up; targets need "
+                        f">= {MIN_REPEATS}")
     p.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
     p.add_argument("--min-seconds", type=float, default=20.0,
                    help="fast models get extra timed training rounds until they fill about this many seconds")
@@ -174,17 +188,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1), help="torch.set_num_threads")
     p.add_argument("--rank", type=int, default=16, help="adapter rank")
     p.add_argument("--lora-rank", type=int, default=None, help="default: matched to the adapters' trainable count")
-    p.add_argument("--regimes", default=",".join(r.name for r in REGIMES))
+    p.add_argument("--regimes", default=",".join(default_regimes()), help="default: all (LoRA only with peft installed)")
     p.add_argument("--clip", type=float, default=None, help="gradient clipping norm inside the step (off by default)")
     p.add_argument("--compile", action="store_true", help="torch.compile every model (eager fallback with a warning)")
-    p.add_argument("--memory-regimes", default="head,full,adapter,adapter-recompute,adapter-startL/2,lora",
-                   help="regimes whose peak memory is measured (one fresh process each, ~1 step); 'all' or '' (none)")
+    p.add_argument("--compile-backend", default="inductor",
+                   help="torch.compile backend (inductor; 'eager' traces without code generation: a quick plumbing check)")
+    p.add_argument("--memory-regimes", default="head,full,adapter,adapter-recompute,adapter-recompute-half,"
+                   "adapter-startL/2,lora",
+                   help="regimes whose peak memory is measured (one fresh process each, ~1 step; only those also in "
+                        "--regimes); 'all' or '' (none)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    p.add_argument("--quick", action="store_true",
+                   help="CI-size plumbing check in seconds (mini-s, batch 8, no minimum duration, 4 memory regimes, "
+                        "into benchmarks/results/quick/ unless given explicitly); the report is stamped QUICK")
     args = p.parse_args(argv)
+    if args.quick:
+        for name, value in QUICK.items():
+            if getattr(args, name) == p.get_default(name):
+                setattr(args, name, value)
     args.backbones = [b.strip() for b in args.backbones.split(",") if b.strip()]
     args.regimes = [r.strip() for r in args.regimes.split(",") if r.strip()]
     args.memory_regimes = args.regimes if args.memory_regimes == "all" else \
-        [r.strip() for r in args.memory_regimes.split(",") if r.strip()]
+        [r.strip() for r in args.memory_regimes.split(",") if r.strip() and r.strip() in args.regimes]
     unknown = sorted(set(args.regimes) - set(REGIME_BY_NAME))
     if unknown:
         p.error(f"unknown regimes {unknown}; choose from {sorted(REGIME_BY_NAME)}")

@@ -5,6 +5,7 @@ in-process timing, the per-configuration memory subprocess and the report.
 """
 from __future__ import annotations
 
+import importlib.util
 import re
 from dataclasses import asdict, dataclass
 
@@ -32,7 +33,7 @@ class Regime:
     every: int = 1
     start_num: int = 0
     start_den: int = 1
-    recompute: bool = False  # adaptertune.recompute_frozen_mlps: memory for time
+    recompute: float = 0.0  # share of the frozen MLPs adaptertune.recompute_frozen_mlps recomputes (memory for time)
 
     def start(self, depth: int) -> int:
         return depth * self.start_num // self.start_den
@@ -45,13 +46,24 @@ REGIMES: tuple[Regime, ...] = (
     Regime("head", "head"),
     Regime("full", "full"),
     Regime("adapter", "adapter"),
-    Regime("adapter-recompute", "adapter", recompute=True),
+    Regime("adapter-recompute", "adapter", recompute=1.0),
+    Regime("adapter-recompute-half", "adapter", recompute=0.5),
     Regime("adapter-every2", "adapter", every=2),
     Regime("adapter-startL/2", "adapter", start_num=1, start_den=2),
     Regime("adapter-start3L/4", "adapter", start_num=3, start_den=4),
     Regime("lora", "lora"),
 )
 REGIME_BY_NAME = {r.name: r for r in REGIMES}
+RECOMPUTE_REGIMES: tuple[str, ...] = tuple(r.name for r in REGIMES if r.recompute)
+
+
+def peft_available() -> bool:
+    """LoRA needs peft (the ``bench`` extra); without it the default regimes leave LoRA out."""
+    return importlib.util.find_spec("peft") is not None
+
+
+def default_regimes() -> list[str]:
+    return [r.name for r in REGIMES if r.method != "lora" or peft_available()]
 # Inference is timed for the unmodified model and the models that change the forward pass.
 INFERENCE_MODELS: tuple[str, ...] = ("bare", "adapter", "lora")
 
@@ -127,7 +139,7 @@ def build(backbone: str, regime: str, rank: int = 16, lora_rank: int | None = No
     elif r.method == "adapter":
         at.prepare(model, "adapter", rank=rank, every=r.every, start=r.start(len(transformer_blocks(model))))
         if r.recompute:
-            recompute_frozen_mlps(model)
+            recompute_frozen_mlps(model, fraction=r.recompute)
     else:
         at.prepare(model, r.method)
     if variant is not None:

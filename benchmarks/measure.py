@@ -94,6 +94,41 @@ def paired_ratio(numerator: list[float], denominator: list[float]) -> float:
     return median([a / b for a, b in zip(numerator, denominator)])
 
 
+@dataclass(frozen=True)
+class RatioStats:
+    """A ratio measured once per round (one interleaved repeat): its median and spread over the rounds."""
+
+    median: float
+    q25: float
+    q75: float
+    lo: float
+    hi: float
+    n: int
+
+    def map(self, fn: Callable[[float], float]) -> RatioStats:
+        """The same statistics of ``fn(ratio)`` for a monotone ``fn`` (e.g. ÷ a FLOP ratio, or a cost 1 − ratio)."""
+        lo, hi = sorted((fn(self.lo), fn(self.hi)))
+        q25, q75 = sorted((fn(self.q25), fn(self.q75)))
+        return RatioStats(fn(self.median), q25, q75, lo, hi, self.n)
+
+    def to_dict(self, prefix: str) -> dict[str, float]:
+        return {prefix: self.median, f"{prefix}_q25": self.q25, f"{prefix}_q75": self.q75, f"{prefix}_min": self.lo,
+                f"{prefix}_max": self.hi, f"{prefix}_n": self.n}
+
+
+def ratio_stats(numerator: list[float], denominator: list[float]) -> RatioStats:
+    """Per-round ``numerator[i] / denominator[i]`` (seconds of two regimes timed in the same round), summarised.
+
+    For step times ``ratio_stats(t_full, t_adapter)`` is the adapter's throughput relative to full FT.
+    """
+    if len(numerator) != len(denominator) or not numerator:
+        raise ValueError(f"need the same non-zero number of rounds for both regimes, got {len(numerator)} and "
+                         f"{len(denominator)}")
+    values = [a / b for a, b in zip(numerator, denominator)]
+    q = statistics.quantiles(values, n=4, method="inclusive") if len(values) > 1 else [values[0]] * 3
+    return RatioStats(statistics.median(values), q[0], q[2], min(values), max(values), len(values))
+
+
 def Compiled(module: torch.nn.Module, backend: str = "inductor") -> CompiledForward:  # noqa: N802 - used like a class
     """The training loop's compiled forward (hook guards, loud eager fallback), for timing."""
     return CompiledForward(module, True, backend=backend, fallback="timing eager mode instead")

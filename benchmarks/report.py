@@ -1,8 +1,9 @@
-"""Turning benchmark rows into the ratio table, CSV/Markdown files and one seaborn figure.
+"""Turning benchmark rows into the ratio table, the targets table, CSV/Markdown files and one seaborn figure.
 
 Ratios, not absolute numbers, are the claim: absolute images/s depend on the machine and its load, the ratios
 between regimes timed round-robin in one process much less. Each ratio is the median over timed rounds of the
-per-round ratio (paired samples taken seconds apart), which cancels load that drifts over minutes.
+per-round ratio (paired samples taken seconds apart), which cancels load that drifts over minutes; its quartiles
+and range over the rounds travel with it, and ``targets.py`` judges the targets from them.
 """
 from __future__ import annotations
 
@@ -16,32 +17,30 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-# metric key -> (target text, check, backbones the target applies to; None = all)
-TARGETS = {
-    "adapter_efficiency": ("≥ 0.95", lambda v: v >= 0.95, ("mini-s", "mini-b", "vit-s16")),
-    "adapter_startL2_speedup": ("≥ 2.5", lambda v: v >= 2.5, None),
-    "adapter_mem_ratio": ("≤ 0.6 (ViT-S/16 @ 32)", lambda v: v <= 0.6, ("vit-s16",)),
-    "adapter_recompute_mem_ratio": ("≤ 0.6 (ViT-S/16 @ 32)", lambda v: v <= 0.6, ("vit-s16",)),
-    "adapter_infer_overhead_pct": ("≤ 5 %", lambda v: v <= 5.0, None),
-    "cached_epoch_speedup": ("≥ 20×", lambda v: v >= 20.0, None),
-}
+from benchmarks import targets
+from benchmarks.measure import RatioStats
+
 LABELS = {
     "batch": "batch size",
     "full_img_s": "full FT train img/s",
     "adapter_img_s": "adapter train img/s",
     "adapter_speedup": "adapter / full train throughput",
     "adapter_flop_ratio": "full / adapter FLOPs per step",
-    "adapter_efficiency": "throughput ratio / FLOP ratio",
+    "adapter_efficiency": "adapter / full throughput ÷ FLOP ratio",
     "adapter_every2_speedup": "adapter every=2 / full throughput",
     "adapter_startL2_speedup": "adapter start=L/2 / full throughput",
     "adapter_startL2_flop_ratio": "full / adapter start=L/2 FLOPs",
+    "adapter_startL2_efficiency": "start=L/2 / full throughput ÷ its FLOP ratio",
     "adapter_start3L4_speedup": "adapter start=3L/4 / full throughput",
     "adapter_start3L4_flop_ratio": "full / adapter start=3L/4 FLOPs",
     "head_speedup": "head-only / full throughput",
     "adapter_mem_ratio": "adapter / full peak memory",
     "adapter_startL2_mem_ratio": "adapter start=L/2 / full peak memory",
-    "adapter_recompute_mem_ratio": "adapter + recomputed frozen MLPs / full peak memory",
-    "adapter_recompute_speedup": "adapter + recomputed frozen MLPs / full throughput",
+    "adapter_recompute_half_mem_ratio": "adapter + lower half of frozen MLPs recomputed / full peak memory",
+    "adapter_recompute_half_cost_pct": "its throughput cost (% of plain adapter)",
+    "adapter_recompute_mem_ratio": "adapter + every frozen MLP recomputed / full peak memory",
+    "adapter_recompute_cost_pct": "its throughput cost (% of plain adapter)",
+    "adapter_recompute_speedup": "adapter + every frozen MLP recomputed / full throughput",
     "adapter_infer_overhead_pct": "adapter inference overhead vs bare (%)",
     "adapter_infer_flop_overhead_pct": "adapter inference FLOP overhead (%)",
     "adapter_opt_state_ratio": "adapter / full optimizer-state bytes",
@@ -78,8 +77,10 @@ def machine_info(device: torch.device, args) -> dict:
         "torch": torch.__version__, "timm": _version("timm"), "peft": _version("peft"), "python": platform.python_version(),
         "threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads(),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "precision": args.precision, "optimizer": f"AdamW ({args.optimizer})", "compile": bool(args.compile),
+        "precision": args.precision, "optimizer": f"AdamW ({args.optimizer})",
+        "compile": getattr(args, "compile_backend", "inductor") if args.compile else False,
         "steps": args.steps, "warmup": args.warmup, "load_avg_at_start": round(os.getloadavg()[0], 2),
+        "quick": bool(getattr(args, "quick", False)),
     }
 
 
@@ -88,26 +89,43 @@ def _get(df: pd.DataFrame, regime: str, col: str) -> float:
     return float(sel.iloc[0]) if len(sel) and pd.notna(sel.iloc[0]) else math.nan
 
 
+def _stats(df: pd.DataFrame, regime: str, prefix: str) -> RatioStats:
+    """The per-round statistics bench.py stored for ``regime`` under ``prefix`` (NaN where not measured)."""
+    g = {k: _get(df, regime, f"{prefix}{k}") for k in ("", "_q25", "_q75", "_min", "_max", "_n")}
+    return RatioStats(g[""], g["_q25"], g["_q75"], g["_min"], g["_max"], g["_n"])
+
+
+# ratios-table prefix -> regime, for every adapter placement compared with full fine-tuning
+SPEEDUPS = (("adapter", "adapter"), ("adapter_every2", "adapter-every2"), ("adapter_startL2", "adapter-startL/2"),
+            ("adapter_start3L4", "adapter-start3L/4"), ("head", "head"), ("adapter_recompute", "adapter-recompute"),
+            ("adapter_recompute_half", "adapter-recompute-half"))
+EFFICIENCY = ("adapter", "adapter_startL2")  # judged against their own FLOP ratio (targets.py)
+RECOMPUTE = (("adapter_recompute", "adapter-recompute"), ("adapter_recompute_half", "adapter-recompute-half"))
+
+
 def ratios(rows: list[dict]) -> pd.DataFrame:
-    """One row per backbone with the ratios the README claims (NaN where a regime was not run)."""
+    """One row per backbone with the ratios the README claims, each timed ratio with its spread over the rounds
+    (``<key>_q25``, ``_q75``, ``_min``, ``_max``, ``_n``); NaN where a regime was not run."""
     out = []
     detail = pd.DataFrame(rows)
     for name, df in detail.groupby("backbone", sort=False):
         g = lambda r, c: _get(df, r, c)  # noqa: E731
-        full_ips, full_flops = g("full", "train_img_s"), g("full", "train_flops")
+        full_ips, full_flops, full_mem = g("full", "train_img_s"), g("full", "train_flops"), g("full", "peak_mb")
         row = {"backbone": name, "batch": int(df["batch"].iloc[0]), "full_img_s": full_ips,
                "adapter_img_s": g("adapter", "train_img_s")}
-        for key, regime in (("adapter", "adapter"), ("adapter_every2", "adapter-every2"),
-                            ("adapter_startL2", "adapter-startL/2"), ("adapter_start3L4", "adapter-start3L/4"),
-                            ("head", "head")):
-            row[f"{key}_speedup"] = g(regime, "speedup_vs_full")
-            row[f"{key}_flop_ratio"] = full_flops / g(regime, "train_flops")
-        row["adapter_efficiency"] = row["adapter_speedup"] / row["adapter_flop_ratio"]
-        row["adapter_mem_ratio"] = g("adapter", "peak_mb") / g("full", "peak_mb")
-        row["adapter_startL2_mem_ratio"] = g("adapter-startL/2", "peak_mb") / g("full", "peak_mb")
-        row["adapter_recompute_mem_ratio"] = g("adapter-recompute", "peak_mb") / g("full", "peak_mb")
-        row["adapter_recompute_speedup"] = g("adapter-recompute", "speedup_vs_full")
-        row["adapter_infer_overhead_pct"] = g("adapter", "infer_overhead_pct")
+        for key, regime in SPEEDUPS:
+            speed = _stats(df, regime, "speedup_vs_full")
+            flops = full_flops / g(regime, "train_flops")
+            row.update(speed.to_dict(f"{key}_speedup"))
+            row[f"{key}_flop_ratio"] = flops
+            if key in EFFICIENCY:
+                row.update(speed.map(lambda v, f=flops: v / f).to_dict(f"{key}_efficiency"))
+        for key, regime in RECOMPUTE:
+            row[f"{key}_mem_ratio"] = g(regime, "peak_mb") / full_mem
+            row.update(_stats(df, regime, "speed_vs_adapter").map(lambda v: 100 * (1 - v)).to_dict(f"{key}_cost_pct"))
+        row["adapter_mem_ratio"] = g("adapter", "peak_mb") / full_mem
+        row["adapter_startL2_mem_ratio"] = g("adapter-startL/2", "peak_mb") / full_mem
+        row.update(_stats(df, "adapter", "infer_overhead_pct").to_dict("adapter_infer_overhead_pct"))
         row["adapter_infer_flop_overhead_pct"] = 100 * (g("adapter", "infer_flops") / g("bare", "infer_flops") - 1)
         row["adapter_opt_state_ratio"] = g("adapter", "optimizer_state_bytes") / g("full", "optimizer_state_bytes")
         row["lora_trainable"] = g("lora", "trainable_params")
@@ -132,13 +150,12 @@ def _fmt(v) -> str:
     return f"{v:.3g}" if abs(v) < 100 else f"{v:,.0f}"
 
 
-def target_status(key: str, backbone: str, value: float) -> str:
-    if key not in TARGETS or (isinstance(value, float) and math.isnan(value)):
+def target_status(key: str, backbone: str, batch: int, row: pd.Series) -> str:
+    """`` ✓`` / `` ✗`` where a target applies to this cell (targets.py judges it), else nothing."""
+    if key not in targets.TARGET_BY_KEY:
         return ""
-    _, ok, applies = TARGETS[key]
-    if applies is not None and backbone not in applies:
-        return ""
-    return " ✓" if ok(value) else " ✗"
+    passed = targets.verdict(targets.TARGET_BY_KEY[key], backbone, batch, row)
+    return "" if passed is None else (" ✓" if passed else " ✗")
 
 
 def markdown_ratios(r: pd.DataFrame) -> str:
@@ -148,8 +165,8 @@ def markdown_ratios(r: pd.DataFrame) -> str:
     for key, label in LABELS.items():
         if key not in r:
             continue
-        target = TARGETS[key][0] if key in TARGETS else ""
-        cells = [_fmt(v) + target_status(key, n, v) for n, v in zip(names, r[key])]
+        target = targets.TARGET_BY_KEY[key].text if key in targets.TARGET_BY_KEY else ""
+        cells = [_fmt(row[key]) + target_status(key, row["backbone"], int(row["batch"]), row) for _, row in r.iterrows()]
         lines.append(f"| {label} | {target} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -177,7 +194,7 @@ def markdown_detail(rows: list[dict]) -> str:
     return "\n\n".join(parts)
 
 
-REGIME_ORDER = ["head", "adapter", "adapter-recompute", "adapter-every2", "adapter-startL/2", "adapter-start3L/4", "lora"]
+REGIME_ORDER = ["head", "adapter", "adapter-recompute", "adapter-recompute-half", "adapter-every2", "adapter-startL/2", "adapter-start3L/4", "lora"]
 
 
 def draw(rows: list[dict], path: Path) -> Path:
@@ -237,8 +254,12 @@ def draw(rows: list[dict], path: Path) -> Path:
     return path
 
 
+QUICK_STAMP = "**QUICK — CI-size plumbing check (tiny shapes, few rounds): not a measurement.**"
+
+
 def write_all(rows: list[dict], machine: dict, out: Path, plot: bool = False) -> list[Path]:
-    """``bench.csv`` (one row per backbone × regime), ``ratios.csv``, ``bench.md`` and, at the end, ``bench.png``."""
+    """``bench.csv`` (one row per backbone × regime), ``ratios.csv``, ``targets.csv``, ``bench.md`` and, at the end,
+    ``bench.png``."""
     out.mkdir(parents=True, exist_ok=True)
     detail = pd.DataFrame(rows)
     for k, v in machine.items():
@@ -246,10 +267,17 @@ def write_all(rows: list[dict], machine: dict, out: Path, plot: bool = False) ->
     detail.to_csv(out / "bench.csv", index=False)
     r = ratios(rows)
     r.to_csv(out / "ratios.csv", index=False)
-    md = ["# AdapterTune benchmark", "", "Machine: " + ", ".join(f"{k}={v}" for k, v in machine.items()), "",
+    judged = targets.judge(r)
+    judged.to_csv(out / "targets.csv", index=False)
+    md = ["# AdapterTune benchmark", "", *([QUICK_STAMP, ""] if machine.get("quick") else []),
+          "Machine: " + ", ".join(f"{k}={v}" for k, v in machine.items()), "",
+          "## Targets", "", targets.markdown(judged), "", targets.memory_default(r), "",
+          f"Timed targets are judged on the median of ≥ {targets.MIN_REPEATS} interleaved repeats (timed rounds: one "
+          "step of every regime each, order rotated); quartiles and range are over those rounds. Memory: one fresh "
+          "process per configuration.", "",
           "## Ratios", "", markdown_ratios(r), "", "## Per regime", "", markdown_detail(rows), ""]
     (out / "bench.md").write_text("\n".join(md))
-    paths = [out / "bench.csv", out / "ratios.csv", out / "bench.md"]
+    paths = [out / "bench.csv", out / "ratios.csv", out / "targets.csv", out / "bench.md"]
     if plot:
         paths.append(draw(rows, out / "bench.png"))
     return paths

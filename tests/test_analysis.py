@@ -63,3 +63,12 @@ def test_per_class_errors_and_wrong_examples():
     assert (picks["y_pred"] != picks["y_true"]).all()
     with pytest.raises(ValueError, match="not the same test set"):
         analysis.wrong_examples(y, {"head": pred[:3]})
+
+
+def test_per_class_errors_leave_out_classes_without_test_images():
+    """A partial dataset copy (or a limit) has classes with no test image: no row, rather than a NaN error."""
+    table = analysis.per_class_errors(np.array([0, 0, 3]), np.array([0, 3, 0]), ["a", "b", "c", "d"])
+    assert table["class_name"].tolist() == ["a", "d"] and table["error"].tolist() == [0.5, 1.0]
+    assert table.loc[0, "most_confused_with"] == "d" and table["n"].tolist() == [2, 1]
+    empty = analysis.per_class_errors(np.array([], dtype=int), np.array([], dtype=int), ["a", "b"])
+    assert empty.empty and "error" in empty.columns

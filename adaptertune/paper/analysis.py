@@ -209,17 +209,23 @@ def pair_examples(frames: dict[str, pd.DataFrame], focus: tuple[str, str, str] |
 
 # -- per-class errors and examples -----------------------------------------------------------------------
 def per_class_errors(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> pd.DataFrame:
-    """Error rate per true class (``error`` a fraction), with the most frequent wrong prediction."""
+    """Error rate per true class (``error`` a fraction), with the most frequent wrong prediction.
+
+    Only classes with test images have a row: a partial copy of a dataset, or a ``limit``, leaves some out, and
+    a class without test images has no error rate.
+    """
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     rows = []
     for c, name in enumerate(class_names):
         mask = y_true == c
+        if not mask.any():
+            continue
         wrong = y_pred[mask & (y_pred != c)]
         top = np.bincount(wrong, minlength=len(class_names)).argmax() if len(wrong) else -1
         rows.append({"class": c, "class_name": name, "n": int(mask.sum()), "errors": int(len(wrong)),
-                     "error": float(len(wrong) / mask.sum()) if mask.any() else np.nan,
+                     "error": float(len(wrong) / mask.sum()),
                      "most_confused_with": class_names[top] if top >= 0 else ""})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["class", "class_name", "n", "errors", "error", "most_confused_with"])
 
 
 def per_class_table(errors: pd.DataFrame) -> pd.DataFrame:
