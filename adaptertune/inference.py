@@ -175,17 +175,23 @@ def predict(model: MultiTask, items: Sequence[ImageItem], *, tasks: Sequence[str
     return result
 
 
+def _key(label: str) -> str:
+    """Folder name vs class name: case-insensitive, and ``/`` (not allowed in a folder name) written as ``_``."""
+    return label.replace("/", "_").casefold()
+
+
 def score(result: Predictions, class_names: dict[str, list[str]]) -> dict[str, TaskScore]:
-    """Per task: accuracy over labelled images whose folder name is one of its classes (compared case-insensitively),
-    and per true class the most common wrong prediction. Tasks with no labelled image are left out."""
+    """Per task: accuracy over labelled images whose folder name is one of its classes (compared case-insensitively,
+    ``_`` standing for ``/``), and per true class the most common wrong prediction. Tasks with no labelled image are
+    left out."""
     out: dict[str, TaskScore] = {}
     for name in result.tasks:
         rows = [r for r in result.rows if r["task"] == name and r["label"] is not None]
         if not rows:
             continue
-        known = {c.casefold(): c for c in class_names[name]}
-        scored = [(known[r["label"].casefold()], r["pred"]) for r in rows if r["label"].casefold() in known]
-        unknown = tuple(sorted({r["label"] for r in rows if r["label"].casefold() not in known}))
+        known = {_key(c): c for c in class_names[name]}
+        scored = [(known[_key(r["label"])], r["pred"]) for r in rows if _key(r["label"]) in known]
+        unknown = tuple(sorted({r["label"] for r in rows if _key(r["label"]) not in known}))
         per_class = []
         for cls in class_names[name]:
             preds = [p for t, p in scored if t == cls]

@@ -231,3 +231,43 @@ def test_cli_class_names_for_a_file_without_them(on_disk, served, tree, tmp_path
     assert main(argv + ["--class-names", str(names)]) == 0
     assert "nameless: accuracy" in capsys.readouterr().out
     assert json.loads((tmp_path / "p.json").read_text())["skipped"][0]["image"].endswith("broken.png")
+
+
+def _fashion_mnist_missing() -> bool:
+    from adaptertune.data import DatasetNotFoundError
+    from adaptertune.data.mini import locate_fashion_mnist
+
+    try:
+        locate_fashion_mnist()
+    except DatasetNotFoundError:
+        return True
+    return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_fashion_mnist_missing(), reason="Fashion-MNIST not installed (make setup installs it)")
+def test_predict_by_run_id_reproduces_the_runs_own_test_predictions(isolated_home, tmp_path, capsys):
+    """Two tiny runs; their test images exported as PNG files; `predict RUN_ID` on them gives the run's stored test
+    predictions and its test accuracy: the files, the eval transform and the shared backbone add nothing."""
+    from adaptertune import RunConfig, run, store
+    from adaptertune.data.__main__ import main as data_main
+
+    base = dict(dataset="fmnist_target", backbone="mini-s", pretrained=False, profile="smoke", epochs=1,
+                warmup_epochs=0, batch_size=32, limit=64, train_eval_limit=64, log_every=1)
+    adapter, head = RunConfig(method="adapter", rank=4, start=3, **base), RunConfig(method="head", **base)
+    results = {cfg.method: run(cfg, verbose=False) for cfg in (adapter, head)}
+    images = tmp_path / "images"
+    assert data_main(["export", "fmnist_target", "--profile", "smoke", "--limit", "64", "--out", str(images)]) == 0
+    assert "wrote 64 test image(s)" in capsys.readouterr().out
+    out = tmp_path / "p.json"
+    assert main(["predict", adapter.run_id, f"probe={head.run_id}", "--images", str(images), "--out", str(out),
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    rows = json.loads(out.read_text())["predictions"]
+    names = results["adapter"]["dataset"]["class_names"]
+    for task, cfg in (("fmnist_target", adapter), ("probe", head)):
+        stored = store.load_predictions(cfg.run_id)["y_pred"]
+        mine = {int(re.search(r"test_(\d+)", r["image"]).group(1)): r["pred"] for r in rows if r["task"] == task}
+        assert len(mine) == 64 and mine == {i: names[k] for i, k in enumerate(stored)}, task
+        acc = results[cfg.method]["metrics"]["test_acc"]
+        assert f"{task}: accuracy {acc:.2%} ({round(acc * 64)}/64 labelled images)" in printed
