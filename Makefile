@@ -29,6 +29,7 @@ test:   ## the whole suite, as CI runs it
 test-fast:  ## the edit-test loop: everything but the tests marked slow (under a minute)
 	$(BIN)/python -m pytest -q -m "not slow"
 
-bench:
+bench:  ## speed and memory: the regimes side by side (bench.*), then many tasks on one backbone (multitask.*)
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/bench.py
+	$(BIN)/python benchmarks/multitask.py
