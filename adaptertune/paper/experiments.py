@@ -23,7 +23,7 @@ from ..store.table import load_results
 from ..training.pretrain import pretrain_mini
 from ..training.sweep import unique
 
-GRIDS = ("main", "extended", "rank", "placement", "init", "sensitivity", "theory")
+GRIDS = ("main", "extended", "rank", "placement", "init", "sensitivity", "theory", "multitask")
 
 
 @dataclass(frozen=True)
@@ -139,6 +139,11 @@ def grid(name: str, profile: str) -> list[RunConfig]:
         # full FT on every main dataset for the small backbone (seed 0): the task shifts whose spectra are measured
         backbone = p.ablation[1]
         configs = [config(profile, d, backbone, "full", p.seeds[0]) for d in p.datasets] + grid("rank", profile)
+    elif name == "multitask":
+        # notebook 06's tasks: one adapter run per dataset with start = L/2 on the ablation backbone (seed 0), served
+        # together from one frozen backbone; the ablation dataset's run is the placement grid's (every=1, start=L/2)
+        backbone = p.ablation[1]
+        configs = [config(profile, d, backbone, "adapter", p.seeds[0], start=p.ablation_depth // 2) for d in p.datasets]
     else:
         raise ValueError(f"grid name {name!r} is unknown: choose one of {GRIDS}")
     return unique(configs)
