@@ -198,7 +198,10 @@ def _predict_backbone(args: argparse.Namespace, specs: list[tuple[str, Path, str
 
     run_ids = [rid for _, _, rid in specs if rid is not None]
     if run_ids and not args.backbone:
-        return backbone_for_run(run_ids[0], args.root), f"run {run_ids[0]}'s backbone"
+        from .store.runs import load_config
+
+        cfg = load_config(run_ids[0], args.root)
+        return backbone_for_run(run_ids[0], args.root), f"{cfg.backbone} as run {run_ids[0]} trained it ({cfg.profile})"
     first = open_adapter_file(specs[0][1])
     name = args.backbone or first.backbone
     return (create_backbone(name, first.num_classes, checkpoint=args.checkpoint, profile=args.profile),

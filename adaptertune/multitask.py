@@ -14,6 +14,7 @@ mode. The backbone must be a bare timm ``VisionTransformer`` (ViT, DeiT); its ow
 """
 from __future__ import annotations
 
+import numbers
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -202,15 +203,15 @@ class MultiTask(nn.Module):
                 if t not in self._info:
                     raise ValueError(f"unknown task {t!r}: this model has tasks {names} (or indices 0..{len(names) - 1})")
                 return names.index(t)
-            if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < len(names):
+            if isinstance(t, bool) or not isinstance(t, numbers.Integral) or not 0 <= t < len(names):
                 raise ValueError(f"unknown task index {t!r}: use 0..{len(names) - 1} or a name from {names}")
-            return t
+            return int(t)
 
         if isinstance(tasks, Tensor):
             if tasks.ndim != 1 or tasks.dtype.is_floating_point or tasks.dtype == torch.bool:
                 raise ValueError(f"tasks as a tensor must be 1-D integer indices, got {tasks.dtype} {tuple(tasks.shape)}")
             tasks = tasks.tolist()
-        if isinstance(tasks, (str, int)):
+        if isinstance(tasks, (str, numbers.Integral)):
             return torch.full((batch,), one(tasks), dtype=torch.long)
         tasks = list(tasks)
         if len(tasks) != batch:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
@@ -84,6 +85,7 @@ def test_one_task_for_all_images(zoo):
     with torch.no_grad():
         assert torch.equal(torch.stack(mt(x, "flowers")), models["flowers"](x))
         assert torch.equal(torch.stack(mt(x, 0)), models["pets"](x))
+        assert torch.equal(torch.stack(mt(x, np.int64(2))), models["food"](x))  # numpy indices are indices too
 
 
 def test_forward_all_equals_single_task_models_on_the_whole_batch(zoo):
