@@ -6,11 +6,13 @@
 
 Per backbone, everything is timed round-robin in one process (``measure.time_round_robin``; ratios are medians of
 per-round ratios): one single-task model on a batch of B images (the reference); ``MultiTask`` on a mixed batch of
-the same B images spread over N tasks; looping over N single-task models, each on its own images; peft LoRA with N
+the same B images spread over N tasks, in its default batched mode (the targets) and in exact mode (one smaller
+pass per task; for reference); looping over N single-task models, each on its own images; peft LoRA with N
 adapters (and N heads) on the same mixed batch (``adapter_names``), at the adapters' trainable-parameter count; and
 ``forward_all`` of 4 tasks with start = L/2 vs 4 separate passes. Memory: the bytes one more task adds (the task's
 tensors, and the process's resident memory / CUDA allocation measured around adding 15 tasks) vs a whole
-single-task model per task. Weights are random: speed and memory do not depend on them.
+single-task model per task. Weights are random: speed and memory do not depend on them. Agreement: the batched
+mode's logits (fp32, N = the largest N) against the single-task models', within the library's stated tolerance.
 Results: ``multitask.csv``, ``multitask.md`` (targets as pass/fail) and ``multitask.png`` under ``--out``.
 """
 from __future__ import annotations
@@ -34,6 +36,7 @@ from torch import Tensor, nn  # noqa: E402
 
 import adaptertune as at  # noqa: E402
 from adaptertune.inject import transformer_blocks  # noqa: E402
+from adaptertune.multitask import BATCHED_ATOL, BATCHED_RTOL  # noqa: E402
 from benchmarks import measure as M  # noqa: E402
 from benchmarks import report  # noqa: E402
 from benchmarks.configs import (DEFAULT_BATCH, GPU_BATCH, LORA_TARGETS, NUM_CLASSES, fixed_batch,  # noqa: E402
@@ -45,6 +48,7 @@ TARGETS = {
     "mixed_vs_single": ("≥ 0.9", lambda v: v >= 0.9),
     "forward_all_vs_separate": ("≤ 0.65", lambda v: v <= 0.65),
     "task_tensor_growth_exact": ("= task tensors", lambda v: bool(v)),
+    "batched_close": (f"allclose (rtol {BATCHED_RTOL:g}, atol {BATCHED_ATOL:g}), same classes", lambda v: bool(v)),
 }
 
 
@@ -100,6 +104,21 @@ def mixed_tasks(batch: int, n_tasks: int) -> list[int]:
     """A balanced, shuffled assignment of ``batch`` images to ``n_tasks`` tasks (seeded)."""
     order = torch.randperm(batch, generator=torch.Generator().manual_seed(n_tasks))
     return [int(i) % n_tasks for i in order]
+
+
+def agreement(mt: at.MultiTask, singles: list[nn.Module], x: Tensor, tasks: list[int]) -> dict:
+    """The batched mode's logits (fp32) against each task's single-task model on that task's images."""
+    diff, close, same = 0.0, True, True
+    with torch.no_grad():
+        out = mt(x, tasks)
+        for k in sorted(set(tasks)):
+            rows = [i for i, t in enumerate(tasks) if t == k]
+            ref = singles[k](x[rows])
+            got = torch.stack([out[i] for i in rows])
+            diff = max(diff, float((got - ref).abs().max()))
+            close &= torch.allclose(got, ref, rtol=BATCHED_RTOL, atol=BATCHED_ATOL)
+            same &= torch.equal(got.argmax(1), ref.argmax(1))
+    return {"batched_max_abs_diff": diff, "batched_close": close and same}
 
 
 def memory_per_task(mt: at.MultiTask, files: list[Path], device: torch.device) -> tuple[float, int]:
@@ -160,6 +179,7 @@ def bench_backbone(name: str, batch: int, args: argparse.Namespace, device: torc
     fns = {"single": run(singles[0])}
     for n in args.tasks:
         fns[f"mixed-N{n}"] = run(lambda x, n=n: multi[n](x, assignment[n]))
+        fns[f"mixed-exact-N{n}"] = run(lambda x, n=n: multi[n](x, assignment[n], mode="exact"))
         fns[f"loop-N{n}"] = run(lambda x, n=n: [singles[k](x.index_select(0, rows_of[n][k])) for k in range(n)])
         if loras:
             names = [f"t{t}" for t in assignment[n]]
@@ -173,6 +193,7 @@ def bench_backbone(name: str, batch: int, args: argparse.Namespace, device: torc
 
     per_task_measured, per_task_tensors = memory_per_task(multi[min(args.tasks)], files[: min(15, n_max)] or files, device)
     single_bytes = tensor_bytes(singles[0])
+    agree = agreement(multi[n_max], singles, x, assignment[n_max])
     rows = []
     for mode, t in times.items():
         n = int(mode.rsplit("N", 1)[1]) if "-N" in mode else 1
@@ -192,7 +213,7 @@ def bench_backbone(name: str, batch: int, args: argparse.Namespace, device: torc
         row.update(task_tensor_bytes=per_task_tensors, task_measured_bytes=per_task_measured, single_model_bytes=single_bytes,
                    task_tensor_growth_exact=all(g == (n - min(args.tasks)) * per_task_tensors
                                                 for g, n in zip(growth, args.tasks)),
-                   load_avg_end=os.getloadavg()[0])
+                   load_avg_end=os.getloadavg()[0], agreement_tasks=n_max, **agree)
     log(f"  {name} done in {time.perf_counter() - t0:.0f} s")
     return rows
 
@@ -213,8 +234,11 @@ def summary(rows: list[dict]) -> pd.DataFrame:
             return float(sel.iloc[0]) if len(sel) else None
 
         for n in sorted(g.loc[g["mode"] == "mixed", "tasks"]):
-            add(name, f"mixed batch / single-task batch throughput, N={n}", get("mixed", n, "throughput_vs_single"),
-                "mixed_vs_single")
+            add(name, f"mixed batch (batched mode, default) / single-task batch throughput, N={n}",
+                get("mixed", n, "throughput_vs_single"), "mixed_vs_single")
+            if get("mixed-exact", n, "throughput_vs_single") is not None:
+                add(name, f"mixed batch, exact mode (reference) / single-task batch throughput, N={n}",
+                    get("mixed-exact", n, "throughput_vs_single"))
             add(name, f"loop over N single-task models / single-task batch throughput, N={n}",
                 get("loop", n, "throughput_vs_single"))
             if get("lora-mixed", n, "throughput_vs_single") is not None:
@@ -227,6 +251,9 @@ def summary(rows: list[dict]) -> pd.DataFrame:
             "forward_all_vs_separate")
         add(name, "same, its block-count limit (shared prefix + 4 suffixes)", get("forward_all", 4, "block_fraction"))
         first = g.iloc[0]
+        if "batched_close" in g:
+            add(name, f"batched mode vs single-task models: largest logit difference (fp32, N={int(first['agreement_tasks'])})",
+                float(first["batched_max_abs_diff"]), "batched_close", bool(first["batched_close"]))
         add(name, "bytes per added task: adapter + head tensors", int(first["task_tensor_bytes"]),
             "task_tensor_growth_exact", bool(first["task_tensor_growth_exact"]))
         add(name, "bytes per added task, measured (resident set / CUDA allocated)", float(first["task_measured_bytes"]))
@@ -258,7 +285,10 @@ def draw(rows: list[dict], frame: pd.DataFrame, path: Path) -> Path:
     df = pd.DataFrame(rows)
     sns.set_theme(style="whitegrid", context="notebook")
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
-    speed = df[df["mode"].isin(["mixed", "loop", "lora-mixed"])].copy()
+    labels = {"mixed": "MultiTask, batched (default)", "mixed-exact": "MultiTask, exact", "loop": "loop of N models",
+              "lora-mixed": "peft LoRA, mixed"}
+    speed = df[df["mode"].isin(list(labels))].copy()
+    speed["mode"] = speed["mode"].map(labels)
     speed["where"] = speed["backbone"] + "\nN=" + speed["tasks"].astype(str)
     sns.barplot(speed, x="where", y="throughput_vs_single", hue="mode", ax=axes[0])
     axes[0].axhline(0.9, color="red", ls="--", lw=1)
