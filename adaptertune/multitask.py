@@ -320,7 +320,7 @@ class MultiTask(nn.Module):
                 if isinstance(rows, slice):
                     part.add_(delta)
                 else:
-                    x.index_add_(0, rows, delta)
+                    x.index_add_(0, rows, delta.to(x.dtype))  # under autocast the residual may be narrower
         features = b.forward_head(b.norm(x), pre_logits=True)
         out: list[Tensor | None] = [None] * len(order)
         positions = order.tolist()

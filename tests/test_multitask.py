@@ -376,3 +376,15 @@ def test_batched_tolerance_holds_on_a_vit_s16_sized_model(tmp_path):
         for k, name in enumerate(files):
             rows = (order == k).nonzero().flatten()
             assert_matches(torch.stack([out[i] for i in rows.tolist()]), models[name](x[rows]), "batched", name)
+
+
+def test_batched_mode_runs_under_autocast(same_rank_zoo):
+    """bf16 autocast: adapter residuals come out in bf16 while the token stream stays fp32; both modes agree to
+    bf16 rounding."""
+    backbone, _, files = same_rank_zoo
+    mt = MultiTask(backbone, files)
+    x, tasks = images(10, seed=5), [0, 4, 1, 2, 3, 0, 1, 2, 3, 4]
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = {mode: mt(x, tasks, mode=mode) for mode in MODES}
+    for a, b in zip(out["batched"], out["exact"]):
+        torch.testing.assert_close(a.float(), b.float(), rtol=0.05, atol=0.05)
