@@ -33,9 +33,10 @@ test:   ## the whole suite, as CI runs it
 test-fast:  ## the edit-test loop: everything but the tests marked slow (under a minute)
 	$(BIN)/python -m pytest -q -m "not slow"
 
-bench:
+bench:  ## speed and memory: the regimes side by side (bench.*), then many tasks on one backbone (multitask.*)
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/bench.py
+	$(BIN)/python benchmarks/multitask.py
 
 gpu-check:  ## the first thing to run on a GPU machine: bench (fp32/bf16/compile) + determinism -> benchmarks/results/gpu/<device>/ (PARTS=mini: make mini on the GPU)
 	$(BIN)/python benchmarks/gpu_check.py --parts $(PARTS)

@@ -1,7 +1,7 @@
 """adaptertune: zero-initialised low-rank adapters for frozen timm Vision Transformers.
 
 ``import adaptertune`` loads the library floor only (adapters, injection, regimes, backbones, adapter files, run
-configs). The floors above it — ``training`` (``at.run``, ``at.sweep``), ``store`` (``at.load_results``) and
+configs, the multi-task model and inference on image files). The floors above it — ``training`` (``at.run``, ``at.sweep``), ``store`` (``at.load_results``) and
 ``paper`` (tables, verdicts, plots, the notebook suite) — load on first use of one of their names.
 """
 from __future__ import annotations
@@ -11,10 +11,12 @@ from typing import Any
 
 from ._version import __version__
 from .adapter import Adapter, AdapterConfig
-from .adapter_files import backbone_fingerprint, load_adapters, save_adapters
+from .adapter_files import AdapterFile, backbone_fingerprint, load_adapters, open_adapter_file, save_adapters
 from .backbones import PretrainedWeightsError, backbone_info, create_backbone, data_config
 from .config import RunConfig
+from .inference import ImageItem, Predictions, eval_transform, find_images, predict, score, write_predictions
 from .inject import add_adapters, adapter_config, adapter_modules
+from .multitask import BlockCost, MultiTask, TaskInfo
 from .recompute import recompute_frozen_mlps
 from .regimes import METHODS, ParamCount, count_parameters, expected_trainable, prepare
 
@@ -40,8 +42,10 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "METHODS", "Adapter", "AdapterConfig", "ParamCount", "PretrainedWeightsError", "RunConfig", "__version__",
-    "adapter_config", "adapter_modules", "add_adapters", "backbone_fingerprint", "backbone_info", "count_parameters",
-    "create_backbone", "data_config", "expected_trainable", "load_adapters", "load_model", "load_results", "prepare",
-    "recompute_frozen_mlps", "run", "save_adapters", "sweep",
+    "METHODS", "Adapter", "AdapterConfig", "AdapterFile", "BlockCost", "ImageItem", "MultiTask", "ParamCount",
+    "Predictions", "PretrainedWeightsError", "RunConfig", "TaskInfo", "__version__", "adapter_config", "adapter_modules",
+    "add_adapters", "backbone_fingerprint", "backbone_info", "count_parameters", "create_backbone", "data_config",
+    "eval_transform", "expected_trainable", "find_images", "load_adapters", "load_model", "load_results",
+    "open_adapter_file", "predict", "prepare", "recompute_frozen_mlps", "run", "save_adapters", "score", "sweep",
+    "write_predictions",
 ]

@@ -6,8 +6,10 @@ with fresh adapters computes bit-for-bit what the pretrained model computes (PAP
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 
+import torch
 from torch import Tensor, nn
 
 INITS = ("zero", "random")
@@ -95,3 +97,33 @@ class Adapter(nn.Module):
     def num_parameters(dim: int, rank: int) -> int:
         """``2 d r + r + d``: the per-adapter count of PAPER.md's Tab.1 formula."""
         return 2 * dim * rank + rank + dim
+
+
+def grouped_residual(adapters: Sequence[Adapter], h: Tensor, which: Tensor) -> Tensor:
+    """The residual of ``adapters[which[b]]`` for each row ``b`` of ``h`` (B, ..., d), in a fixed number of ops.
+
+    Serving many tasks in one batch: a loop over the adapters costs a few small products per adapter, which
+    dominates on small backbones and on GPUs. Here each row gets its adapter's weights (gathered, B × r × d) and
+    one batched product per projection does every row. The adapters must share width and rank. Each row's
+    result equals its adapter's ``forward`` up to float rounding (the products are summed in another order).
+    """
+    if not adapters or len({(a.dim, a.rank) for a in adapters}) != 1:
+        raise ValueError(f"grouped_residual needs adapters of one width and rank, got "
+                         f"{sorted({(a.dim, a.rank) for a in adapters})} (width, rank)")
+    if which.ndim != 1 or which.shape[0] != h.shape[0]:
+        raise ValueError(f"which must give one adapter index per row: shape {tuple(which.shape)} for {h.shape[0]} rows")
+
+    def per_row(tensors: list[Tensor]) -> Tensor:
+        return torch.stack(tensors).index_select(0, which)
+
+    rows = h.reshape(h.shape[0], -1, h.shape[-1])
+    down = torch.baddbmm(per_row([a.down.bias for a in adapters]).unsqueeze(1), rows,
+                         per_row([a.down.weight for a in adapters]).transpose(1, 2))
+    up = torch.baddbmm(per_row([a.up.bias for a in adapters]).unsqueeze(1), adapters[0].act(down),
+                       per_row([a.up.weight for a in adapters]).transpose(1, 2))
+    scales = {a.scale for a in adapters}
+    if len(scales) == 1:
+        out = scales.pop() * up
+    else:
+        out = torch.tensor([a.scale for a in adapters], dtype=up.dtype, device=up.device).index_select(0, which).view(-1, 1, 1) * up
+    return out.reshape(h.shape)

@@ -1,10 +1,15 @@
 """Adapter files: only the trained tensors (adapters + head) in safetensors, with enough metadata to
-refuse a file that does not belong to the model it is loaded onto. Never unpickled.
+refuse a file that does not belong to the model it is loaded onto, and to use it for inference (class names,
+the input config the adapters were trained with). Never unpickled.
+
+Metadata added later (``data_config``) is optional when reading: older files load as before, and the field is
+an error only where it is needed (:meth:`AdapterFile.require_class_names`).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -14,9 +19,10 @@ from torch import nn
 from ._version import __version__
 from .atomic import atomic_save_safetensors
 from .adapter import AdapterConfig
-from .backbones import backbone_info
+from .backbones import backbone_info, data_config as backbone_data_config
+from .data.transforms import check_data_config
 from .inject import adapter_config, embed_dim, is_adapter_parameter, transformer_blocks
-from .regimes import head_parameter_names, prepare, prepared_method
+from .regimes import classifier, head_parameter_names, prepare, prepared_method
 
 FORMAT = "adaptertune-adapters/1"
 
@@ -40,12 +46,21 @@ def trained_tensor_names(model: nn.Module) -> list[str]:
     return [n for n, _ in model.named_parameters() if n in heads or is_adapter_parameter(n)]
 
 
-def save_adapters(model: nn.Module, path: str | Path, class_names: list[str] | None = None) -> Path:
-    """Write adapters + head of a ``head``/``adapter`` model to ``path`` atomically."""
+def save_adapters(model: nn.Module, path: str | Path, class_names: list[str] | None = None,
+                  data_config: dict | None = None) -> Path:
+    """Write adapters + head of a ``head``/``adapter`` model to ``path`` atomically.
+
+    ``class_names``: one per output of the head (what ``predict`` prints). ``data_config``: the input config the
+    model was trained with (timm's resolved form: input_size, mean, std, crop_pct, interpolation); default the
+    backbone's own, which is what every adaptertune run uses.
+    """
     method = prepared_method(model) or ("adapter" if adapter_config(model) else None)
     if method not in ("head", "adapter"):
         raise ValueError(f"save_adapters needs a model prepared with method 'head' or 'adapter', got {method!r}; "
                          "a fully fine-tuned model is saved whole by the training checkpoints")
+    outputs = int(classifier(model).weight.shape[0])
+    if class_names is not None and len(class_names) != outputs:
+        raise ValueError(f"class_names has {len(class_names)} names but the head has {outputs} outputs")
     params = dict(model.named_parameters())
     tensors = {n: params[n].detach().to("cpu").contiguous() for n in trained_tensor_names(model)}
     cfg = adapter_config(model)
@@ -55,7 +70,8 @@ def save_adapters(model: nn.Module, path: str | Path, class_names: list[str] | N
         "backbone": str(info.get("name", "")), "backbone_architecture": str(info.get("architecture", "")),
         "backbone_tag": str(info.get("tag", "")), "backbone_fingerprint": backbone_fingerprint(model),
         "embed_dim": str(embed_dim(model)), "depth": str(len(transformer_blocks(model))),
-        "class_names": json.dumps(list(class_names) if class_names is not None else None),
+        "class_names": json.dumps([str(c) for c in class_names] if class_names is not None else None),
+        "data_config": json.dumps(check_data_config(data_config if data_config is not None else backbone_data_config(model))),
         "adaptertune_version": __version__,
     }
     return atomic_save_safetensors(tensors, path, metadata=meta)
@@ -77,9 +93,71 @@ def read_adapter_file(path: str | Path) -> tuple[dict[str, str], dict[str, torch
     return meta, tensors
 
 
-def _expected_shapes(model: nn.Module, method: str, cfg: AdapterConfig | None) -> dict[str, tuple[int, ...]]:
+@dataclass(frozen=True)
+class AdapterFile:
+    """One adapter file, parsed: what was trained, on which backbone, and what inference needs to use it."""
+
+    path: Path
+    method: str  # "head" or "adapter"
+    config: AdapterConfig | None  # None for a head-only file
+    backbone: str
+    backbone_tag: str
+    fingerprint: str
+    class_names: list[str] | None  # None: the file was saved without a class-name table
+    data_config: dict | None  # None: written before adapter files recorded it
+    tensors: dict[str, torch.Tensor] = field(repr=False)
+
+    @property
+    def head_tensors(self) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in self.tensors.items() if not is_adapter_parameter(k)}
+
+    @property
+    def num_classes(self) -> int:
+        weights = [v for v in self.head_tensors.values() if v.ndim == 2]
+        if len(weights) != 1:
+            raise ValueError(f"{self.path}: expected one 2-D head weight, found {sorted(self.head_tensors)}")
+        return int(weights[0].shape[0])
+
+    def check_backbone(self, fingerprint: str) -> None:
+        """Refuse a backbone whose frozen weights differ from the ones the file was trained on."""
+        if fingerprint != self.fingerprint:
+            raise ValueError(f"{self.path} was trained on another backbone ({self.backbone!r} {self.backbone_tag!r}, "
+                             f"fingerprint {self.fingerprint[:12]}…) than this model (fingerprint {fingerprint[:12]}…)")
+
+    def require_class_names(self) -> list[str]:
+        if self.class_names is None:
+            raise ValueError(f"{self.path} has no class-name table: pass the class names (one per output, "
+                             f"{self.num_classes} in all; the CLI's --class-names) or retrain to record them")
+        return list(self.class_names)
+
+
+def open_adapter_file(path: str | Path) -> AdapterFile:
+    """Read and parse an adapter file; a malformed metadata field is a ValueError naming the file and the field."""
+    meta, tensors = read_adapter_file(path)
+    try:
+        raw_cfg = json.loads(meta["adapter_config"])
+        class_names = json.loads(meta.get("class_names") or "null")
+        data_cfg = json.loads(meta.get("data_config") or "null")
+        parsed = AdapterFile(
+            path=Path(path), method=meta["method"], config=AdapterConfig(**raw_cfg) if raw_cfg else None,
+            backbone=meta.get("backbone", ""), backbone_tag=meta.get("backbone_tag", ""),
+            fingerprint=meta["backbone_fingerprint"], class_names=class_names,
+            data_config=check_data_config(data_cfg) if data_cfg is not None else None, tensors=tensors)
+    except (KeyError, TypeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: the adapter file's metadata is incomplete or malformed ({type(err).__name__}: {err})") from err
+    if parsed.method not in ("head", "adapter") or (parsed.method == "adapter") != (parsed.config is not None):
+        raise ValueError(f"{path}: method={parsed.method!r} with adapter_config={raw_cfg!r} is not a valid adapter file")
+    if class_names is not None and len(class_names) != parsed.num_classes:
+        raise ValueError(f"{path}: {len(class_names)} class names for a head with {parsed.num_classes} outputs")
+    return parsed
+
+
+def _expected_shapes(model: nn.Module, method: str, cfg: AdapterConfig | None,
+                     num_classes: int | None = None) -> dict[str, tuple[int, ...]]:
     params = dict(model.named_parameters())
     shapes = {n: tuple(params[n].shape) for n in head_parameter_names(model)}
+    if num_classes is not None:  # the head's outputs are the file's, its input width the model's
+        shapes = {n: (num_classes,) + s[1:] for n, s in shapes.items()}
     if method == "adapter":
         dim, blocks = embed_dim(model), transformer_blocks(model)
         prefix = next(n for n, m in model.named_modules() if m is blocks)
@@ -95,28 +173,15 @@ def load_adapters(model: nn.Module, path: str | Path) -> nn.Module:
 
     Everything is checked before anything is changed, so a refused file leaves the model as it was.
     """
-    meta, tensors = read_adapter_file(path)
-    method = meta["method"]
-    cfg = AdapterConfig(**json.loads(meta["adapter_config"])) if json.loads(meta["adapter_config"]) else None
-    have_fp, want_fp = backbone_fingerprint(model), meta["backbone_fingerprint"]
-    if have_fp != want_fp:
-        raise ValueError(f"{path} was trained on another backbone ({meta['backbone']!r} {meta['backbone_tag']!r}, "
-                         f"fingerprint {want_fp[:12]}…) than this model (fingerprint {have_fp[:12]}…)")
+    file = open_adapter_file(path)
+    method, cfg, tensors = file.method, file.config, file.tensors
+    file.check_backbone(backbone_fingerprint(model))
     current, current_method = adapter_config(model), prepared_method(model)
     if current is not None and current != cfg:
         raise ValueError(f"{path} holds adapters {cfg} but the model has {current}")
     if current_method is not None and current_method != method:
         raise ValueError(f"{path} holds a {method!r} model but the model was prepared for {current_method!r}")
-    if cfg is not None:
-        dim, depth = embed_dim(model), len(transformer_blocks(model))
-        if cfg.rank > dim or cfg.start >= depth:
-            raise ValueError(f"{path} has rank={cfg.rank}, start={cfg.start}; this model has embed_dim={dim}, depth={depth}")
-    expected = _expected_shapes(model, method, cfg)
-    got = {k: tuple(v.shape) for k, v in tensors.items()}
-    if got != expected:
-        diff = sorted(set(got.items()) ^ set(expected.items()))[:6]
-        raise ValueError(f"{path} does not fit this model (file vs model tensors differ, e.g. {diff}); "
-                         "check num_classes, rank and placement")
+    check_fits(model, file)
     if current_method is None:
         prepare(model, method, **(cfg.to_dict() if cfg and current is None else {}))
     params = dict(model.named_parameters())
@@ -124,3 +189,22 @@ def load_adapters(model: nn.Module, path: str | Path) -> nn.Module:
         for name, value in tensors.items():
             params[name].copy_(value)
     return model
+
+
+def check_fits(model: nn.Module, file: AdapterFile, any_head_size: bool = False) -> None:
+    """The file's tensors are exactly the adapters + head this backbone would have with the file's config.
+
+    ``any_head_size``: the model's own head only gives the tensor names and width (a shared backbone that serves
+    heads of every size).
+    """
+    cfg = file.config
+    if cfg is not None:
+        dim, depth = embed_dim(model), len(transformer_blocks(model))
+        if cfg.rank > dim or cfg.start >= depth:
+            raise ValueError(f"{file.path} has rank={cfg.rank}, start={cfg.start}; this model has embed_dim={dim}, depth={depth}")
+    expected = _expected_shapes(model, file.method, cfg, file.num_classes if any_head_size else None)
+    got = {k: tuple(v.shape) for k, v in file.tensors.items()}
+    if got != expected:
+        diff = sorted(set(got.items()) ^ set(expected.items()))[:6]
+        raise ValueError(f"{file.path} does not fit this model (file vs model tensors differ, e.g. {diff}); "
+                         "check num_classes, rank and placement")

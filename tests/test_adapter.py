@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from adaptertune import Adapter, AdapterConfig
+from adaptertune.adapter import grouped_residual
 
 
 def test_zero_init_branch_is_exactly_zero():
@@ -59,3 +60,22 @@ def test_adapted_blocks():
 def test_rank_above_width_rejected():
     with pytest.raises(ValueError, match="rank=33"):
         Adapter(32, rank=33)
+
+
+def test_grouped_residual_equals_each_adapters_own_forward():
+    """Many adapters of one rank in one batched product: each row as its own adapter computes it (within fp32
+    rounding), scales per adapter included; adapters of different ranks are refused."""
+    torch.manual_seed(0)
+    adapters = [Adapter(32, rank=4, init="random", init_std=0.1, scale=s) for s in (1.0, 0.5, 2.0)]
+    h = torch.randn(7, 5, 32)
+    which = torch.tensor([2, 0, 0, 1, 2, 1, 0])
+    got = grouped_residual(adapters, h, which)
+    want = torch.stack([adapters[k](h[b]) for b, k in enumerate(which.tolist())])
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7)
+    same = [Adapter(32, rank=4, init="random", init_std=0.1) for _ in range(2)]
+    torch.testing.assert_close(grouped_residual(same, h[:2], torch.tensor([1, 0])),
+                               torch.stack([same[1](h[0]), same[0](h[1])]), rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match=r"one width and rank, got \[\(32, 4\), \(32, 8\)\]"):
+        grouped_residual([adapters[0], Adapter(32, rank=8)], h, which)
+    with pytest.raises(ValueError, match="one adapter index per row"):
+        grouped_residual(adapters, h, which[:3])

@@ -111,3 +111,31 @@ def test_load_onto_matching_prepared_model(tmp_path):
     x = torch.randn(2, 1, 28, 28)
     assert torch.equal(target.eval()(x), model(x))
     assert copy.deepcopy(target) is not None
+
+
+def test_inference_metadata_is_recorded_and_checked(tmp_path):
+    """Class names and the input config travel with the file; a class table of the wrong length is refused."""
+    from adaptertune import data_config, open_adapter_file
+
+    model = trained(rank=4)
+    path = save_adapters(model, tmp_path / "a.safetensors", class_names=list("abcdefg"))
+    file = open_adapter_file(path)
+    assert file.class_names == list("abcdefg") and file.num_classes == 7 and file.method == "adapter"
+    expected = data_config(model)
+    assert file.data_config == {"input_size": list(expected["input_size"]), "mean": list(expected["mean"]),
+                                "std": list(expected["std"]), "crop_pct": expected["crop_pct"],
+                                "interpolation": expected["interpolation"]}
+    assert file.require_class_names() == list("abcdefg")
+    with pytest.raises(ValueError, match="3 names but the head has 7 outputs"):
+        save_adapters(model, tmp_path / "b.safetensors", class_names=list("abc"))
+    assert not (tmp_path / "b.safetensors").exists()
+    nameless = open_adapter_file(save_adapters(model, tmp_path / "c.safetensors"))
+    with pytest.raises(ValueError, match="c.safetensors has no class-name table.*7 in all"):
+        nameless.require_class_names()
+
+
+def test_head_file_has_no_adapter_config(tmp_path):
+    from adaptertune import open_adapter_file
+
+    file = open_adapter_file(save_adapters(trained("head"), tmp_path / "h.safetensors"))
+    assert file.method == "head" and file.config is None and set(file.tensors) == {"head.weight", "head.bias"}

@@ -71,6 +71,17 @@ def test_plan_projects_the_tuned_runs():
     assert set(plan.loc[~plan["projected"], "run_id"]) == {c.run_id for c in experiments.all_configs("mini")}
 
 
+def test_multitask_grid_is_one_start_half_adapter_run_per_dataset():
+    placement = {c.run_id for c in experiments.grid("placement", "mini")}
+    tasks = experiments.grid("multitask", "mini")
+    assert [c.dataset for c in tasks] == ["fmnist_target", "fmnist_lowdata", "digits"]
+    assert {(c.backbone, c.method, c.start, c.every, c.rank, c.seed) for c in tasks} == {("mini-s", "adapter", 3, 1, 16, 0)}
+    assert [c.run_id in placement for c in tasks] == [True, False, False]  # the ablation pair's run is shared
+    assert len(experiments.all_configs("mini")) == len(experiments.all_configs("mini", experiments.GRIDS[:-1])) + 2
+    assert [(c.dataset, c.start) for c in experiments.grid("multitask", "smoke")] == [("fmnist_target", 3)]
+    assert {c.start for c in experiments.grid("multitask", "paper")} == {6} and len(experiments.grid("multitask", "paper")) == 5
+
+
 def test_grid_errors_name_the_allowed_values():
     with pytest.raises(ValueError, match="choose one of"):
         experiments.grid("nope", "mini")

@@ -1,6 +1,6 @@
 """The notebook suite: notebook conventions, parameter checking, planning, failure reporting, the notebooks on an
 empty store (they render what exists and name what is missing), and the smoke suite end to end (pretraining,
-sweep, five notebooks, HTML appendix) in a throw-away project home."""
+sweep, six notebooks, HTML appendix) in a throw-away project home."""
 from __future__ import annotations
 
 import ast
@@ -14,9 +14,9 @@ from adaptertune.paper import experiments, notebooks, plan, plots, suite
 NOTEBOOKS = notebooks.notebooks()
 
 
-def test_five_notebooks_in_order():
+def test_six_notebooks_in_order():
     assert [nb.stem for nb in NOTEBOOKS] == ["01_method", "02_theory", "03_main_results", "04_ablations",
-                                             "05_failure_analysis"]
+                                             "05_failure_analysis", "06_multitask"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -42,7 +42,7 @@ def test_notebook_conventions(path):
 def test_unknown_parameter_is_an_error_naming_the_notebook():
     with pytest.raises(ValueError, match=r"\['bogus'\] are not declared by notebook 01_method.ipynb"):
         notebooks.check_parameters(NOTEBOOKS, {"profile": "smoke", "bogus": 1})
-    notebooks.check_parameters(NOTEBOOKS, {"profile": "smoke"})  # declared by all five
+    notebooks.check_parameters(NOTEBOOKS, {"profile": "smoke"})  # declared by all six
     with pytest.raises(ValueError, match="images"):
         notebooks.check_parameters(NOTEBOOKS, {"images": 8})  # only 02 declares it
     notebooks.check_parameters(notebooks.notebooks(["02"]), {"images": 8})
@@ -124,7 +124,7 @@ def _fashion_mnist_missing() -> bool:
 def test_smoke_suite_end_to_end(isolated_home, capsys):
     assert suite.main(["--profile", "smoke"]) == 0
     out = capsys.readouterr().out
-    assert "notebook 5/5 05_failure_analysis done" in out
+    assert "notebook 6/6 06_multitask done" in out
     appendix = isolated_home / "figures" / "appendix" / "smoke"
     index = (appendix / "index.html").read_text()
     for nb in NOTEBOOKS:
@@ -136,7 +136,8 @@ def test_smoke_suite_end_to_end(isolated_home, capsys):
         for ext in ("png", "pdf"):
             assert (isolated_home / "figures" / "smoke" / f"{stem}.{ext}").is_file(), stem
     tables_dir = isolated_home / "figures" / "tables" / "smoke"
-    for name in ("tab1_params", "tab2_main", "tab3_rank", "tab4_placement", "tab4_init", "tab5_sensitivity"):
+    for name in ("tab1_params", "tab2_main", "tab3_rank", "tab4_placement", "tab4_init", "tab5_sensitivity",
+                 "tab_multitask_tasks", "tab_multitask_predictions"):
         for ext in ("csv", "md", "tex"):
             assert (tables_dir / f"{name}.{ext}").is_file(), name
     # a second suite run finds everything cached: nothing trains

@@ -38,7 +38,17 @@ _TENSOR_MODES = {"nearest": "nearest", "bilinear": "bilinear", "bicubic": "bicub
 def resolve_data_config(data_config: dict | None, profile: str) -> dict:
     """Validate timm's data config (or take the profile default) and return a plain, JSON-able copy."""
     check_profile(profile)
-    cfg = dict(DEFAULT_DATA_CONFIGS[profile] if data_config is None else data_config)
+    return check_data_config(DEFAULT_DATA_CONFIGS[profile] if data_config is None else data_config)
+
+
+def check_data_config(data_config: dict) -> dict:
+    """timm's resolved data config as a validated, JSON-able dict (mean/std widened to the input channels).
+
+    The one normal form of an input config: the data loaders, adapter files and inference all compare this form.
+    """
+    if not isinstance(data_config, dict):
+        raise ValueError(f"data_config={data_config!r} must be a dict like timm's resolved data config")
+    cfg = dict(data_config)
     for key in ("input_size", "mean", "std"):
         if key not in cfg:
             raise ValueError(f"data_config lacks {key!r}: expected timm's resolved config with keys "

@@ -28,7 +28,7 @@ from .protocols import (PAPER_BACKBONES, PAPER_CORE, PAPER_EXTENDED, PROTOCOL_NA
 # "main" is the paper-recipe Tab.2 grid, "tuned" the same cells under the tuned protocol; "selection" the tuned
 # protocol's learning-rate search; "scratch", "budget", "dose" and "backbone_seed" are the controls.
 GRIDS = ("main", "tuned", "selection", "extended", "rank", "placement", "init", "sensitivity", "theory", "scratch",
-         "budget", "dose", "backbone_seed")
+         "budget", "dose", "backbone_seed", "multitask")
 MAIN_REGIMES = ("head", "adapter", "full")
 
 
@@ -119,6 +119,11 @@ def grid(name: str, profile: str, runs: pd.DataFrame | None = None, assume_pendi
         # full FT on every main dataset for the small backbone (seed 0): the task shifts whose spectra are measured
         backbone = p.ablation[1]
         configs = [config(profile, d, backbone, "full", p.seeds[0]) for d in p.datasets] + grid("rank", profile)
+    elif name == "multitask":
+        # notebook 06's tasks: one adapter run per dataset with start = L/2 on the ablation backbone (seed 0), served
+        # together from one frozen backbone; the ablation dataset's run is the placement grid's (every=1, start=L/2)
+        backbone = p.ablation[1]
+        configs = [config(profile, d, backbone, "adapter", p.seeds[0], start=p.ablation_depth // 2) for d in p.datasets]
     else:
         raise ValueError(f"grid name {name!r} is unknown: choose one of {GRIDS}")
     return unique(configs)

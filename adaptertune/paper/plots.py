@@ -42,6 +42,7 @@ FIGURES = {
     "dose_response": "fig05_dose_response",
     "per_class": "fig05_per_class_errors",
     "examples": "fig05_misclassified_examples",
+    "multitask_predictions": "fig06_mixed_batch_predictions",
 }
 SMOKE_LABEL = "SMOKE — plumbing only, not results"
 REGIME_PALETTE = {METHOD_LABELS["head"]: "#8c8c8c", METHOD_LABELS["adapter"]: "#d1495b", METHOD_LABELS["full"]: "#00798c"}

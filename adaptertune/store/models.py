@@ -9,7 +9,7 @@ from torch import nn
 
 from ..adapter_files import load_adapters
 from ..backbones import INFO_ATTR, create_backbone
-from ..config import seeded_backbone
+from ..config import RunConfig, seeded_backbone
 from ..regimes import prepare
 from .runs import ADAPTER_FILE, MODEL_FILE, existing_run, load_config, read_result
 
@@ -29,10 +29,26 @@ def load_model(run_id: str, root: str | Path | None = None, device: str = "cpu")
         prepare(model, "full")
         model.load_state_dict(load_file(str(path / MODEL_FILE)), strict=True)
     else:
-        with torch.random.fork_rng(devices=[]):  # the caller's RNG stream is left as it was
-            model = seeded_backbone(cfg, num_classes)
+        model = _backbone(cfg, num_classes)
         load_adapters(model, path / ADAPTER_FILE)  # refuses a backbone that differs from the trained one
     return model.to(torch.device(device)).eval()
 
 
-__all__ = ["load_model"]
+def _backbone(cfg: RunConfig, num_classes: int) -> nn.Module:
+    with torch.random.fork_rng(devices=[]):  # the caller's RNG stream is left as it was
+        return seeded_backbone(cfg, num_classes)
+
+
+def backbone_for_run(run_id: str, root: str | Path | None = None) -> nn.Module:
+    """The bare frozen backbone a head/adapter run was trained on (no adapters, its own head unused), e.g. to serve
+    several runs' adapter files from one :class:`adaptertune.MultiTask`. Built exactly as for training (same head
+    size, same seed), so a random-weight backbone is rebuilt bit for bit too."""
+    cfg, result = load_config(run_id, root), read_result(run_id, root) or {}
+    if cfg.method == "full":
+        raise ValueError(f"run {run_id!r} fine-tuned the whole backbone (method 'full'): it has no adapter file to serve")
+    if "dataset" not in result:
+        raise ValueError(f"run {run_id!r} has not started (no result.json with its dataset): nothing to rebuild")
+    return _backbone(cfg, int(result["dataset"]["num_classes"])).eval()
+
+
+__all__ = ["backbone_for_run", "load_model"]

@@ -97,6 +97,17 @@ def load_config(run_id: str, root: str | Path | None = None) -> RunConfig:
     return RunConfig.from_dict(read_json(existing_run(run_id, root) / "config.json"))
 
 
+def adapter_file_for_run(run_id: str, root: str | Path | None = None) -> Path:
+    """The adapter file of a finished head/adapter run; a missing, unfinished or full fine-tuning run is an error."""
+    path = existing_run(run_id, root)
+    cfg, result = load_config(run_id, root), read_result(run_id, root) or {}
+    if result.get("status") != "finished":
+        raise ValueError(f"run {run_id!r} is {result.get('status', 'missing')!r}, not finished: it has no adapter file")
+    if cfg.method == "full":
+        raise ValueError(f"run {run_id!r} fine-tuned the whole backbone (method 'full'): it has no adapter file")
+    return path / ADAPTER_FILE
+
+
 def read_jsonl(path: Path) -> pd.DataFrame:
     if not path.is_file():
         return pd.DataFrame()
@@ -123,7 +134,8 @@ def load_predictions(run_id: str, root: str | Path | None = None) -> dict[str, n
 
 
 __all__ = [
-    "ADAPTER_FILE", "MODEL_FILE", "PREDICTIONS_FILE", "STATUSES", "existing_run", "load_config", "load_metrics",
-    "load_predictions", "load_steps", "read_json", "read_jsonl", "read_result", "run_path", "run_status", "snapshot_path", "store_root",
+    "ADAPTER_FILE", "MODEL_FILE", "PREDICTIONS_FILE", "STATUSES", "adapter_file_for_run", "existing_run", "load_config",
+    "load_metrics", "load_predictions", "load_steps", "read_json", "read_jsonl", "read_result", "run_path", "run_status",
+    "snapshot_path", "store_root",
     "write_json", "write_jsonl", "write_predictions",
 ]

@@ -169,7 +169,8 @@ class _Run:
             if cfg.method == "full":
                 atomic_save_safetensors(model.state_dict(), self.path / results.MODEL_FILE)
             else:
-                save_adapters(model, self.path / results.ADAPTER_FILE, class_names=list(splits.class_names))
+                save_adapters(model, self.path / results.ADAPTER_FILE, class_names=list(splits.class_names),
+                              data_config=splits.info["data_config"])
             results.write_predictions(self.path / results.PREDICTIONS_FILE, test["y_true"], test["y_pred"], test["top"])
         self.record.update(
             status="finished", finished_at=_now(), wall_s=self._wall(), compiled=compiled,
