@@ -36,6 +36,27 @@ def _legend_texts(fig) -> list[str]:
         [t.get_text() for leg in fig.legends for t in leg.get_texts()]
 
 
+def _steps() -> pd.DataFrame:
+    rows = [{"init": init, "seed": seed, "step": step, "epoch": 1 + step // 5, "loss": 2.0 - 0.1 * step + 0.01 * seed
+             + (0.001 * step if init == "random" else 0.0)} for init in ("zero", "random") for seed in (0, 1)
+            for step in range(10)]
+    return pd.DataFrame(rows)
+
+
+def test_early_training_shows_the_paired_difference_per_seed():
+    fig = plots.early_training(_steps(), max_epochs=2)
+    assert len(fig.axes) == 2
+    texts = _legend_texts(fig)
+    assert "zero init (n=2 seeds)" in texts and any("n=2 seeds" in t and "mean" in t for t in texts)
+    diff_axis = fig.axes[1]
+    mean_line = next(line for line in diff_axis.get_lines() if line.get_label().startswith("mean over"))
+    np.testing.assert_allclose(mean_line.get_ydata(), 0.001 * np.arange(5), atol=1e-12)  # epoch 1 = steps 0..4
+    assert "epoch 1 as logged" in fig._suptitle.get_text()
+    only_zero = plots.early_training(_steps().query("init == 'zero'"))
+    assert any("both inits" in t.get_text() for t in only_zero.axes[1].texts)
+    assert plots.early_training(_steps(), max_epochs=0.5).axes[0].texts  # nothing that early: a placeholder
+
+
 def _theory_frames():
     M, H, D = theory.synthetic_shift(dim=8, alpha=1.0, n=400, seed=0)
     fits = [theory.estimate_shift(H, D + 0.05 * np.tanh(3 * H)), theory.estimate_shift(H, 2 * D)]

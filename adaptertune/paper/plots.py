@@ -143,12 +143,41 @@ def placement_schematic(depth: int = 6, every: int = 1, start: int = 0) -> Figur
 
 @_or_placeholder
 def early_training(steps: pd.DataFrame, max_epochs: float | None = None) -> Figure:
-    """Training loss over the first updates, zero vs random init (one line per seed): no early drift."""
+    """Training loss over the first updates, zero vs random init: left the mean ± sd over seeds per init, right
+    the paired difference random − zero per seed (same seed = same data order), where a drift would show."""
     data = steps if max_epochs is None else steps[steps["epoch"] < max_epochs]
-    fig, ax = plt.subplots(figsize=(6.5, 3.6))
-    sns.lineplot(data=data, x="step", y="loss", hue="init", style="init", units="seed", estimator=None, ax=ax,
-                 alpha=0.8, palette={"zero": "#d1495b", "random": "#30638e"}, dashes={"zero": "", "random": (3, 2)})
-    ax.set(xlabel="update", ylabel="training loss (global batch)", title="Early training: zero vs random adapter init")
+    if data.empty:
+        return placeholder(f"early training: no logged step has epoch < {max_epochs:g} (epochs are logged from 1)")
+    n = data.groupby("init")["seed"].nunique()
+    data = data.assign(init_n=[f"{i} init (n={n[i]} seeds)" for i in data["init"]])
+    palette = {f"{i} init (n={n[i]} seeds)": c for i, c in (("zero", "#d1495b"), ("random", "#30638e")) if i in n}
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    sns.lineplot(data=data, x="step", y="loss", hue="init_n", errorbar="sd", palette=palette, ax=left)
+    left.set(xlabel="update (optimizer step)", ylabel="batch training loss (cross-entropy, nats)",
+             title="Loss per update: mean ± sd over seeds")
+    left.legend(title=None, fontsize=8)
+    wide = data.pivot_table(index=["seed", "step"], columns="init", values="loss")
+    if {"zero", "random"} <= set(wide.columns):
+        diff = (wide["random"] - wide["zero"]).dropna().rename("diff").reset_index()
+        k = diff["seed"].nunique()
+        sns.lineplot(data=diff, x="step", y="diff", units="seed", estimator=None, color="0.6", lw=0.8, ax=right)
+        sns.lineplot(data=diff, x="step", y="diff", errorbar=None, color="k", lw=1.8, ax=right,
+                     label=f"mean over the n={k} seeds (grey: each seed)")
+        spread = wide["zero"].groupby(level="step").std(ddof=1)  # the scale a real drift would have to beat
+        right.fill_between(spread.index, -spread, spread, color="#d1495b", alpha=0.12,
+                           label="± sd of the zero-init loss over seeds")
+        right.axhline(0, color=REGIME_PALETTE["AdapterTune"], lw=1, ls="--", label="no difference")
+        right.legend(fontsize=8)
+    else:
+        right.text(0.5, 0.5, "needs runs of both inits with the same seeds", ha="center", va="center",
+                   transform=right.transAxes, color="0.35")
+    right.set(xlabel="update (optimizer step)", ylabel="loss(random) − loss(zero) (nats)",
+              title="Paired difference random − zero (same seed: same batches)")
+    shown = sorted(int(e) for e in data["epoch"].unique())
+    fig.suptitle("Early training with zero vs small random adapter init: "
+                 + (f"epoch {shown[0]}" if len(shown) == 1 else f"epochs {shown[0]}–{shown[-1]}")
+                 + f" as logged (1 = first), {data['step'].nunique()} updates")
+    fig.tight_layout()
     return fig
 
 
