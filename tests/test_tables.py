@@ -9,7 +9,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from adaptertune.paper import experiments, tables, verdicts  # noqa: E402
+from adaptertune.paper import experiments, tables  # noqa: E402
 from frames import MAIN  # noqa: E402
 
 

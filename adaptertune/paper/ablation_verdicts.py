@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import t as student_t
 
-from . import stats
+from . import elbow, stats
 from .tables import placement_table
 from .verdicts import AGREES, DISAGREES, EQUIVALENCE_POINTS, INCONCLUSIVE, PAPER, Verdict, _by_seed, _pts
 
@@ -35,13 +35,21 @@ def rank_steps(rank_runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def measured_elbow(rank_runs: pd.DataFrame) -> tuple[int | None, bool]:
-    """``(elbow, at_edge)``: the smallest rank not significantly below the best rank; ``at_edge`` when that is the
-    largest rank of the grid (then it is no elbow). ``(None, False)`` without runs."""
-    steps = rank_steps(rank_runs)
-    if steps.empty:
+    """``(elbow, at_edge)`` by the one elbow rule (``elbow.measured_elbow``) over the ranks the runs hold; ``at_edge``
+    when it is the largest rank of the grid (then it is no elbow). ``(None, False)`` when untestable."""
+    if rank_runs.empty:
         return None, False
-    elbow = int(steps.loc[~steps["below_best"], "rank"].min())
-    return elbow, elbow == int(steps["rank"].max())
+    ranks = sorted(int(r) for r in rank_runs.loc[rank_runs["method"] == "adapter", "rank"].unique())
+    found = elbow.measured_elbow(rank_runs, ranks)
+    return (found.rank, found.edge) if found.testable else (None, False)
+
+
+def verdict_theory_elbow(predicted: elbow.PredictedElbow, measured: elbow.MeasuredElbow, grid) -> Verdict:
+    """The theory's elbow (predicted from the task shift's spectrum) against the measured one (notebook 02)."""
+    label, rule = elbow.elbow_agreement(predicted, measured, grid)
+    where = measured.reason if measured.testable else f"untestable ({measured.reason})"
+    return Verdict("theory_elbow", PAPER["theory_elbow"], f"predicted {predicted.span}; measured: {where}", label, rule,
+                   "paper-recipe")
 
 
 def verdicts_rank(rank_runs: pd.DataFrame, protocol: str = "paper-recipe") -> list[Verdict]:
@@ -150,7 +158,7 @@ def verdicts_init(init_runs: pd.DataFrame, protocol: str = "paper-recipe") -> li
 
 def verdict_early(steps: pd.DataFrame, epochs: float, resolution: float = 1e-4) -> Verdict | None:
     """Zero vs random init in the first updates: is there a drift to see at this init scale at all?"""
-    early = steps[steps["epoch"] < epochs] if len(steps) else steps
+    early = steps[steps["epoch"] <= epochs] if len(steps) else steps
     if early.empty or not {"zero", "random"} <= set(early["init"]):
         return None
     first = early.sort_values("step").groupby(["init", "seed"])["loss"].first().unstack("init")
@@ -232,4 +240,4 @@ def best_values(table: pd.DataFrame, sd: float, df: int) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["best_values", "measured_elbow", "noise_threshold", "placement_costs", "rank_steps", "seed_noise", "verdict_early", "verdict_placement", "verdicts_init", "verdicts_rank", "verdicts_sensitivity"]
+__all__ = ["best_values", "measured_elbow", "noise_threshold", "placement_costs", "rank_steps", "seed_noise", "verdict_early", "verdict_placement", "verdict_theory_elbow", "verdicts_init", "verdicts_rank", "verdicts_sensitivity"]

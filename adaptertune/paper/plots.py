@@ -1,8 +1,8 @@
 """The figures' infrastructure and the figures of notebooks 01–02. One place decides file names (``FIGURES``, for every
 notebook's figures; those of 03–05 are drawn in ``result_plots``) and style (``set_style``).
 
-Each function takes tidy DataFrames (from the ``tables``, ``theory`` or ``analysis`` modules of this floor) and
-returns a matplotlib Figure; :func:`save` writes PNG + PDF under
+Each function takes tidy DataFrames (from the ``tables``, ``theory`` or ``analysis`` modules of this floor; the elbow
+figure also the results of ``elbow``) and returns a matplotlib Figure; :func:`save` writes PNG + PDF under
 ``figures/<profile>/`` and, on profile smoke, stamps "SMOKE — plumbing only, not results" across it so a
 plumbing figure can never pass for a result.
 """
@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from ..paths import figures_dir
+from .elbow import MeasuredElbow, PredictedElbow
 from .tables import METHOD_LABELS, method_label
 
 # figure key -> file stem; the notebooks refer to figures by key only.
@@ -28,6 +29,7 @@ FIGURES = {
     "early_training": "fig01_zero_vs_random_early_training",
     "spectra": "fig02_task_shift_spectra",
     "tail": "fig02_eckart_young_tail",
+    "adapter_spectra": "fig02_adapter_spectra",
     "elbow_overlay": "fig02_predicted_vs_measured_elbow",
     "bound": "fig02_synthetic_bound",
     "main_results": "fig03_main_results",
@@ -144,44 +146,128 @@ def placement_schematic(depth: int = 6, every: int = 1, start: int = 0) -> Figur
 
 @_or_placeholder
 def early_training(steps: pd.DataFrame, max_epochs: float | None = None) -> Figure:
-    """Training loss over the first updates, zero vs random init (one line per seed): no early drift."""
-    data = steps if max_epochs is None else steps[steps["epoch"] < max_epochs]
-    fig, ax = plt.subplots(figsize=(6.5, 3.6))
-    sns.lineplot(data=data, x="step", y="loss", hue="init", style="init", units="seed", estimator=None, ax=ax,
-                 alpha=0.8, palette={"zero": "#d1495b", "random": "#30638e"}, dashes={"zero": "", "random": (3, 2)})
-    ax.set(xlabel="update", ylabel="training loss (global batch)", title="Early training: zero vs random adapter init")
+    """Training loss over the first updates, zero vs random init: left the mean ± sd over seeds per init, right
+    the paired difference random − zero per seed (same seed = same data order), where a drift would show."""
+    data = steps if max_epochs is None else steps[steps["epoch"] <= max_epochs]
+    if data.empty:
+        return placeholder(f"early training: no logged step has epoch <= {max_epochs:g} (epochs are logged from 1)")
+    n = data.groupby("init")["seed"].nunique()
+    data = data.assign(init_n=[f"{i} init (n={n[i]} seeds)" for i in data["init"]])
+    palette = {f"{i} init (n={n[i]} seeds)": c for i, c in (("zero", "#d1495b"), ("random", "#30638e")) if i in n}
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    sns.lineplot(data=data, x="step", y="loss", hue="init_n", errorbar="sd", palette=palette, ax=left)
+    left.set(xlabel="update (optimizer step)", ylabel="batch training loss (cross-entropy, nats)",
+             title="Loss per update: mean ± sd over seeds")
+    left.legend(title=None, fontsize=8)
+    wide = data.pivot_table(index=["seed", "step"], columns="init", values="loss")
+    if {"zero", "random"} <= set(wide.columns):
+        diff = (wide["random"] - wide["zero"]).dropna().rename("diff").reset_index()
+        k = diff["seed"].nunique()
+        sns.lineplot(data=diff, x="step", y="diff", units="seed", estimator=None, color="0.6", lw=0.8, ax=right)
+        sns.lineplot(data=diff, x="step", y="diff", errorbar=None, color="k", lw=1.8, ax=right,
+                     label=f"mean over the n={k} seeds (grey: each seed)")
+        spread = wide["zero"].groupby(level="step").std(ddof=1)  # the scale a real drift would have to beat
+        right.fill_between(spread.index, -spread, spread, color="#d1495b", alpha=0.12,
+                           label="± sd of the zero-init loss over seeds")
+        right.axhline(0, color=REGIME_PALETTE["AdapterTune"], lw=1, ls="--", label="no difference")
+        right.legend(fontsize=8)
+    else:
+        right.text(0.5, 0.5, "needs runs of both inits with the same seeds", ha="center", va="center",
+                   transform=right.transAxes, color="0.35")
+    right.set(xlabel="update (optimizer step)", ylabel="loss(random) − loss(zero) (nats)",
+              title="Paired difference random − zero (same seed: same batches)")
+    shown = sorted(int(e) for e in data["epoch"].unique())
+    fig.suptitle("Early training with zero vs small random adapter init: "
+                 + (f"epoch {shown[0]}" if len(shown) == 1 else f"epochs {shown[0]}–{shown[-1]}")
+                 + f" as logged (1 = first), {data['step'].nunique()} updates")
+    fig.tight_layout()
     return fig
 
 
 # -- notebook 02 --------------------------------------------------------------------------------------
+def _log2_ranks(ax: plt.Axes, ranks) -> None:
+    """Log-2 x axis with a tick at each rank of the grid, labelled with the rank itself."""
+    ranks = sorted({int(r) for r in ranks})
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ranks, labels=[str(r) for r in ranks])
+    ax.minorticks_off()
+
+
+def _runs_note(frame: pd.DataFrame) -> str:
+    return f"n={frame['run_id'].nunique()} run(s)" if "run_id" in frame else ""
+
+
 @_or_placeholder
-def spectra(spectrum: pd.DataFrame, summary: pd.DataFrame, title: str = "") -> Figure:
-    """Singular values of the estimated task shift per block (log-log) with each block's fitted power law."""
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    sns.lineplot(data=spectrum, x="i", y="sigma", hue="block", palette="viridis", ax=ax, marker=".", legend="full")
-    for _, row in summary.iterrows():
-        i = np.arange(1, spectrum["i"].max() + 1)
-        ax.plot(i, row["c"] * i ** (-row["alpha"]), ls=":", lw=1, color="0.4")
-    ax.set(xscale="log", yscale="log", xlabel="index i", ylabel=r"$\sigma_i$ of the least-squares shift $M$",
-           title=title or r"Task-shift spectra (dotted: fitted $c\,i^{-\alpha}$)")
+def spectra(spectrum: pd.DataFrame, summary: pd.DataFrame, title: str = "", fit_top: int | None = None) -> Figure:
+    """Per block, the plain singular values σ_i of the least-squares shift M (with the fitted ``c·i^(−α)`` over the
+    fitted indices 1..``fit_top``) next to the data-weighted ones of ``M Σ_h^{1/2}``; mean over runs."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
+    kw = dict(hue="block", palette="viridis", marker=".", errorbar=None, legend="full")
+    sns.lineplot(data=spectrum, x="i", y="sigma", ax=left, **kw)
+    i = np.arange(1, (fit_top or spectrum["i"].max()) + 1)
+    for _, row in summary.groupby("block")[["c", "alpha"]].mean().iterrows():
+        left.plot(i, row["c"] * i ** (-row["alpha"]), ls=":", lw=1.2, color="0.3")
+    left.set(yscale="log", ylabel=r"$\sigma_i(M)$ (output per unit input)",
+             title=r"plain $\sigma_i(M)$; dotted: fitted $c\,i^{-\alpha}$" + (f" (i ≤ {fit_top})" if fit_top else ""))
+    sns.lineplot(data=spectrum, x="i", y="tau", ax=right, **{**kw, "legend": False})
+    right.set(yscale="log", ylabel=r"$\tau_i$ (units of the block output)",
+              title=r"data-weighted $\tau_i = \sigma_i(M\,\Sigma_h^{1/2})$")
+    for ax in (left, right):
+        _log2_ranks(ax, 2 ** np.arange(int(np.log2(spectrum["i"].max())) + 1))
+        ax.set_xlabel("index i (largest first, log scale)")
+    left.legend(title="block", fontsize=7, ncols=2)
+    fig.suptitle((title or "Task-shift spectra per block") + f"\nmean over {_runs_note(spectrum)}; "
+                 r"$\Sigma_{i>r}\tau_i^2$ is the mean squared error the best rank-r map loses on the tokens")
+    fig.tight_layout()
     return fig
 
 
 @_or_placeholder
 def tail(tails: pd.DataFrame, title: str = "") -> Figure:
-    """Relative Eckart–Young tail ``sqrt(Σ_{i>r} σ_i²)/‖M‖_F`` vs rank, per block."""
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    sns.lineplot(data=tails, x="rank", y="tail_rel", hue="block", palette="viridis", marker="o", ax=ax)
-    ax.set(xscale="log", xlabel="adapter rank r", ylabel="relative tail error", ylim=(0, 1.02),
-           title=title or "Best rank-r approximation error of the task shift")
-    ranks = sorted({int(r) for r in tails["rank"]})
-    ax.set_xticks(ranks, labels=[str(r) for r in ranks])
+    """Share of the linear shift's energy the best rank-r map loses, plain (of ‖M‖_F²) vs data-weighted (of
+    Σ τ²), mean ± sd over blocks and runs, at each rank of the grid."""
+    n = len(tails.groupby([c for c in ("run_id", "block") if c in tails]).size())
+    long = tails.melt(id_vars=["rank"], value_vars=["tail_share", "tail_w_share"], var_name="spectrum", value_name="share")
+    long["spectrum"] = long["spectrum"].map({"tail_share": r"plain: $\Sigma_{i>r}\sigma_i^2 / \Sigma\sigma_i^2$",
+                                             "tail_w_share": r"data-weighted: $\Sigma_{i>r}\tau_i^2 / \Sigma\tau_i^2$"})
+    fig, ax = plt.subplots(figsize=(6.8, 4))
+    sns.lineplot(data=long, x="rank", y="share", hue="spectrum", style="spectrum", markers=True, errorbar="sd", ax=ax,
+                 palette=["0.45", REGIME_PALETTE["AdapterTune"]])
+    _log2_ranks(ax, tails["rank"])
+    ax.set(xlabel="adapter rank r (log scale)", ylabel="share of the energy lost (0–1)", ylim=(0, 1.02),
+           title=(title or "Eckart–Young tail of the task shift") + f"\nmean ± sd over n={n} blocks × runs")
+    ax.legend(title=None, fontsize=8)
     return fig
 
 
-def _accuracy_vs_rank(rank_runs: pd.DataFrame, label: str) -> tuple[Figure, plt.Axes]:
+@_or_placeholder
+def adapter_spectra(spectrum: pd.DataFrame, probe_rank: int | None = None, title: str = "") -> Figure:
+    """How many directions each map uses: cumulative share of its data-weighted energy held by the top-i
+    directions, per block, for full FT's task shift and a trained adapter (its residual on real block outputs
+    and its linearisation at 0); mean ± sd over runs (seeds), n per kind in the legend."""
+    counts = spectrum.groupby("kind", sort=False)["run_id"].nunique()
+    data = spectrum.assign(map=[f"{k} (n={counts[k]} runs)" for k in spectrum["kind"]])
+    grid = sns.relplot(data=data, x="i", y="cum_w_share", hue="map", style="map", col="block", col_wrap=3, kind="line",
+                       errorbar="sd", height=2.8, aspect=1.25, palette="deep", facet_kws={"sharey": True})
+    grid.set_titles("block {col_name}")
+    for ax in grid.axes.flat:
+        _log2_ranks(ax, 2 ** np.arange(int(np.log2(data["i"].max())) + 1))
+        ax.axhline(0.9, color="0.6", lw=0.8, ls=":")
+        if probe_rank is not None:
+            ax.axvline(probe_rank, color="k", lw=0.8, ls="--")
+    grid.set_axis_labels("top-i directions (log scale)", "share of weighted energy")
+    grid.set(ylim=(0, 1.02))
+    sns.move_legend(grid, "lower center", bbox_to_anchor=(0.5, 0), ncols=3, title=None, frameon=False)
+    extra = f"; dashed: r={probe_rank}" if probe_rank is not None else ""
+    grid.figure.suptitle((title or "How many directions each map uses") + "\ncumulative share of the weighted energy "
+                         r"$\Sigma_{j\leq i}\tau_j^2 / \Sigma\tau_j^2$, mean ± sd over runs (dotted: 90%" + extra + ")")
+    grid.figure.subplots_adjust(top=0.84, bottom=0.16, right=0.98, hspace=0.35)
+    return grid.figure
+
+
+def _accuracy_vs_rank(rank_runs: pd.DataFrame, label: str, ax: plt.Axes | None = None) -> tuple[Figure, plt.Axes]:
     """The measured rank curve both rank figures draw: mean ± sd test accuracy over seeds, log-r axis."""
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = plt.subplots(figsize=(6.5, 4)) if ax is None else (ax.figure, ax)
     data = rank_runs.assign(acc=100 * rank_runs["test_acc"])
     sns.lineplot(data=data, x="rank", y="acc", errorbar="sd", marker="o", color=REGIME_PALETTE["AdapterTune"], ax=ax,
                  label=label)
@@ -192,35 +278,82 @@ def _accuracy_vs_rank(rank_runs: pd.DataFrame, label: str) -> tuple[Figure, plt.
 
 
 @_or_placeholder
-def elbow_overlay(rank_runs: pd.DataFrame, tails: pd.DataFrame, predicted: int | None,
-                  measured: int | None = None) -> Figure:
-    """Measured accuracy vs rank (mean ± sd over seeds) beside the mean tail, with the predicted elbow marked."""
-    fig, ax = _accuracy_vs_rank(rank_runs, "test accuracy (runs)")
-    ax2 = ax.twinx()
-    mean_tail = tails.groupby("rank")["tail_rel"].mean()
-    ax2.plot(mean_tail.index, mean_tail.values, ls="--", color="0.35", marker="s", ms=3, label="mean relative tail (theory)")
-    ax2.set(ylabel="relative tail error", ylim=(0, 1.02)), ax2.grid(False)
-    if predicted is not None:
-        ax.axvline(predicted, color="k", ls=":", lw=1.5)
-        ax.text(predicted, ax.get_ylim()[0], f" predicted elbow r={predicted}", rotation=90, va="bottom", fontsize=8)
+def elbow_overlay(rank_runs: pd.DataFrame, tails: pd.DataFrame, predicted: PredictedElbow | None = None,
+                  measured: MeasuredElbow | None = None, title: str = "") -> Figure:
+    """Two panels on one log-rank axis. Top: measured test accuracy (mean ± sd over seeds) with the measured
+    elbow; bottom: the share of the task shift the best rank-r map misses, split into the nonlinear residual
+    (1 − R², no rank helps) and the data-weighted linear tail. The predicted elbow range is shaded in both."""
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 8.2), sharex=True, height_ratios=(1.2, 1))
+    seeds = rank_runs.groupby("rank")["seed"].nunique()
+    n_seeds = f"n={seeds.min()}" if seeds.min() == seeds.max() else f"n={seeds.min()}–{seeds.max()}"
+    _accuracy_vs_rank(rank_runs, f"AdapterTune test accuracy, mean ± sd over {n_seeds} seeds", ax=top)
+    if predicted is not None and predicted.low is not None:
+        es = predicted.table["energy"]
+        high = max(int(r) for r in rank_runs["rank"]) if predicted.beyond else predicted.high
+        label = (f"predicted elbow {predicted.span}: smallest ranks holding e={es.min():g}–{es.max():g} of the "
+                 f"weighted task-shift energy (n={predicted.n_runs} full-FT run{'s' if predicted.n_runs != 1 else ''})")
+        for ax in (top, bottom):
+            ax.axvspan(predicted.low / 1.12, high * 1.12, color="0.85", zorder=0, label=label if ax is top else None)
     if measured is not None:
-        ax.axvline(measured, color=REGIME_PALETTE["AdapterTune"], ls="-.", lw=1)
-        ax.text(measured, ax.get_ylim()[1], f" measured r={measured}", rotation=90, va="top", fontsize=8)
-    ax.set(title="Elbow: theory vs measurement")
-    lines = ax.get_legend_handles_labels(), ax2.get_legend_handles_labels()
-    ax.legend(lines[0][0] + lines[1][0], lines[0][1] + lines[1][1], loc="center right", fontsize=8)
+        test = f"paired t over seeds, {100 * measured.level:g}% interval"
+        if measured.elbow is not None:
+            top.axvline(measured.elbow, color="k", ls="--", lw=1.2, label=f"measured elbow r={measured.elbow} ({test})")
+        else:
+            what = "no elbow within the grid" if measured.edge else "elbow untestable"
+            top.plot([], [], " ", label=f"measured: {what} ({test})")
+    top.set(xlabel="", title="Measured: test accuracy vs rank")
+    if len(tails):
+        n = len(tails.groupby([c for c in ("run_id", "block") if c in tails]).size())
+        mean = tails.groupby("rank")[["nonlinear_share", "lost_share"]].mean()
+        r = mean.index.to_numpy(dtype=float)
+        bottom.fill_between(r, 0, mean["nonlinear_share"], color="0.55", alpha=0.8,
+                            label="nonlinear residual 1 − R² (no linear map captures it)")
+        bottom.fill_between(r, mean["nonlinear_share"], mean["nonlinear_share"] + mean["lost_share"],
+                            color=REGIME_PALETTE["Full FT"], alpha=0.6,
+                            label=r"linear tail $\Sigma_{i>r}\tau_i^2 / \mathrm{Var}(\Delta)$ (lost by the best rank-r map)")
+        bottom.set(ylim=(0, 1.02), title=f"Theory: share of the task shift missed at rank r (mean over n={n} blocks × runs)")
+    else:
+        bottom.text(0.5, 0.5, "no full fine-tuning run in the store: no task shift measured", ha="center",
+                    va="center", transform=bottom.transAxes, color="0.35")
+    bottom.set(xlabel="adapter rank r (log scale)", ylabel=r"share of $\mathrm{Var}(\Delta)$ (0–1)")
+    _log2_ranks(bottom, rank_runs["rank"])
+    handles, labels = (sum(x, []) for x in zip(*(ax.get_legend_handles_labels() for ax in (top, bottom))))
+    for ax in (top, bottom):
+        if ax.get_legend():
+            ax.get_legend().remove()
+    fig.legend(handles, labels, loc="lower center", fontsize=8, frameon=False)  # below the axes: never over the data
+    fig.suptitle(title or "Rank elbow: predicted from the task shift vs measured")
+    fig.tight_layout(rect=(0, 0.022 * len(labels) + 0.01, 1, 1))
     return fig
 
 
-def bound(table: pd.DataFrame) -> Figure:
-    """Synthetic check: measured error of the best rank-r map vs the bound ``B² Σ_{i>r} σ_i²``."""
-    fig, ax = plt.subplots(figsize=(6, 3.8))
-    long = table.melt(id_vars="rank", value_vars=["mse", "bound"], var_name="quantity", value_name="value")
-    sns.lineplot(data=long, x="rank", y="value", hue="quantity", style="quantity", markers=True, ax=ax)
-    ax.set(xscale="log", yscale="log", xlabel="rank r", ylabel=r"$E\|\Delta(h) - A_r(h)\|^2$",
-           title="Synthetic linear shift: the bound holds")
+def bound(table: pd.DataFrame, n: int | None = None) -> Figure:
+    """Synthetic check: error of the best rank-r map vs the bound ``B² Σ_{i>r} σ_i²`` (left) and their ratio
+    (right: ≤ 1 means the bound holds). Ranks where the bound is exactly 0 (r ≥ rank M) are left out and named."""
+    zero = table[table["bound"] == 0]
+    shown = table[table["bound"] > 0]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.9), sharex=True)
+    long = shown.melt(id_vars="rank", value_vars=["mse", "bound"], var_name="quantity", value_name="value")
+    long["quantity"] = long["quantity"].map({"mse": r"measured $E\|\Delta(h) - A_r(h)\|^2$",
+                                             "bound": r"bound $B^2\,\Sigma_{i>r}\sigma_i^2$"})
+    sns.lineplot(data=long, x="rank", y="value", hue="quantity", style="quantity", markers=True, ax=left)
+    left.set(yscale="log", xlabel="rank r (log scale)", ylabel=r"squared error (units of $\|\Delta\|^2$)",
+             title="Error of the best rank-r map and the bound")
+    left.legend(title=None, fontsize=8)
+    ratio = shown.assign(ratio=shown["mse"] / shown["bound"])
+    sns.lineplot(data=ratio, x="rank", y="ratio", marker="o", color="k", ax=right, label="measured / bound")
+    right.axhline(1, color=REGIME_PALETTE["AdapterTune"], ls="--", lw=1, label="bound met with equality")
+    right.set(yscale="log", ylim=(min(ratio["ratio"].min() / 3, 0.5), 2), xlabel="rank r (log scale)",
+              ylabel="measured / bound", title="Tightness (below 1: the bound holds)")
+    right.legend(fontsize=8, loc="center right")
+    for ax in (left, right):
+        _log2_ranks(ax, shown["rank"])
+    note = (f"\nat r={', '.join(str(int(r)) for r in zero['rank'])} the bound is exactly 0 and the error "
+            f"{zero['mse'].max():.0e} (float round-off): not drawn") if len(zero) else ""
+    fig.suptitle(f"Synthetic linear shift, one draw{f' of n={n} inputs' if n else ''} with ‖h‖ ≤ B{note}")
+    fig.tight_layout()
     return fig
 
 
-__all__ = ["FIGURES", "REGIME_ORDER", "REGIME_PALETTE", "SMOKE_LABEL", "bound", "early_training", "elbow_overlay",
-           "figure_dir", "placeholder", "placement_schematic", "save", "set_style", "spectra", "tail"]
+__all__ = ["FIGURES", "REGIME_ORDER", "REGIME_PALETTE", "SMOKE_LABEL", "adapter_spectra", "bound", "early_training",
+           "elbow_overlay", "figure_dir", "placeholder", "placement_schematic", "save", "set_style", "spectra", "tail"]

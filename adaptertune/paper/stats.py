@@ -44,6 +44,8 @@ class Interval:
 
 
 def _t_interval(values: np.ndarray, how: str, level: float) -> Interval:
+    if not 0 < level < 1:
+        raise ValueError(f"level={level!r} is not allowed: use a confidence level in (0, 1)")
     n = len(values)
     mean = float(values.mean()) if n else math.nan
     if n < 2:

@@ -1,95 +1,64 @@
-"""Section 4 of the paper, measured: the task shift of full fine-tuning, its spectrum, and the rank bound.
+"""Section 4 of the paper, measured: the task shift, its (data-weighted) spectrum, the rank elbow and the bound.
 
 The paper linearises the shift that full fine-tuning applies to a block output, ``h -> h + Δ(h) ≈ h + M h``,
 and argues that a rank-r adapter can reach ``E‖Δ(h) − A(h)‖² ≤ B² Σ_{i>r} σ_i²`` (Eckart–Young–Mirsky).
-Here the shift is *measured* on a fine-tuned model (per block, on the same inputs), ``M`` is estimated by
-least squares, and the tail / decay exponent / elbow are computed from its singular values. The synthetic
-helpers check the bound where the answer is known, and show where it stops holding (‖h‖ > B).
+Here the shift is *measured* per block on stored runs (:mod:`adaptertune.paper.shifts`), ``M`` is estimated
+by least squares, and the spectrum is read two ways: the plain singular values of ``M``, and the
+data-weighted ones of ``M Σ_h^{1/2}`` (Σ_h the covariance of the block's tokens), whose tail is exactly the
+expected squared error the best rank-r linear map loses on those tokens. What no linear map captures is
+``1 − R²``. The elbow is predicted as a *range* over energy thresholds and measured with a paired t-test
+over seeds that refuses the grid's edge (:mod:`adaptertune.paper.elbow`); :func:`verdict` states the
+comparison. The synthetic helpers check the bound where the answer is known.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
-from torch import Tensor, nn
 
-from ..backbones import create_backbone
-from ..data import load_for_run
-from ..inject import transformer_blocks
-from ..store import models, runs
+from .elbow import ENERGIES, MeasuredElbow, PredictedElbow, check_energy, elbow_agreement
 
-
-# -- measuring the shift on real models ---------------------------------------------------------------
-@torch.no_grad()
-def block_shifts(pretrained: nn.Module, finetuned: nn.Module, images: Tensor, batch_size: int = 256,
-                 max_tokens: int | None = 20000, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per block l: ``(H, D)`` with H the pretrained block output and D = fine-tuned − pretrained block output.
-
-    Both blocks get the *same* input (the pretrained model's input to block l), so D is the shift of that
-    block alone; the theory treats blocks independently, and feeding the fine-tuned stream instead would mix
-    in the shifts of every block below. Rows are tokens ([CLS] included, as the adapter sees them);
-    ``max_tokens`` subsamples rows (seeded) to bound memory.
-    """
-    pre_blocks, ft_blocks = transformer_blocks(pretrained), transformer_blocks(finetuned)
-    if len(pre_blocks) != len(ft_blocks):
-        raise ValueError(f"the models have {len(pre_blocks)} and {len(ft_blocks)} blocks; they must be the same architecture")
-    inputs: dict[int, Tensor] = {}
-    hooks = [b.register_forward_pre_hook(lambda m, args, i=i: inputs.__setitem__(i, args[0]))
-             for i, b in enumerate(pre_blocks)]
-    pretrained.eval(), finetuned.eval()
-    hs: list[list[Tensor]] = [[] for _ in pre_blocks]
-    ds: list[list[Tensor]] = [[] for _ in pre_blocks]
-    try:
-        for start in range(0, len(images), batch_size):
-            inputs.clear()
-            pretrained.forward_features(images[start:start + batch_size])
-            for i, (pb, fb) in enumerate(zip(pre_blocks, ft_blocks)):
-                x = inputs[i]
-                h = pb(x)
-                hs[i].append(h.reshape(-1, h.shape[-1]))
-                ds[i].append((fb(x) - h).reshape(-1, h.shape[-1]))
-    finally:
-        for hook in hooks:
-            hook.remove()
-    out = []
-    rng = np.random.default_rng(seed)
-    for h_parts, d_parts in zip(hs, ds):
-        h, d = torch.cat(h_parts).double().numpy(), torch.cat(d_parts).double().numpy()
-        if max_tokens is not None and len(h) > max_tokens:
-            keep = np.sort(rng.choice(len(h), size=max_tokens, replace=False))
-            h, d = h[keep], d[keep]
-        out.append((h, d))
-    return out
+# what a measured block map is: full fine-tuning's task shift, a trained adapter's residual on real block outputs
+# (least-squares map), or that adapter's linearisation at h = 0
+KIND_FULL, KIND_ADAPTER, KIND_LINEARISED = "full FT shift", "trained adapter", "adapter linearised at 0"
+KINDS = (KIND_FULL, KIND_ADAPTER, KIND_LINEARISED)
 
 
-def run_shifts(run_id: str, images: int = 512, root=None, max_tokens: int | None = 20000) -> list[tuple[np.ndarray, np.ndarray]]:
-    """:func:`block_shifts` of a stored full fine-tuning run against its own pretrained backbone, on test images."""
-    cfg = runs.load_config(run_id, root)
-    if cfg.method != "full":
-        raise ValueError(f"run {run_id} is method={cfg.method!r}: the task shift is measured on a 'full' fine-tuning run")
-    finetuned = models.load_model(run_id, root)
-    num_classes = finetuned.get_classifier().out_features
-    pretrained = create_backbone(cfg.backbone, num_classes, pretrained=cfg.pretrained, checkpoint=cfg.checkpoint,
-                                 profile=cfg.profile)
-    splits = load_for_run(cfg)
-    pick = torch.randperm(len(splits.test), generator=torch.Generator().manual_seed(0))[:images].tolist()
-    x = torch.stack([splits.test[i][0] for i in pick])
-    return block_shifts(pretrained, finetuned, x, max_tokens=max_tokens)
-
-
+# -- the least-squares map of one block's shift ------------------------------------------------------------
 @dataclass(frozen=True)
 class ShiftFit:
-    """``D ≈ H Mᵀ + b``: the least-squares linear map of one block and how much of the shift it explains."""
+    """``D ≈ H Mᵀ + b`` for one block: the map, its data-weighted spectrum and the share of the shift it explains.
+
+    ``weighted`` holds the singular values τ_i of ``M Σ_h^{1/2}``: ``Σ_{i>r} τ_i²`` is the mean squared error
+    (per token) that the best rank-r map loses against ``M`` on these inputs. ``total_var`` is the shift's own
+    variance ``tr Cov(D)``; for a least-squares fit ``Σ τ_i² = r2 · total_var`` and ``1 − r2`` is the nonlinear
+    residual no linear map captures (NaN for a map that was not fitted to a shift).
+    """
 
     M: np.ndarray
     b: np.ndarray
     r2: float
+    weighted: np.ndarray
+    total_var: float
 
     @property
     def singular_values(self) -> np.ndarray:
         return np.linalg.svd(self.M, compute_uv=False)
+
+
+def weighted_singular_values(M: np.ndarray, H: np.ndarray) -> np.ndarray:
+    """Singular values of ``M Σ_h^{1/2}`` with Σ_h the (1/n) covariance of the rows of H.
+
+    Computed as the singular values of ``(H − mean) Mᵀ / sqrt(n)`` (the same numbers, no matrix square root):
+    the spectrum of the linear part of the shift as it shows on the data.
+    """
+    M, H = np.asarray(M, dtype=np.float64), np.asarray(H, dtype=np.float64)
+    if H.ndim != 2 or M.ndim != 2 or M.shape[1] != H.shape[1]:
+        raise ValueError(f"M {M.shape} and H {H.shape} do not fit: M must be (k, d) for H of shape (n, d)")
+    centred = H - H.mean(0)
+    return np.linalg.svd(centred @ M.T / np.sqrt(len(H)), compute_uv=False)
 
 
 def estimate_shift(H: np.ndarray, D: np.ndarray, intercept: bool = True) -> ShiftFit:
@@ -110,7 +79,14 @@ def estimate_shift(H: np.ndarray, D: np.ndarray, intercept: bool = True) -> Shif
     resid = D - (H @ M.T + b)
     total = ((D - D.mean(0)) ** 2).sum()
     r2 = float(1.0 - (resid ** 2).sum() / total) if total > 0 else 1.0
-    return ShiftFit(M=M, b=b, r2=r2)
+    return ShiftFit(M=M, b=b, r2=r2, weighted=weighted_singular_values(M, H), total_var=float(total / len(H)))
+
+
+def linear_map(M: np.ndarray, H: np.ndarray) -> ShiftFit:
+    """A given map (e.g. an adapter's linearisation) read on inputs H: its spectra, no fit (``r2`` is NaN)."""
+    weighted = weighted_singular_values(M, H)
+    return ShiftFit(M=np.asarray(M, dtype=np.float64), b=np.zeros(len(M)), r2=float("nan"), weighted=weighted,
+                    total_var=float((weighted ** 2).sum()))
 
 
 # -- spectrum, tail and decay ---------------------------------------------------------------------------
@@ -122,6 +98,13 @@ def tail_error(sigmas: np.ndarray, ranks) -> np.ndarray:
     if (ranks < 0).any():
         raise ValueError(f"ranks={ranks.tolist()} are not allowed: use ranks >= 0")
     return np.sqrt(tails[np.minimum(ranks, len(s))])
+
+
+def tail_share(sigmas: np.ndarray, ranks) -> np.ndarray:
+    """``Σ_{i>r} σ_i² / Σ σ_i²`` for each r: the share of the energy the best rank-r map loses (0 for a zero map)."""
+    s2 = np.asarray(sigmas, dtype=np.float64) ** 2
+    total = s2.sum()
+    return tail_error(sigmas, ranks) ** 2 / total if total > 0 else np.zeros(len(np.atleast_1d(ranks)))
 
 
 def truncate(M: np.ndarray, r: int) -> np.ndarray:
@@ -147,25 +130,25 @@ def fit_decay(sigmas: np.ndarray, top: int | None = None, skip: int = 0) -> tupl
 
 
 def energy_rank(sigmas: np.ndarray, energy: float = 0.9) -> int:
-    """Smallest r whose top-r singular values hold ``energy`` of ``Σσ²``: the predicted elbow of the rank curve.
+    """Smallest r whose top-r singular values hold ``energy`` of ``Σσ²``.
 
     Past it, doubling r buys little approximation (the tail decays like r^(1/2−α)) while the estimation
     term keeps growing like sqrt(r), so accuracy should flatten there.
     """
-    if not 0 < energy <= 1:
-        raise ValueError(f"energy={energy!r} is not allowed: use a fraction in (0, 1]")
+    check_energy(energy)
     s2 = np.sort(np.asarray(sigmas, dtype=np.float64))[::-1] ** 2
+    if s2.sum() <= 0:
+        raise ValueError("all singular values are 0: a zero map has no energy rank")
     captured = np.cumsum(s2) / s2.sum()
     return int(np.searchsorted(captured, energy - 1e-12) + 1)
 
 
-def predicted_elbow(summary: pd.DataFrame, ranks) -> int | None:
-    """The median over blocks of :func:`energy_rank`, rounded up to the next rank of the sweep grid (None: no blocks)."""
-    if summary.empty:
-        return None
-    target = float(np.median(summary["energy_rank"]))
-    grid = sorted(int(r) for r in ranks)
-    return next((r for r in grid if r >= target), grid[-1])
+def _pct(energy: float) -> str:
+    return f"{100 * energy:g}"
+
+
+def _runs(n: int) -> str:
+    return f"{int(n)} run" + ("" if n == 1 else "s")
 
 
 def estimation_term(ranks, dim: int, depth: int, n: int) -> np.ndarray:
@@ -173,71 +156,144 @@ def estimation_term(ranks, dim: int, depth: int, n: int) -> np.ndarray:
     return np.sqrt(depth * np.asarray(ranks, dtype=np.float64) * dim / n)
 
 
-def spectra_table(fits: list[ShiftFit], ranks=(1, 2, 4, 8, 16, 32, 64), top: int | None = None,
-                  energy: float = 0.9) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Two tables from per-block fits: the long spectrum (block, i, sigma, sigma_rel) and a per-block summary
-    (α, c, R² of the linear fit, energy rank, relative tail at each rank)."""
-    spec_rows, sum_rows = [], []
-    for block, fit in enumerate(fits):
-        s = fit.singular_values
-        spec_rows += [{"block": block, "i": i + 1, "sigma": v, "sigma_rel": v / s[0]} for i, v in enumerate(s)]
-        alpha, c = fit_decay(s, top=top)
-        tails = tail_error(s, ranks) / np.sqrt((s ** 2).sum())
-        sum_rows.append({"block": block, "alpha": alpha, "c": c, "r2_linear": fit.r2, "fro_norm": float(np.sqrt((s ** 2).sum())),
-                         "energy_rank": energy_rank(s, energy), **{f"tail_rel_r{r}": t for r, t in zip(ranks, tails)}})
-    return pd.DataFrame(spec_rows), pd.DataFrame(sum_rows)
+def spectra_table(fits: Sequence[ShiftFit], ranks=(1, 2, 4, 8, 16, 32, 64), top: int | None = None,
+                  energies: Sequence[float] = ENERGIES, blocks: Sequence[int] | None = None
+                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Two tables from per-block fits.
 
-
-def tail_curves(fits: list[ShiftFit], ranks) -> pd.DataFrame:
-    """Long table (block, rank, tail, tail_rel) of the Eckart–Young tail per block."""
-    rows = []
-    for block, fit in enumerate(fits):
-        s = fit.singular_values
-        total = np.sqrt((s ** 2).sum())
-        rows += [{"block": block, "rank": int(r), "tail": t, "tail_rel": t / total} for r, t in zip(ranks, tail_error(s, ranks))]
-    return pd.DataFrame(rows)
-
-
-def analyse_runs(run_ids: dict[str, str], ranks, images: int = 512, top: int | None = None, energy: float = 0.9,
-                 root=None) -> dict[str, pd.DataFrame]:
-    """Spectra, per-block summaries and tails for several full-FT runs (``label -> run_id``, e.g. per dataset).
-
-    Returns ``{"spectrum", "summary", "tails"}``, each with a ``label`` column.
+    ``spectrum`` (long): block, i, the plain σ_i of M (``sigma``, ``sigma_rel`` = σ_i/σ_1), the weighted τ_i of
+    ``M Σ_h^{1/2}`` (``tau``, ``tau_rel``) and the cumulative weighted energy share (``cum_w_share``).
+    ``summary`` (per block): decay fit (α, c), R² and the nonlinear share 1 − R², the plain and weighted energy
+    rank at each threshold (``erank90``, ``erank_w90``, ...) and the weighted tail share at each rank
+    (``tail_w_share_r16``: share of the weighted energy a rank-16 map loses).
     """
-    out: dict[str, list[pd.DataFrame]] = {"spectrum": [], "summary": [], "tails": []}
-    for label, run_id in run_ids.items():
-        fits = [estimate_shift(H, D) for H, D in run_shifts(run_id, images, root)]
-        spectrum, summary = spectra_table(fits, ranks, top=top, energy=energy)
-        for key, frame in (("spectrum", spectrum), ("summary", summary), ("tails", tail_curves(fits, ranks))):
-            out[key].append(frame.assign(label=label, run_id=run_id))
-    empty = {"spectrum": ["block", "i", "sigma", "sigma_rel"], "tails": ["block", "rank", "tail", "tail_rel"],
-             "summary": ["block", "alpha", "c", "r2_linear", "fro_norm", "energy_rank"]}
-    return {k: pd.concat(v, ignore_index=True) if v else pd.DataFrame(columns=empty[k] + ["label", "run_id"])
-            for k, v in out.items()}
+    for e in energies:
+        check_energy(e)
+    blocks = list(range(len(fits))) if blocks is None else list(blocks)
+    spec_rows, sum_rows = [], []
+    for block, fit in zip(blocks, fits):
+        s, w = fit.singular_values, fit.weighted
+        cum = np.cumsum(w ** 2) / (w ** 2).sum()
+        spec_rows += [{"block": block, "i": i + 1, "sigma": v, "sigma_rel": v / s[0], "tau": t, "tau_rel": t / w[0],
+                       "cum_w_share": c} for i, (v, t, c) in enumerate(zip(s, w, cum))]
+        alpha, c = fit_decay(s, top=top)
+        sum_rows.append({"block": block, "alpha": alpha, "c": c, "r2_linear": fit.r2, "nonlinear_share": 1 - fit.r2,
+                         "fro_norm": float(np.sqrt((s ** 2).sum())), "shift_var": fit.total_var,
+                         **{f"erank{_pct(e)}": energy_rank(s, e) for e in energies},
+                         **{f"erank_w{_pct(e)}": energy_rank(w, e) for e in energies},
+                         **{f"tail_w_share_r{r}": t for r, t in zip(ranks, tail_share(w, ranks))}})
+    spec_cols = ["block", "i", "sigma", "sigma_rel", "tau", "tau_rel", "cum_w_share"]
+    sum_cols = (["block", "alpha", "c", "r2_linear", "nonlinear_share", "fro_norm", "shift_var"]
+                + [f"erank{_pct(e)}" for e in energies] + [f"erank_w{_pct(e)}" for e in energies]
+                + [f"tail_w_share_r{r}" for r in ranks])
+    return pd.DataFrame(spec_rows, columns=spec_cols), pd.DataFrame(sum_rows, columns=sum_cols)
 
 
-def block_overview(summary: pd.DataFrame) -> pd.DataFrame:
-    """α, R² and energy rank per block (rows) and dataset (columns), rounded for reading."""
-    values = ["alpha", "r2_linear", "energy_rank"]
+def tail_curves(fits: Sequence[ShiftFit], ranks, blocks: Sequence[int] | None = None) -> pd.DataFrame:
+    """Long table per block and rank: what the best rank-r map loses.
+
+    ``tail_share`` (plain, of ‖M‖_F²) and ``tail_w_share`` (weighted, of Σ τ²) are shares of the linear part;
+    ``tail_w`` / ``energy_w`` are the absolute weighted tail and energy (pooled over blocks by
+    :func:`adaptertune.paper.elbow.predicted_elbow`); ``lost_share`` = ``tail_w`` / the shift's variance, to stack
+    on ``nonlinear_share`` (1 − R²): together the share of the shift the best rank-r affine map misses.
+    """
+    blocks = list(range(len(fits))) if blocks is None else list(blocks)
+    rows = []
+    for block, fit in zip(blocks, fits):
+        w2 = tail_error(fit.weighted, ranks) ** 2
+        energy = float((fit.weighted ** 2).sum())
+        rows += [{"block": block, "rank": int(r), "tail_share": t, "tail_w": tw, "energy_w": energy,
+                  "tail_w_share": tw / energy if energy > 0 else 0.0,
+                  "lost_share": tw / fit.total_var if fit.total_var > 0 else np.nan, "nonlinear_share": 1 - fit.r2}
+                 for r, t, tw in zip(ranks, tail_share(fit.singular_values, ranks), w2)]
+    return pd.DataFrame(rows, columns=["block", "rank", "tail_share", "tail_w", "energy_w", "tail_w_share", "lost_share",
+                                       "nonlinear_share"])
+
+
+def block_overview(summary: pd.DataFrame, energy: float = 0.9) -> pd.DataFrame:
+    """α, 1 − R² and the plain / weighted energy rank at ``energy`` per block (rows) and dataset (columns); a dataset
+    with several runs (seeds) shows their mean."""
+    values = ["alpha", "nonlinear_share", f"erank{_pct(energy)}", f"erank_w{_pct(energy)}"]
     if summary.empty:
         return pd.DataFrame(columns=values)
-    return summary.pivot_table(index="block", columns="label", values=values).round(3)
+    return summary.pivot_table(index="block", columns="dataset", values=values).round(3)
 
 
-def verdict(summary: pd.DataFrame, predicted: int | None = None, measured: int | None = None) -> str:
-    """Markdown: decay exponents per label, the α > 1/2 condition, how linear the shift is, and the elbows."""
+def kind_overview(summary: pd.DataFrame, energies: Sequence[float] = ENERGIES) -> pd.DataFrame:
+    """Per kind of map (full-FT shift, trained adapter, ...) and block: n runs, mean R², and the weighted energy
+    rank at each threshold as mean and sd over the runs (seeds): how many directions each one uses."""
+    cols = [f"erank_w{_pct(e)}" for e in energies]
     if summary.empty:
-        return "- No full fine-tuning run of this profile is in the store yet: no task shift to measure."
-    per = summary.groupby("label").agg(alpha=("alpha", "median"), r2=("r2_linear", "median"), erank=("energy_rank", "median"))
-    lines = ["- Median decay exponent α per dataset: " + ", ".join(f"{k} {v:.2f}" for k, v in per["alpha"].items())
-             + f"; the flattest spectrum (most high-rank shift) is **{per['alpha'].idxmin()}**."]
-    above = int((summary["alpha"] > 0.5).sum())
-    lines.append(f"- α > 1/2 (the theory's condition for a decaying tail) on {above}/{len(summary)} blocks.")
-    lines.append("- The linear map explains a median " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in per["r2"].items())
-                 + " of each block's shift variance (R²): the linearisation's share of the story.")
-    if predicted is not None:
-        lines.append(f"- Predicted elbow (median energy rank, rounded up to the sweep grid): r={predicted}"
-                     + (f"; measured elbow of the accuracy curve: r={measured}." if measured is not None else "."))
+        return pd.DataFrame(columns=["kind", "block", "n_runs", "r2_mean"] + [f"{c}_{a}" for c in cols for a in ("mean", "sd")])
+    grouped = summary.groupby(["kind", "block"], sort=False)
+    out = grouped.agg(n_runs=("run_id", "nunique"), r2_mean=("r2_linear", "mean"))
+    for c in cols:
+        out[f"{c}_mean"] = grouped[c].mean()
+        out[f"{c}_sd"] = grouped[c].std(ddof=1)
+    return out.reset_index()
+
+
+def _shift_lines(full: pd.DataFrame, energy: float) -> list[str]:
+    """Bullets on the full-FT task shifts: decay, linearity, plain vs weighted energy rank."""
+    if full.empty:
+        return ["- No full fine-tuning run of this profile is in the store yet: no task shift to measure."]
+    per = full.groupby("dataset").agg(alpha=("alpha", "median"), r2=("r2_linear", "median"), n=("run_id", "nunique"))
+    ew, ep = f"erank_w{_pct(energy)}", f"erank{_pct(energy)}"
+    return [
+        "- Median decay exponent α of the plain spectrum: " + ", ".join(
+            f"{k} {row['alpha']:.2f} (n={_runs(row['n'])})" for k, row in per.iterrows())
+        + f"; α > 1/2 (the theory's condition for a decaying tail) on {int((full['alpha'] > 0.5).sum())}/{len(full)} blocks.",
+        "- A linear map explains a median " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in per["r2"].items())
+        + f" of a block's shift (R²); the nonlinear residual 1 − R² (median {100 * full['nonlinear_share'].median():.0f}%"
+        " over blocks) is out of reach of a linear map of any rank.",
+        f"- {_pct(energy)}% of the energy needs a median rank {full[ep].median():g} on the plain spectrum of M and "
+        f"{full[ew].median():g} on the data-weighted spectrum of M Σ_h^(1/2) (n={len(full)} blocks × runs).",
+    ]
+
+
+def _map_lines(maps: pd.DataFrame, energy: float, keep: float, probe_rank: int) -> list[str]:
+    """Bullets on the trained adapters' maps: directions used, and whether they have decayed by ``probe_rank``."""
+    col, ew = f"tail_w_share_r{probe_rank}", f"erank_w{_pct(energy)}"
+    lines = []
+    for kind, part in maps.groupby("kind", sort=False):
+        ranks = sorted({int(r) for r in part["adapter_rank"].dropna()}) if "adapter_rank" in part else []
+        of_rank = f" of rank {'/'.join(map(str, ranks))}" if ranks else ""
+        line = (f"- {kind}{of_rank} (n={_runs(part['run_id'].nunique())} × {part['block'].nunique()} blocks): median "
+                f"{_pct(energy)}%-energy rank {part[ew].median():g} (data-weighted)")
+        if col in part:
+            kept = 1 - part[col].median()
+            line += (f"; a rank-{probe_rank} map keeps a median {100 * kept:.2f}% of its weighted energy, so its spectrum "
+                     + ("has" if kept >= keep else "has not") + f" decayed by r={probe_rank} (criterion: ≥ {100 * keep:g}%)")
+        lines.append(line + ".")
+    return lines
+
+
+def verdict(summary: pd.DataFrame, predicted: PredictedElbow | None = None, measured: MeasuredElbow | None = None,
+            grid: Sequence[int] | None = None, energy: float = 0.9, probe_rank: int = 16) -> str:
+    """Markdown: decay and linearity of the task shifts, how many directions the trained adapters use, the
+    predicted range and the measured elbow, and the computed agrees / disagrees / inconclusive with its rule.
+
+    ``summary``: per-block rows of :func:`spectra_table` with ``kind``, ``dataset`` and ``run_id`` columns (full-FT
+    shifts and adapter maps, as :func:`adaptertune.paper.shifts.analyse_runs` returns them); every number in the
+    text is computed here from it and from the two elbows.
+    """
+    kinds = summary["kind"] if "kind" in summary else pd.Series(KIND_FULL, index=summary.index)
+    keep = float(predicted.table["energy"].max()) if predicted is not None and len(predicted.table) else energy
+    lines = _shift_lines(summary[kinds == KIND_FULL], energy)
+    lines += _map_lines(summary[kinds != KIND_FULL], energy, keep, probe_rank)
+    if predicted is not None and predicted.low is not None:
+        es = ", ".join(f"{e:g}" for e in predicted.table["energy"])
+        lines.append(f"- Predicted elbow: {predicted.span} (for each e = {es}: the smallest grid rank holding e of the "
+                     f"weighted energy, pooled over {predicted.n_blocks} blocks × runs of {_runs(predicted.n_runs)} of "
+                     "full fine-tuning).")
+    if measured is not None:
+        rule = ("smallest rank whose mean accuracy is not significantly below the best rank's; paired t over seeds, "
+                f"{100 * measured.level:g}% interval of the difference")
+        result = measured.reason if measured.testable else f"untestable — {measured.reason}"
+        lines.append(f"- Measured elbow ({rule}): {result}.")
+    if predicted is not None and measured is not None and grid is not None:
+        label, rule = elbow_agreement(predicted, measured, grid)
+        lines.append(f"- **Theory vs measurement: {label}** — {rule}.")
     return "\n".join(lines)
 
 
@@ -261,7 +317,8 @@ def synthetic_check(dim: int, ranks, alpha: float = 1.0, n: int = 4096, seed: in
     M, H, D = synthetic_shift(dim=dim, alpha=alpha, n=n, radius=1.0, seed=seed)
     fit = estimate_shift(H, D)
     alpha_hat, _ = fit_decay(fit.singular_values)
-    return {"bound": bound_check(M, H, ranks), "alpha_hat": alpha_hat, "max_abs_error": float(abs(fit.M - M).max())}
+    return {"bound": bound_check(M, H, ranks), "alpha_hat": alpha_hat, "max_abs_error": float(abs(fit.M - M).max()),
+            "n": n, "dim": dim}
 
 
 def bound_check(M: np.ndarray, H: np.ndarray, ranks, B: float | None = None) -> pd.DataFrame:
@@ -282,6 +339,7 @@ def bound_check(M: np.ndarray, H: np.ndarray, ranks, B: float | None = None) -> 
     return pd.DataFrame(rows)
 
 
-__all__ = ["ShiftFit", "analyse_runs", "block_overview", "block_shifts", "synthetic_check", "bound_check", "energy_rank", "estimate_shift", "estimation_term", "fit_decay",
-           "predicted_elbow", "run_shifts", "spectra_table", "synthetic_shift", "tail_curves", "tail_error", "truncate",
-           "verdict"]
+__all__ = ["KINDS", "KIND_ADAPTER", "KIND_FULL", "KIND_LINEARISED", "ShiftFit", "block_overview", "bound_check",
+           "energy_rank", "estimate_shift", "estimation_term", "fit_decay", "kind_overview", "linear_map", "spectra_table",
+           "synthetic_check", "synthetic_shift", "tail_curves", "tail_error", "tail_share", "truncate", "verdict",
+           "weighted_singular_values"]

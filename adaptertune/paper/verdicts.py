@@ -39,6 +39,7 @@ PAPER = {
     "rank_monotone": "accuracy rises with rank",
     "rank_diminishing": "with diminishing returns (an elbow)",
     "rank_r32": "r=32 is near the peak",
+    "theory_elbow": "the elbow sits where the task shift's (data-weighted) spectrum has decayed: rank predicted from theory",
     "placement": "adapters on every block (every=1) and on every other block (every=2) are nearly equal",
     "init_variance": "zero init has a lower seed variance than small random init (std 0.02 vs 0.10)",
     "init_mean": "small random init has a slightly higher mean",

@@ -1,0 +1,179 @@
+"""The rank elbow, predicted and measured, and whether the two agree (notebook 02).
+
+*Predicted*: for each energy threshold e, the smallest rank of the sweep grid whose top directions hold e of
+the task shift's data-weighted energy: a range over e, not one number. *Measured*: the smallest grid rank
+whose mean test accuracy is not significantly below the best rank's (paired t over seeds); a rank at the
+grid's edge is not an elbow. :func:`elbow_agreement` turns the two into agrees / disagrees / inconclusive.
+The intervals are ``stats.difference``'s (paired over the seeds two ranks share).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from . import stats
+
+ENERGIES = (0.8, 0.85, 0.9, 0.95)  # default energy thresholds of the predicted elbow
+VERDICTS = ("agrees", "disagrees", "inconclusive")
+
+
+def check_energy(energy: float) -> None:
+    """An energy threshold is a share in (0, 1]."""
+    if isinstance(energy, bool) or not isinstance(energy, (int, float)) or not 0 < energy <= 1:
+        raise ValueError(f"energy={energy!r} is not allowed: use a fraction in (0, 1]")
+
+
+def parse_energies(energies: str | Sequence[float]) -> tuple[float, ...]:
+    """Energy thresholds from a notebook parameter: ``"0.8, 0.9"`` (a parameters cell holds literals only) or a
+    sequence (``--param energies=0.8,0.9`` arrives as a tuple); sorted, each in (0, 1], at least one."""
+    values = [float(v) for v in energies.replace(",", " ").split()] if isinstance(energies, str) else list(energies)
+    if not values:
+        raise ValueError(f"energies={energies!r} is not allowed: give at least one threshold, e.g. '0.8, 0.9'")
+    for e in values:
+        check_energy(e)
+    return tuple(sorted(set(values)))
+
+
+@dataclass(frozen=True)
+class MeasuredElbow:
+    """The smallest grid rank whose mean accuracy is not significantly below the best rank's (paired t over seeds).
+
+    ``rank`` is that rank (None when the test cannot be run); ``edge`` says it is the grid's largest rank, which
+    is not an elbow ("no elbow within the grid"); ``table`` has the per-rank test.
+    """
+
+    table: pd.DataFrame
+    rank: int | None
+    edge: bool
+    testable: bool
+    level: float
+    reason: str
+
+    @property
+    def elbow(self) -> int | None:
+        """The elbow inside the grid, or None (untestable, or no elbow within the grid)."""
+        return self.rank if self.testable and not self.edge else None
+
+
+def measured_elbow(rank_runs: pd.DataFrame, grid: Sequence[int], level: float = 0.95) -> MeasuredElbow:
+    """Test every rank of the grid against the best one (highest mean test accuracy) with a paired t-interval.
+
+    A rank is *significantly below* the best when the ``level`` interval of (best − rank), paired over shared
+    seeds, lies above 0. The measured elbow is the smallest rank that is not. The test needs every grid rank
+    with at least 2 seeds shared with the best rank; otherwise the elbow is untestable.
+    """
+    grid = sorted(int(r) for r in grid)
+    cols = ["rank", "n", "mean_points", "sd_points", "diff_points", "diff_low", "diff_high", "n_pairs", "below_best"]
+    runs = rank_runs[rank_runs["method"] == "adapter"] if "method" in rank_runs else rank_runs
+    runs = runs[runs["rank"].isin(grid)] if len(runs) else runs
+    if runs.empty:
+        return MeasuredElbow(pd.DataFrame(columns=cols), None, False, False, level, "no adapter runs of the rank grid")
+    acc = {int(r): part.set_index("seed")["test_acc"] * 100 for r, part in runs.groupby("rank")}
+    best = max(acc, key=lambda r: acc[r].mean())
+    rows = []
+    for r in sorted(acc):
+        shared = acc[best].index.intersection(acc[r].index)
+        diff = (stats.difference(acc[best].loc[shared], acc[r].loc[shared], level) if r != best
+                else stats.Interval(0.0, 0.0, 0.0, len(acc[r]), "the best rank"))
+        rows.append({"rank": r, "n": len(acc[r]), "mean_points": acc[r].mean(), "sd_points": acc[r].std(ddof=1),
+                     "diff_points": diff.estimate, "diff_low": diff.low, "diff_high": diff.high, "n_pairs": len(shared),
+                     "below_best": bool(diff.low > 0)})
+    table = pd.DataFrame(rows, columns=cols)
+    missing = [r for r in grid if r not in acc]
+    thin = table.loc[(table["n_pairs"] < 2) & (table["rank"] != best), "rank"].tolist()
+    if missing or thin or len(acc[best]) < 2:
+        why = [f"ranks {missing} of the grid have no runs"] if missing else []
+        if len(acc[best]) < 2:
+            why.append(f"the best rank r={best} has {len(acc[best])} seed: a paired test needs at least 2")
+        elif thin:
+            why.append(f"ranks {thin} share fewer than 2 seeds with the best rank r={best}")
+        return MeasuredElbow(table, None, False, False, level, "; ".join(why))
+    rank = int(table.loc[~table["below_best"], "rank"].min())
+    edge = rank == grid[-1]
+    why = (f"every rank below r={rank} is significantly below the best (r={best}): no elbow within the grid" if edge
+           else f"r={rank} is the smallest rank not significantly below the best (r={best})")
+    return MeasuredElbow(table, rank, edge, True, level, why)
+
+
+@dataclass(frozen=True)
+class PredictedElbow:
+    """Per energy threshold e, the smallest grid rank whose top directions hold e of the pooled weighted energy
+    (``rank_weighted``) and of the plain energy (``rank_plain``); ``low``/``high`` is the weighted range over the
+    thresholds. A threshold the grid cannot reach has rank NA; then ``high`` is None and ``beyond`` True."""
+
+    table: pd.DataFrame
+    low: int | None
+    high: int | None
+    beyond: bool
+    n_runs: int
+    n_blocks: int
+
+    @property
+    def span(self) -> str:
+        """``r=4–8``, ``r=8`` (one rank for every threshold), ``r=16 to beyond the grid``, or ``none``."""
+        if self.low is None:
+            return "none"
+        if self.beyond:
+            return f"r={self.low} to beyond the grid"
+        return f"r={self.low}" if self.low == self.high else f"r={self.low}–{self.high}"
+
+
+def _first_rank(captured: pd.Series, energy: float) -> int | None:
+    hit = captured.index[captured.to_numpy() >= energy - 1e-12]
+    return int(hit.min()) if len(hit) else None
+
+
+def predicted_elbow(tails: pd.DataFrame, grid: Sequence[int], energies: Sequence[float] = ENERGIES) -> PredictedElbow:
+    """The predicted elbow as a range: for each ``e`` in ``energies`` the smallest grid rank holding ``e`` of the
+    weighted energy, pooled over every block and run in ``tails`` (a rank-r adapter on every block loses
+    ``Σ_blocks tail_w(r)`` in expected squared error); the plain spectrum's ranks beside it for comparison."""
+    for e in energies:
+        check_energy(e)
+    if "kind" in tails and tails["kind"].nunique() > 1:
+        raise ValueError(f"tails hold several kinds of map {sorted(tails['kind'].unique())}: pass the task shift's rows only")
+    if tails.empty:
+        return PredictedElbow(pd.DataFrame(columns=["energy", "rank_weighted", "rank_plain"]), None, None, False, 0, 0)
+    grid = sorted(int(r) for r in grid)
+    part = tails[tails["rank"].isin(grid)]
+    pooled = part.groupby("rank")[["tail_w", "energy_w"]].sum()
+    captured_w = 1 - pooled["tail_w"] / pooled["energy_w"]
+    # plain: the mean of per-block shares (‖M‖_F² is no error in output units, so there is nothing to pool)
+    captured = 1 - part.groupby("rank")["tail_share"].mean()
+    rows = [{"energy": e, "rank_weighted": _first_rank(captured_w, e), "rank_plain": _first_rank(captured, e)}
+            for e in energies]
+    table = pd.DataFrame(rows).astype({"rank_weighted": "Int64", "rank_plain": "Int64"})
+    weighted = table["rank_weighted"]
+    beyond = bool(weighted.isna().any())
+    low = None if weighted.isna().all() else int(weighted.min())
+    n_runs = tails["run_id"].nunique() if "run_id" in tails else 1
+    return PredictedElbow(table, low, None if beyond else int(weighted.max()), beyond, n_runs,
+                          len(tails.groupby([c for c in ("run_id", "block") if c in tails]).size()))
+
+
+def elbow_agreement(predicted: PredictedElbow, measured: MeasuredElbow, grid: Sequence[int]) -> tuple[str, str]:
+    """``(verdict, rule)``: agrees when the measured position lies inside the predicted range, else disagrees.
+
+    "No elbow within the grid" is the position ≥ the grid's largest rank: it agrees only with a predicted range
+    that reaches the grid edge (or beyond). Inconclusive when either side could not be computed.
+    """
+    edge = max(int(r) for r in grid)
+    if predicted.low is None:
+        return "inconclusive", "no task shift was measured, so there is no predicted elbow"
+    if not measured.testable:
+        return "inconclusive", f"the measured elbow cannot be tested: {measured.reason}"
+    high = float("inf") if predicted.beyond else predicted.high
+    if measured.edge:
+        ok = high >= edge
+        where = f"no elbow within the grid (r ≤ {edge})"
+    else:
+        ok = predicted.low <= measured.rank <= high
+        where = f"r={measured.rank}"
+    rule = (f"measured {where} {'lies' if ok else 'does not lie'} inside the predicted range {predicted.span} "
+            "(agrees iff it does; no elbow within the grid counts as the grid's largest rank or above)")
+    return ("agrees" if ok else "disagrees"), rule
+
+
+__all__ = ["ENERGIES", "VERDICTS", "MeasuredElbow", "PredictedElbow", "check_energy", "elbow_agreement", "measured_elbow",
+           "parse_energies", "predicted_elbow"]
