@@ -239,11 +239,11 @@ def test_fmnist_halves_are_disjoint_real_transfer(home):
     assert not set(src.class_names) & set(tgt.class_names)
     assert sorted(src.class_names + tgt.class_names) == sorted(mini_mod.FMNIST_CLASSES)
     assert src.sizes() == {"train": 27000, "val": 3000, "test": 5000, "train_eval": 27000}
-    assert tgt.sizes() == {"train": 5400, "val": 600, "test": 5000, "train_eval": 5400}
+    assert tgt.sizes() == {"train": 2700, "val": 300, "test": 5000, "train_eval": 2700}
     assert tgt.train.tensors[0].shape[1:] == (1, 28, 28) and tgt.train.tensors[0].dtype == torch.float32
     assert abs(float(tgt.test.tensors[0].mean())) < 1.0 and tgt.train_augment.hflip
     pool = np.bincount(tgt.train.tensors[1].numpy()) + np.bincount(tgt.val.tensors[1].numpy())
-    assert pool.tolist() == [1200] * 5  # class-balanced pool, then a random 10% validation
+    assert pool.tolist() == [600] * 5  # class-balanced pool, then a random 10% validation
     low = load_dataset("fmnist_lowdata", seed=2)
     low_pool = np.bincount(low.train.tensors[1].numpy(), minlength=5) + np.bincount(low.val.tensors[1].numpy(), minlength=5)
     assert low_pool.tolist() == [50] * 5 and torch.equal(low.test.tensors[1], tgt.test.tensors[1])

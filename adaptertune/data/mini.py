@@ -18,30 +18,15 @@ from torch import Tensor
 from torch.utils.data import TensorDataset
 
 from ..paths import data_dir
-from .registry import DATASETS, DataSplits, not_found
+from .registry import DATASETS, MINI_SIZES, DataSplits, not_found
 from .splits import apply_limit, fixed_test_split, holdout_split
 from .transforms import BatchAugment, TensorPrep, describe
 
 FMNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                   "Ankle boot")
-# Source = the five upper-body garments (fine-grained: the backbone must learn shape and texture);
-# target = trousers, footwear and bags, object types the source never shows: a real, near-domain transfer.
-SOURCE_CLASSES = (0, 2, 3, 4, 6)
-TARGET_CLASSES = (1, 5, 7, 8, 9)
 DEBIAN_FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FMNIST_FILES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
                 "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte"}
-
-# --- every mini size in one place (the lead tunes these) -------------------------------------------------
-# pool_cap / pool_per_class: the class-balanced, seed-drawn part of the official training images used
-# (None = all); 10% of the pool (val_fraction) is then held out as validation. Tests use the official
-# test images of the dataset's classes. digits has no official split: a fixed stratified 30% test hold-out.
-MINI_SIZES: dict[str, dict] = {
-    "fmnist_source": {"classes": SOURCE_CLASSES, "pool_cap": None},  # 30,000 -> 27,000 train / 3,000 val; test 5,000
-    "fmnist_target": {"classes": TARGET_CLASSES, "pool_cap": 6000},  # 5,400 train / 600 val; test 5,000
-    "fmnist_lowdata": {"classes": TARGET_CLASSES, "pool_per_class": 50},  # 250 -> 225 train / 25 val; test 5,000
-    "digits": {"test_fraction": 0.3},  # 1,797 -> test 539; pool 1,258 -> 1,132 train / 126 val
-}
 MATERIALISE_MAX_BYTES = 1 << 30  # above this the resized float copy is built per batch instead of once
 
 
