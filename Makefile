@@ -37,6 +37,7 @@ bench:  ## speed and memory: the regimes side by side (bench.*), then many tasks
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/bench.py
 	$(BIN)/python benchmarks/multitask.py
+	$(BIN)/python -m adaptertune.paper.readme --only benchmarks/
 
 gpu-check:  ## the first thing to run on a GPU machine: bench (fp32/bf16/compile) + determinism -> benchmarks/results/gpu/<device>/ (PARTS=mini: make mini on the GPU)
 	$(BIN)/python benchmarks/gpu_check.py --parts $(PARTS)

@@ -325,7 +325,8 @@ def write_all(rows: list[dict], machine: dict, out: Path, plot: bool = False) ->
     md = ["# Many tasks on one frozen backbone", "", "Machine: " + ", ".join(f"{k}={v}" for k, v in machine.items()), "",
           "## Targets", "", markdown(frame), "", "## Per mode", "", table, ""]
     (out / "multitask.md").write_text("\n".join(md))
-    paths = [out / "multitask.csv", out / "multitask.md"]
+    (out / "multitask_targets.md").write_text(markdown(frame) + "\n")  # included verbatim by the README
+    paths = [out / "multitask.csv", out / "multitask.md", out / "multitask_targets.md"]
     if plot:
         paths.append(draw(rows, frame, out / "multitask.png"))
     return paths

@@ -277,7 +277,9 @@ def write_all(rows: list[dict], machine: dict, out: Path, plot: bool = False) ->
           "process per configuration.", "",
           "## Ratios", "", markdown_ratios(r), "", "## Per regime", "", markdown_detail(rows), ""]
     (out / "bench.md").write_text("\n".join(md))
-    paths = [out / "bench.csv", out / "ratios.csv", out / "targets.csv", out / "bench.md"]
+    # the README includes this file verbatim (adaptertune.paper.readme): the targets and the memory sentence
+    (out / "targets.md").write_text(targets.markdown(judged) + "\n\n" + targets.memory_default(r) + "\n")
+    paths = [out / "bench.csv", out / "ratios.csv", out / "targets.csv", out / "bench.md", out / "targets.md"]
     if plot:
         paths.append(draw(rows, out / "bench.png"))
     return paths

@@ -1,17 +1,13 @@
 """Ablation verdicts on hand-made runs: the elbow rule refuses the grid edge, the variance test needs its ratio,
 "nearly equal" is an equivalence test, and a "best" value must beat the seed noise."""
-import math
-
 import matplotlib
 
 matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
 
 from adaptertune.paper import ablation_verdicts as av  # noqa: E402
-from adaptertune.paper import tables  # noqa: E402
 from adaptertune.paper.verdicts import AGREES, DISAGREES, INCONCLUSIVE  # noqa: E402
 
 OFFSETS = (-0.005, 0.0, 0.005)  # the same offset per seed at every rank: paired differences are exact
@@ -67,20 +63,24 @@ def test_placement_is_an_equivalence_test():
     assert "0.50× the trainable parameters, 2.00× the training throughput" in av.placement_costs(placement_runs(0.0))
 
 
-def test_sensitivity_against_the_seed_noise():
-    rows = [{"method": "adapter", "seed": 0, "lr": lr, "weight_decay": wd, "scale": sc, "test_acc": acc}
-            for lr, wd, sc, acc in [(1e-3, 0.05, 1.0, 0.810), (3e-3, 0.05, 1.0, 0.812), (3e-4, 0.05, 1.0, 0.807),
-                                    (1e-3, 0.0, 1.0, 0.809), (1e-3, 0.5, 1.0, 0.808), (1e-3, 0.05, 0.5, 0.805),
-                                    (1e-3, 0.05, 4.0, 0.700)]]
+def sensitivity_runs(seeds: int) -> pd.DataFrame:
+    base = {"lr": 1e-3, "weight_decay": 0.05, "scale": 1.0}
+    values = [({}, 0.810), ({"lr": 3e-3}, 0.812), ({"lr": 3e-4}, 0.700), ({"weight_decay": 0.0}, 0.809),
+              ({"scale": 0.5}, 0.805), ({"scale": 4.0}, 0.780)]
+    return pd.DataFrame([{"method": "adapter", "seed": s, **base, **change, "test_acc": acc + OFFSETS[s]}
+                         for change, acc in values for s in range(seeds)])
+
+
+def test_sensitivity_compares_values_by_paired_intervals():
     defaults = {"lr": 1e-3, "weight_decay": 0.05, "scale": 1.0}
-    table = tables.sensitivity_table(pd.DataFrame(rows), defaults)
-    sd, dof = av.seed_noise(pd.DataFrame({"test_acc": [0.807, 0.810, 0.813]}))
-    assert dof == 2 and sd == pytest.approx(0.003)
-    assert av.noise_threshold(sd, dof) == pytest.approx(4.3027 * 0.003 * math.sqrt(2), rel=1e-4)
-    scale, robust = av.verdicts_sensitivity(table, defaults, sd, dof)
-    assert scale.verdict == AGREES and robust.verdict == AGREES
-    assert "lr: no value beats the others beyond the seed noise" in av.best_values(table, sd, dof)
-    assert av.verdicts_sensitivity(table, defaults, math.nan, 0)[0].verdict == INCONCLUSIVE
+    scale, robust = av.verdicts_sensitivity(sensitivity_runs(3), defaults)
+    assert scale.verdict == AGREES and "s=4 − best smaller scale (s=1)" in scale.measured
+    assert robust.verdict == DISAGREES and "more than 1 point below the best: lr=0.0003" in robust.measured
+    best = av.best_values(sensitivity_runs(3), defaults)
+    assert "- lr: best 0.003, ahead of the runner-up (0.001)" in best
+    one = av.verdicts_sensitivity(sensitivity_runs(1), defaults)
+    assert [v.verdict for v in one] == [INCONCLUSIVE, INCONCLUSIVE]  # one seed: no interval, no decision
+    assert "no value beats the others beyond the seed noise" in av.best_values(sensitivity_runs(1), defaults)
 
 
 def test_early_drift_is_untestable_when_the_random_init_does_not_move_the_loss():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from adaptertune.paper import claims
+from adaptertune.paper import readme as readme_module
 from adaptertune.paper.controls import Finding
 from adaptertune.paper.verdicts import PAPER, Verdict
 
@@ -22,28 +23,29 @@ def test_record_collect_assemble(isolated_home):
     assert [x.key for x in verdicts] == ["params", "beats_full", "beats_full"] and findings[0].key == "scratch"
     frame = claims.claims_frame(verdicts)
     assert list(frame["paper's claim"]) == [PAPER["params"], PAPER["beats_full"]]
-    assert frame.loc[1, claims.PROTOCOL_TITLES["tuned"]] == "**disagrees**: measured beats_full tuned"
+    assert frame.loc[1, claims.PROTOCOL_TITLES["tuned"]] == "**disagrees**"
+    assert frame.loc[0, claims.PROTOCOL_TITLES["tuned"]] == "**agrees** (no protocol)"
     paths = claims.assemble("mini")
     text = paths["claims"].read_text()
-    assert "3 verdicts (2 agrees, 1 disagrees)" in text and "1. rule of params" in text
+    assert "3 verdicts (2 agrees, 1 disagrees)" in text and "   - rule: rule of params." in text
+    assert "   - tuned (lr per regime, on validation): **disagrees** — measured beats_full tuned." in text
     assert paths["controls"].read_text() == "- **Q?** A. (how).\n"
 
 
-def test_sync_readme_replaces_only_the_marked_blocks(isolated_home, tmp_path):
-    claims.record("mini", "03", [v("beats_head", "tuned")])
-    claims.assemble("mini")
-    begin, end = claims._markers("claims")
+def test_readme_includes_are_refreshed_from_their_files(tmp_path):
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "t.md").write_text("| a |\n| 1 |\n")
     readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{begin}\nold table\n{end}\noutro\n")
-    claims.sync_readme("mini", readme)
+    readme.write_text("intro\n<!-- include: figures/t.md -->\nold\n<!-- /include -->\noutro <!-- include: gone.md -->\nx\n"
+                      "<!-- /include -->\n")
+    assert readme_module.stale(readme, tmp_path) == ["figures/t.md", "gone.md"]
+    assert readme_module.sync(readme, tmp_path) == ["figures/t.md"]
     text = readme.read_text()
-    assert text.startswith("intro\n") and text.endswith("outro\n") and "old table" not in text
-    assert claims.readme_blocks(text)["claims"] == (claims.tables_dir("mini") / "claims.md").read_text()
+    assert text.startswith("intro\n") and "| a |\n| 1 |\n<!-- /include -->" in text and "old" not in text
+    assert readme_module.stale(readme, tmp_path) == ["gone.md"]  # a missing file is reported, its block kept
 
 
-def test_the_readme_shows_exactly_the_committed_claims_and_controls():
-    blocks = claims.readme_blocks((ROOT / "README.md").read_text())
-    assert set(blocks) == {"claims", "controls"}, "README.md lacks the generated claims/controls blocks"
-    for kind, text in blocks.items():
-        committed = (ROOT / "figures" / "tables" / claims.README_PROFILE / f"{kind}.md").read_text()
-        assert text == committed, f"README.md's {kind} block differs from figures/tables/mini/{kind}.md: run make mini"
+def test_the_readme_shows_exactly_the_files_it_includes():
+    blocks = readme_module.includes((ROOT / "README.md").read_text())
+    assert "figures/tables/mini/claims.md" in blocks and "figures/tables/mini/controls.md" in blocks
+    assert readme_module.stale(ROOT / "README.md", ROOT) == [], "run `python -m adaptertune.paper.readme` (or make mini)"

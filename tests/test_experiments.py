@@ -38,7 +38,7 @@ def test_tuned_grids_grow_as_the_selection_settles(isolated_home):
     assert experiments.grid("tuned", "smoke") == [] and experiments.pending_cells("tuned", "smoke", pd.DataFrame(
         columns=["run_id", "status", "val_acc", "error"])) == 3
     selection = experiments.grid("selection", "smoke")
-    assert len(selection) == 2 * 3 + 2  # two rates per main regime, two for training from scratch
+    assert len(selection) == 2 * 3 + 2 + 2 * 3  # two rates per main regime, from scratch, and the dose's own searches
     for cfg in selection:  # settle every candidate: the larger rate wins everywhere
         store.write_json(store.run_path(cfg.run_id) / "result.json",
                          {"run_id": cfg.run_id, "status": "finished", "config": cfg.resolved().to_dict(),
@@ -49,10 +49,10 @@ def test_tuned_grids_grow_as_the_selection_settles(isolated_home):
     assert experiments.pending_cells("tuned", "smoke", settled) == 0
     budget = experiments.grid("budget", "smoke", settled)
     assert [(c.rank, c.lr) for c in budget] == [(experiments.budget_rank("smoke", "mini-s"), 1e-2)]
-    dose = experiments.grid("dose", "smoke", settled)
-    assert {(c.backbone, c.method, c.pretrained) for c in dose} == {("mini-s.e1", "adapter", True),
-                                                                     ("mini-s.e1", "full", True),
-                                                                     ("mini-s", "adapter", False)}
+    dose = experiments.grid("dose", "smoke", settled)  # every dose backbone at its own chosen rate
+    assert {(c.backbone, c.method, c.pretrained, c.lr) for c in dose} == {("mini-s.e1", "adapter", True, 1e-2),
+                                                                           ("mini-s.e1", "full", True, 1e-3),
+                                                                           ("mini-s", "adapter", False, 1e-2)}
     assert [c.pretrained for c in experiments.grid("scratch", "smoke", settled)] == [False]
     assert tuning.choose(settled, "smoke", "fmnist_target", "mini-s", "scratch").lr == 1e-3
     grid = experiments.load_grid("smoke", "tuned", "selection")

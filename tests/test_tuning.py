@@ -29,7 +29,7 @@ CELL = ("mini", "digits", "mini-s", "adapter")
 
 
 def test_the_best_validation_accuracy_wins_ties_go_to_the_smaller_rate():
-    runs = store(*CELL, {1e-3: 0.80, 3e-3: 0.90, 1e-2: 0.90, 3e-2: 0.70})
+    runs = store(*CELL, {1e-3: 0.80, 3e-3: 0.90, 1e-2: 0.90, 3e-2: 0.70, 1e-1: 0.60})
     choice = tuning.choose(runs, *CELL)
     assert choice.lr == 3e-3 and choice.margin == pytest.approx(0.0) and not choice.at_grid_edge
     finals = tuning.final_configs(runs, *CELL)
@@ -38,8 +38,8 @@ def test_the_best_validation_accuracy_wins_ties_go_to_the_smaller_rate():
 
 
 def test_test_accuracy_plays_no_part():
-    a = store(*CELL, {1e-3: 0.80, 3e-3: 0.90, 1e-2: 0.85, 3e-2: 0.70}, test_acc=0.1)
-    b = store(*CELL, {1e-3: 0.80, 3e-3: 0.90, 1e-2: 0.85, 3e-2: 0.70}, test_acc=0.99)
+    a = store(*CELL, {1e-3: 0.80, 3e-3: 0.90, 1e-2: 0.85, 3e-2: 0.70, 1e-1: 0.6}, test_acc=0.1)
+    b = store(*CELL, {1e-3: 0.80, 3e-3: 0.90, 1e-2: 0.85, 3e-2: 0.70, 1e-1: 0.6}, test_acc=0.99)
     assert tuning.choose(a, *CELL).lr == tuning.choose(b, *CELL).lr == 3e-3
 
 
@@ -48,9 +48,9 @@ def test_pending_diverged_and_failed_candidates():
     assert tuning.final_configs(store(*CELL, {1e-3: 0.8}), *CELL) == []
     assumed = tuning.choose(store(*CELL, {}), *CELL, assume=True)
     assert assumed.assumed and assumed.lr in tuning.candidates("mini", "adapter")
-    diverged = tuning.choose(store(*CELL, {1e-3: 0.8, 3e-3: 0.9, 1e-2: 0.85, 3e-2: "diverged"}), *CELL)
-    assert diverged.lr == 3e-3 and math.isnan(diverged.val_acc[3e-2])
-    assert tuning.choose(store(*CELL, {1e-3: 0.8, 3e-3: 0.9, 1e-2: 0.85, 3e-2: "crashed"}), *CELL) is None
+    diverged = tuning.choose(store(*CELL, {1e-3: 0.8, 3e-3: 0.9, 1e-2: 0.85, 3e-2: 0.7, 1e-1: "diverged"}), *CELL)
+    assert diverged.lr == 3e-3 and math.isnan(diverged.val_acc[1e-1])
+    assert tuning.choose(store(*CELL, {1e-3: 0.8, 3e-3: 0.9, 1e-2: 0.85, 3e-2: 0.7, 1e-1: "crashed"}), *CELL) is None
     with pytest.raises(ValueError, match="every candidate rate .* diverged"):
         tuning.choose(store(*CELL, {lr: "diverged" for lr in tuning.candidates("mini", "adapter")}), *CELL)
 
@@ -64,12 +64,12 @@ def test_scratch_searches_full_fine_tunings_grid_from_random_init():
 
 
 def test_selection_table_and_its_description():
-    runs = pd.concat([store(*CELL, {1e-3: 0.80, 3e-3: 0.82, 1e-2: 0.90, 3e-2: 0.95}),
+    runs = pd.concat([store(*CELL, {1e-3: 0.80, 3e-3: 0.82, 1e-2: 0.90, 3e-2: 0.91, 1e-1: 0.95}),
                       store("mini", "digits", "mini-s", "head", {1e-3: 0.5})])
     table = tuning.selection_table(runs, "mini", [("digits", "mini-s", "adapter"), ("digits", "mini-s", "head")])
     chosen = table[table["chosen"]]
-    assert len(chosen) == 1 and chosen["lr"].item() == 3e-2 and chosen["at_grid_edge"].item()
-    assert chosen["margin_points"].item() == pytest.approx(5.0)
+    assert len(chosen) == 1 and chosen["lr"].item() == 1e-1 and chosen["at_grid_edge"].item()
+    assert chosen["margin_points"].item() == pytest.approx(4.0)
     assert set(table["status"]) == {"finished", "pending"}
     text = tuning.describe_selection(table)
-    assert "adapter: chosen 0.03 ×1" in text and "at the edge of their grid" in text and "1 cell(s) still wait" in text
+    assert "adapter: chosen 0.1 ×1" in text and "at the edge of their grid" in text and "1 cell(s) still wait" in text

@@ -6,10 +6,9 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy.stats import t as student_t
 
 from . import elbow, stats
-from .tables import placement_table
+from .tables import knob_slices, placement_table
 from .verdicts import AGREES, DISAGREES, EQUIVALENCE_POINTS, INCONCLUSIVE, PAPER, Verdict, _by_seed, _pts
 
 
@@ -175,69 +174,68 @@ def verdict_early(steps: pd.DataFrame, epochs: float, resolution: float = 1e-4) 
     return Verdict("early_drift", PAPER["early_drift"], measured, verdict, rule, "paper-recipe")
 
 
-def seed_noise(reference_runs: pd.DataFrame) -> tuple[float, int]:
-    """The sample sd of a single run's accuracy over seeds at the reference config, and its degrees of freedom."""
-    accs = reference_runs["test_acc"].to_numpy(dtype=float)
-    return (float(np.std(accs, ddof=1)), len(accs) - 1) if len(accs) > 1 else (math.nan, 0)
+def _knob_seeds(runs: pd.DataFrame, defaults: dict[str, float]) -> dict[str, dict[float, pd.Series]]:
+    """Per knob and value: test accuracy by seed, over the runs that vary that knob alone."""
+    return {knob: {float(v): _by_seed(part[part[knob].astype(float) == v]) for v in sorted(part[knob].astype(float).unique())}
+            for knob, part in knob_slices(runs, defaults).items() if len(part)}
 
 
-def noise_threshold(sd: float, df: int, n_a: int = 1, n_b: int = 1) -> float:
-    """Smallest difference of means (n_a and n_b seeds) that beats seed noise ``sd`` (df) at 95%, two-sided."""
-    if df < 1 or math.isnan(sd):
-        return math.nan
-    return float(student_t.ppf(0.975, df) * sd * math.sqrt(1 / n_a + 1 / n_b))
-
-
-def verdicts_sensitivity(table: pd.DataFrame, defaults: dict[str, float], sd: float, df: int,
-                         protocol: str = "paper-recipe") -> list[Verdict]:
-    """Scale and robustness, judged against the seed noise of the reference config (``seed_noise``)."""
+def verdicts_sensitivity(runs: pd.DataFrame, defaults: dict[str, float], protocol: str = "paper-recipe") -> list[Verdict]:
+    """Scale and robustness: each value against another by paired 95% t-intervals over seeds (one seed: no interval,
+    so inconclusive)."""
     out = []
-    threshold = noise_threshold(sd, df)
-    noise = (f"seed noise sd {100 * sd:.2f} points (df={df}) at the reference config: a difference of one run each beats "
-             f"it beyond {100 * threshold:.2f} points" if not math.isnan(threshold) else "no seed-noise estimate")
-    scale = table[table["knob"] == "scale"].sort_values("value")
+    values = _knob_seeds(runs, defaults)
+    scale = values.get("scale", {})
     if len(scale) > 1:
-        largest, rest = scale.iloc[-1], scale.iloc[:-1]
-        best_rest = rest.loc[rest["mean_points"].idxmax()]
-        d = (largest["mean_points"] - best_rest["mean_points"]) / 100
-        verdict = INCONCLUSIVE if math.isnan(threshold) or abs(d) <= threshold else AGREES if d < 0 else DISAGREES
-        out.append(Verdict("scale", PAPER["scale"],
-                           f"s={largest['value']:g} − best smaller scale (s={best_rest['value']:g}) = {_pts(d)} points "
-                           f"(n={int(largest['seeds'])} seed(s) each); {noise}", verdict,
-                           "the largest scale against the best smaller one; a difference within the seed-noise threshold "
-                           "is inconclusive", protocol))
-    robust = table[table["knob"].isin(["lr", "weight_decay"])]
-    if len(robust):
-        worst = []
-        for knob, part in robust.groupby("knob", sort=False):
-            drop = (part["mean_points"].max() - part["mean_points"].min()) / 100
-            worst.append((knob, drop, part.loc[part["mean_points"].idxmin(), "value"]))
-        below = [(k, x, v) for k, x, v in worst if not math.isnan(threshold) and x > threshold]
-        verdict = INCONCLUSIVE if math.isnan(threshold) else DISAGREES if below else AGREES
-        out.append(Verdict("robust", PAPER["robust"],
-                           "; ".join(f"{k}: worst value {v:g} is {100 * x:.2f} points below the best" for k, x, v in worst)
-                           + f"; {noise}", verdict,
-                           "a value counts as worse only beyond the seed-noise threshold; agrees when none is", protocol))
+        largest = max(scale)
+        smaller = {v: acc for v, acc in scale.items() if v != largest}
+        best = max(smaller, key=lambda v: smaller[v].mean())
+        d = stats.difference(scale[largest], smaller[best])
+        out.append(Verdict("scale", PAPER["scale"], f"s={largest:g} − best smaller scale (s={best:g}) = {d.fmt()} points "
+                           f"({d.how})", AGREES if d.sign == -1 else DISAGREES if d.sign == 1 else INCONCLUSIVE,
+                           "the largest scale against the best smaller one, paired 95% t-interval over seeds: below 0 "
+                           "agrees, above 0 disagrees", protocol))
+    margin = EQUIVALENCE_POINTS / 100
+    worse, unclear, checked, n = [], [], [], 0
+    for knob in ("lr", "weight_decay"):
+        accs = values.get(knob, {})
+        if len(accs) < 2:
+            continue
+        best = max(accs, key=lambda v: accs[v].mean())
+        for v, acc in accs.items():
+            if v != best:
+                d = stats.difference(acc, accs[best])
+                n = max(n, d.n)
+                checked.append(f"{knob}={v:g} − best {knob}={best:g}: {d.fmt()}")
+                if d.high < -margin:
+                    worse.append(f"{knob}={v:g}")
+                elif math.isnan(d.low) or d.low < -margin:
+                    unclear.append(f"{knob}={v:g}")
+    if checked:
+        verdict = DISAGREES if worse else INCONCLUSIVE if unclear else AGREES
+        out.append(Verdict("robust", PAPER["robust"], "; ".join(checked) + f" points (paired over n={n} seeds)"
+                           + (f"; more than {EQUIVALENCE_POINTS:g} point below the best: {', '.join(worse)}" if worse else ""),
+                           verdict, f"each value of lr and weight decay against that knob's best value, paired 95% "
+                           f"t-interval over seeds, with a margin of {EQUIVALENCE_POINTS:g} point: an interval entirely "
+                           f"below −{EQUIVALENCE_POINTS:g} disagrees; every interval above −{EQUIVALENCE_POINTS:g} agrees",
+                           protocol))
     return out
 
 
-def best_values(table: pd.DataFrame, sd: float, df: int) -> str:
-    """Markdown: per knob, the best value only if it beats the runner-up beyond the seed noise."""
-    threshold = noise_threshold(sd, df)
+def best_values(runs: pd.DataFrame, defaults: dict[str, float]) -> str:
+    """Markdown: per knob, the best value named only if it beats the runner-up beyond the seed noise (paired 95%)."""
     lines = []
-    for knob, part in table.groupby("knob", sort=False):
-        ordered = part.sort_values("mean_points", ascending=False)
-        if len(ordered) < 2:
+    for knob, accs in _knob_seeds(runs, defaults).items():
+        if len(accs) < 2:
             continue
-        margin = (ordered["mean_points"].iloc[0] - ordered["mean_points"].iloc[1]) / 100
-        top = ordered["value"].iloc[0]
-        if not math.isnan(threshold) and margin > threshold:
-            lines.append(f"- {knob}: best {top:g}, {100 * margin:.2f} points ahead of the runner-up (beyond the seed-noise "
-                         f"threshold {100 * threshold:.2f}).")
+        top, second = sorted(accs, key=lambda v: accs[v].mean(), reverse=True)[:2]
+        d = stats.difference(accs[top], accs[second])
+        if d.sign == 1:
+            lines.append(f"- {knob}: best {top:g}, ahead of the runner-up ({second:g}) by {d.fmt()} points ({d.how}).")
         else:
-            lines.append(f"- {knob}: no value beats the others beyond the seed noise (top two {100 * margin:.2f} points "
-                         f"apart; threshold {100 * threshold:.2f}); the highest mean is {top:g}.")
+            lines.append(f"- {knob}: no value beats the others beyond the seed noise: the top two ({top:g}, {second:g}) "
+                         f"differ by {d.fmt()} points ({d.how}).")
     return "\n".join(lines)
 
 
-__all__ = ["best_values", "measured_elbow", "noise_threshold", "placement_costs", "rank_steps", "seed_noise", "verdict_early", "verdict_placement", "verdict_theory_elbow", "verdicts_init", "verdicts_rank", "verdicts_sensitivity"]
+__all__ = ["best_values", "measured_elbow", "placement_costs", "rank_steps", "verdict_early", "verdict_placement", "verdict_theory_elbow", "verdicts_init", "verdicts_rank", "verdicts_sensitivity"]

@@ -139,6 +139,15 @@ def shift_measure(pairs: pd.DataFrame) -> str:
     return "frechet_to_source" if has_frechet else "linear_probe_acc"
 
 
+MEASURE_LABELS = {"frechet_to_source": "Fréchet distance of the frozen target features to the source's",
+                  "linear_probe_acc": "linear-probe (head-only) test accuracy (%)", "width": "backbone width d"}
+
+
+def measure_label(measure: str) -> str:
+    """An axis label that says what a pair-level measure is."""
+    return MEASURE_LABELS.get(measure, measure.replace("_", " "))
+
+
 def focus_pair(pairs: pd.DataFrame) -> tuple[str, str, str] | None:
     """(protocol, dataset, backbone) of full FT's widest lead, under the tuned protocol (the fair one) where it has
     pairs, else the paper recipe; None without a comparable pair."""
@@ -276,6 +285,6 @@ def display_images(dataset, indices: list[int], mean, std) -> np.ndarray:
     return np.stack(out) if out else np.zeros((0, 1, 1))
 
 
-__all__ = ["backbone_width", "correlations", "display_images", "frechet_distance", "frozen_features", "gap_frame", "per_class_table", "failure_pairs", "shift_measure", "focus_pair", "describe_focus",
+__all__ = ["backbone_width", "correlations", "display_images", "frechet_distance", "frozen_features", "gap_frame", "per_class_table", "failure_pairs", "shift_measure", "focus_pair", "describe_focus", "measure_label",
            "pair_errors", "pair_examples", "per_class_by_regime", "per_class_errors", "shift_measures", "source_dataset",
            "correlation_notes", "wrong_examples"]

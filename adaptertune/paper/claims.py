@@ -2,9 +2,8 @@
 
 Each notebook records the verdicts and findings it displayed (``record``: a JSON file per notebook under
 ``figures/tables/<profile>/verdicts/``); after the notebooks the suite assembles them into ``claims.md`` and
-``controls.md`` (``assemble``) and, for the mini profile, copies both into the README between markers
-(``sync_readme``). The README's result sentences are therefore the notebooks' own, and a test fails when the README
-and the files differ.
+``controls.md`` (``assemble``), which the README includes verbatim (``readme``). The README's result sentences are
+therefore the notebooks' own, and a test fails when the README and the files differ.
 """
 from __future__ import annotations
 
@@ -14,15 +13,12 @@ from pathlib import Path
 import pandas as pd
 
 from ..atomic import atomic_write_bytes
-from ..paths import home
 from .controls import Finding
 from .protocols import PROTOCOL_NAMES
 from .tables import tables_dir
 from .verdicts import PAPER, Verdict
 
-PROTOCOL_TITLES = {"paper-recipe": "paper recipe (one lr for all)", "tuned": "tuned (lr per regime, on validation)",
-                   "—": "—"}
-README_PROFILE = "mini"
+PROTOCOL_TITLES = {"paper-recipe": "paper recipe (one lr for all)", "tuned": "tuned (lr per regime, on validation)"}
 
 
 def verdicts_dir(profile: str) -> Path:
@@ -48,30 +44,39 @@ def collected(profile: str) -> tuple[list[Verdict], list[Finding]]:
 
 
 def claims_frame(verdicts: list[Verdict]) -> pd.DataFrame:
-    """One row per claim of the paper (``PAPER`` order), one column per protocol: ``verdict — measured``."""
+    """One row per claim of the paper (``PAPER`` order), one column per protocol holding its verdict (a claim judged
+    without a protocol, e.g. an exact parameter count, holds the same verdict under both)."""
     order = {key: i for i, key in enumerate(PAPER)}
     rows: dict[str, dict] = {}
     for v in sorted(verdicts, key=lambda v: order.get(v.key, len(order))):
-        row = rows.setdefault(v.key, {"claim": v.claim, "rule": v.rule})
-        row[v.protocol] = f"**{v.verdict}**: {v.measured}"
-    columns = [p for p in ("—",) + PROTOCOL_NAMES if any(p in r for r in rows.values())]
-    frame = pd.DataFrame([{"paper's claim": r["claim"], **{PROTOCOL_TITLES[p]: r.get(p, "") for p in columns},
-                           "rule": r["rule"]} for r in rows.values()])
-    return frame
+        row = rows.setdefault(v.key, {"paper's claim": v.claim})
+        for protocol in (PROTOCOL_NAMES if v.protocol == "—" else (v.protocol,)):
+            row[PROTOCOL_TITLES[protocol]] = f"**{v.verdict}**" + (" (no protocol)" if v.protocol == "—" else "")
+    frame = pd.DataFrame(list(rows.values()), columns=["paper's claim"] + [PROTOCOL_TITLES[p] for p in PROTOCOL_NAMES])
+    return frame.fillna("—")
 
 
 def claims_markdown(profile: str, verdicts: list[Verdict]) -> str:
+    """The verdict table, then per claim what was measured under each protocol and the rule that decided."""
     frame = claims_frame(verdicts)
     if frame.empty:
         return f"No verdicts recorded for profile {profile} yet.\n"
-    rules = frame.pop("rule")
     frame.insert(0, "#", range(1, len(frame) + 1))
     counts = pd.Series([v.verdict for v in verdicts]).value_counts()
     head = (f"Profile `{profile}`: {len(frame)} claims of the paper, {len(verdicts)} verdicts "
             f"({', '.join(f'{n} {k}' for k, n in counts.items())}). Intervals are 95% Student-t over seeds "
-            "(paired where the seeds pair), in points of test accuracy; n is stated in each cell.\n\n")
-    notes = "\n".join(f"{i}. {rule}" for i, rule in enumerate(rules, 1))
-    return head + frame.to_markdown(index=False) + "\n\nRules (what decided each verdict):\n\n" + notes + "\n"
+            "(paired where the seeds pair), in points of test accuracy; n is stated with each. The ablations are "
+            "run under the paper recipe only (—).\n\n")
+    number = {claim: i for i, claim in enumerate(frame["paper's claim"], 1)}
+    evidence = []
+    for claim, group in pd.DataFrame([v.row() for v in verdicts]).groupby("claim", sort=False):
+        lines = [f"{number[claim]}. *{claim}*"]
+        lines += [f"   - {PROTOCOL_TITLES[r.protocol] if r.protocol != '—' else 'no protocol'}: **{r.verdict}** — "
+                  f"{r.measured}." for r in group.itertuples()]
+        lines.append(f"   - rule: {group['rule'].iloc[0]}.")
+        evidence.append((number[claim], "\n".join(lines)))
+    body = "\n".join(text for _, text in sorted(evidence))
+    return head + frame.to_markdown(index=False) + "\n\nWhat was measured, and the rule that decided:\n\n" + body + "\n"
 
 
 def controls_markdown(profile: str, findings: list[Finding]) -> str:
@@ -89,36 +94,4 @@ def assemble(profile: str) -> dict[str, Path]:
             "controls": atomic_write_bytes(out / "controls.md", (warn + controls_markdown(profile, findings)).encode())}
 
 
-def _markers(kind: str, profile: str = README_PROFILE) -> tuple[str, str]:
-    return f"<!-- {kind}:{profile}:begin (written by the suite from figures/tables/{profile}/{kind}.md) -->", \
-        f"<!-- {kind}:{profile}:end -->"
-
-
-def readme_blocks(text: str, profile: str = README_PROFILE) -> dict[str, str]:
-    """The generated blocks of a README text (what lies between each pair of markers)."""
-    out = {}
-    for kind in ("claims", "controls"):
-        begin, end = _markers(kind, profile)
-        if begin in text and end in text:
-            out[kind] = text.split(begin, 1)[1].split(end, 1)[0].strip("\n") + "\n"
-    return out
-
-
-def sync_readme(profile: str = README_PROFILE, readme: Path | None = None) -> Path | None:
-    """Copy claims.md and controls.md into the README's marked blocks (a README without markers is left alone)."""
-    readme = readme or home() / "README.md"
-    if not readme.is_file():
-        return None
-    text = readme.read_text()
-    for kind in ("claims", "controls"):
-        begin, end = _markers(kind, profile)
-        source = tables_dir(profile) / f"{kind}.md"
-        if begin not in text or end not in text or not source.is_file():
-            continue
-        head, rest = text.split(begin, 1)
-        text = head + begin + "\n" + source.read_text() + end + rest.split(end, 1)[1]
-    return atomic_write_bytes(readme, text.encode())
-
-
-__all__ = ["README_PROFILE", "assemble", "claims_frame", "claims_markdown", "collected", "controls_markdown",
-           "readme_blocks", "record", "sync_readme", "verdicts_dir"]
+__all__ = ["assemble", "claims_frame", "claims_markdown", "collected", "controls_markdown", "record", "verdicts_dir"]

@@ -150,7 +150,7 @@ def dose_finding(slopes: pd.DataFrame, table: pd.DataFrame) -> Finding | None:
                    f"change of full FT's lead per +10 points of source validation accuracy: {text} points "
                    f"(source accuracies {span}; a negative slope closes the gap)",
                    f"least squares over every dose point × seed ({int(slopes['points'].min())}+ runs per dataset) "
-                   "with a 95% t-interval; adapter and full FT at the learning rate tuned on the final backbone")
+                   "with a 95% t-interval; every backbone's adapter and full FT at their own tuned learning rate")
 
 
 def budget_table(tuned: pd.DataFrame, budget: pd.DataFrame) -> pd.DataFrame:

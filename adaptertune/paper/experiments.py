@@ -54,7 +54,20 @@ def selection_cells(profile: str) -> list[tuple[str, str, str]]:
     """(dataset, backbone, regime) of every learning-rate search: the main regimes and the from-scratch control."""
     p = protocol(profile)
     cells = [(d, b, r) for b in p.backbones for d in p.datasets for r in MAIN_REGIMES]
-    return cells + [(d, b, "scratch") for b in p.controls.scratch for d in p.datasets]
+    cells += [(d, b, "scratch") for b in p.controls.scratch for d in p.datasets]
+    return cells + dose_cells(profile)
+
+
+def dose_cells(profile: str) -> list[tuple[str, str, str]]:
+    """(dataset, backbone, regime) of the dose-response's own learning-rate searches: adapter and full FT on every
+    pretraining snapshot, and adapters on the random-init backbone (its full-training twin is the scratch control).
+    Each backbone gets its own rate: a rate chosen on the final backbone can destabilise a weaker one."""
+    c = protocol(profile).controls
+    cells = [(d, b, r) for b in c.dose_backbones for d in c.dose_datasets for r in ("adapter", "full")]
+    if c.dose_random:
+        bases = dict.fromkeys(mini_variant(b)[0] for b in c.dose_backbones)
+        cells += [(d, b, "random_adapter") for b in bases for d in c.dose_datasets]
+    return cells
 
 
 def _transferred(runs: pd.DataFrame, profile: str, dataset: str, base: str, regime: str, backbone: str,
@@ -91,12 +104,7 @@ def grid(name: str, profile: str, runs: pd.DataFrame | None = None, assume_pendi
         configs = ([x for b in p.backbones for d in p.datasets for x in _transferred(
             runs, profile, d, b, "adapter", b, p.seeds, a, rank=budget_rank(profile, b))] if c.budget_ratio else [])
     elif name == "dose":
-        configs = [x for b in c.dose_backbones for d in c.dose_datasets for r in ("adapter", "full")
-                   for x in _transferred(runs, profile, d, mini_variant(b)[0], r, b, p.seeds, a)]
-        if c.dose_random:  # the zero dose: adapters on a random-init backbone (its full-training twin is "scratch")
-            bases = tuple(dict.fromkeys(mini_variant(b)[0] for b in c.dose_backbones))
-            configs += [x for b in bases for d in c.dose_datasets
-                        for x in _transferred(runs, profile, d, b, "adapter", b, p.seeds, a, pretrained=False)]
+        configs = [x for cell in dose_cells(profile) for x in tuning.final_configs(runs, profile, *cell, assume=a)]
     elif name == "backbone_seed":
         configs = _product(profile, p.datasets, c.seed_backbones, METHODS, (p.selection_seed,))
     elif name == "extended":
@@ -134,14 +142,6 @@ def protocol_frames(grid_runs: GridRuns) -> dict[str, pd.DataFrame]:
     return {"paper-recipe": grid_runs.select("main"), "tuned": grid_runs.select("tuned")}
 
 
-def reference_runs(store: pd.DataFrame, profile: str) -> pd.DataFrame:
-    """The ablation pair's default adapter config at every ablation seed: the seed noise every one-seed ablation
-    (Tab.5) is judged against."""
-    p = protocol(profile)
-    ids = {config(profile, *p.ablation, "adapter", s).run_id for s in (p.ablation_seeds or p.seeds)}
-    return store[(store["run_id"].isin(ids)) & (store["status"] == "finished")]
-
-
 def seed_backbone_bases(profile: str) -> dict[str, str]:
     """Each other-seed backbone of the pretraining-seed control and the main backbone it repeats."""
     return {b: mini_variant(b)[0] for b in protocol(profile).controls.seed_backbones}
@@ -166,7 +166,7 @@ def pending_cells(name: str, profile: str, runs: pd.DataFrame) -> int:
         "tuned": [(d, b, r) for b in p.backbones for d in p.datasets for r in MAIN_REGIMES],
         "scratch": [(d, b, "scratch") for b in c.scratch for d in p.datasets],
         "budget": [(d, b, "adapter") for b in p.backbones for d in p.datasets] if c.budget_ratio else [],
-        "dose": [(d, mini_variant(b)[0], r) for b in c.dose_backbones for d in c.dose_datasets for r in ("adapter", "full")],
+        "dose": dose_cells(profile),
     }.get(name, [])
     return sum(tuning.choose(runs, profile, *cell) is None for cell in waiting)
 
@@ -330,6 +330,6 @@ def curves(runs: pd.DataFrame, kind: str = "steps", keep: tuple[str, ...] = ("me
 
 __all__ = ["GRIDS", "MAIN_REGIMES", "PAPER_BACKBONES", "PAPER_CORE", "PAPER_EXTENDED", "PROTOCOLS", "PROTOCOL_NAMES",
            "Controls", "GridRuns", "Protocol", "all_configs", "budget_rank", "config", "curves", "ensure_backbones",
-           "dose_frame", "find_run", "grid", "load_grid", "protocol_frames", "reference_runs", "seed_backbone_bases", "selection_cells",
+           "dose_cells", "dose_frame", "find_run", "grid", "load_grid", "protocol_frames", "seed_backbone_bases", "selection_cells",
            "settled_runs", "make_command", "pending_cells", "pick_runs", "plan", "protocol", "recipe",
            "select", "sensitivity_defaults"]

@@ -57,21 +57,26 @@ def generalisation_gap(gaps: pd.DataFrame) -> Figure:
     return grid.figure
 
 
+CONTROL_LABELS = {"scratch": "Full FT from random init", "random_adapter": "AdapterTune on a random-init backbone"}
+CONTROL_PALETTE = {CONTROL_LABELS["scratch"]: "#edae49", CONTROL_LABELS["random_adapter"]: "#66a182"}
+
+
 @_or_placeholder
 def lr_selection(table: pd.DataFrame) -> Figure:
     """The tuned protocol's search: validation accuracy of the selection seed at each candidate rate, the chosen one
-    ringed; one panel per dataset (columns) and backbone (rows)."""
-    data = table.dropna(subset=["val_acc"]).assign(regime=lambda d: d["regime"].map(
-        lambda r: method_label(r) if r in ("head", "adapter", "full") else "from scratch"))
-    palette = {**REGIME_PALETTE, "from scratch": "#edae49"}
-    grid = sns.relplot(data=data, x="lr", y="val_acc", hue="regime", col="dataset", row="backbone", kind="line",
-                       marker="o", palette=palette, height=2.8, aspect=1.2, facet_kws={"sharey": False})
-    for (backbone, dataset), ax in grid.axes_dict.items():
-        chosen = data[(data["backbone"] == backbone) & (data["dataset"] == dataset) & data["chosen"]]
+    ringed; one panel per searched (backbone, dataset) cell."""
+    data = table.dropna(subset=["val_acc"]).assign(
+        regime=lambda d: d["regime"].map(lambda r: CONTROL_LABELS.get(r, method_label(r))),
+        cell=lambda d: d["backbone"] + " · " + d["dataset"])
+    grid = sns.relplot(data=data, x="lr", y="val_acc", hue="regime", col="cell", col_wrap=3, kind="line", marker="o",
+                       palette={**REGIME_PALETTE, **CONTROL_PALETTE}, height=2.8, aspect=1.2, estimator=None,
+                       facet_kws={"sharey": False})
+    for cell, ax in grid.axes_dict.items():
+        chosen = data[(data["cell"] == cell) & data["chosen"]]
         ax.scatter(chosen["lr"], chosen["val_acc"], s=160, facecolors="none", edgecolors="k", linewidths=1.4, zorder=5)
         ax.set_xscale("log")
     grid.set_axis_labels("learning rate", "validation accuracy (%)")
-    grid.set_titles("{row_name} · {col_name}")
+    grid.set_titles("{col_name}")
     grid.figure.suptitle("Learning-rate search on validation (selection seed, n=1 per point; ringed = chosen)", y=1.02)
     return grid.figure
 
@@ -129,24 +134,24 @@ def init_spread(df: pd.DataFrame) -> Figure:
 
 
 @_or_placeholder
-def sensitivity(table: pd.DataFrame, defaults: dict[str, float], noise_points: float | None = None) -> Figure:
-    """Tab.5 as a figure: accuracy at each grid value (categorical x: the values as run), one panel per knob, one
-    shared y range; the default value in black and, shaded, the band within which a difference is seed noise."""
+def sensitivity(table: pd.DataFrame, defaults: dict[str, float]) -> Figure:
+    """Tab.5 as a figure: accuracy (mean ± sd over seeds) at each grid value — categorical x, the values as run — one
+    panel per knob on one shared y range, the default value in black."""
     knobs = list(dict.fromkeys(table["knob"]))
     fig, axes = plt.subplots(1, len(knobs), figsize=(3.6 * len(knobs), 3.6), squeeze=False, sharey=True)
-    lo, hi = table["mean_points"].min(), table["mean_points"].max()
-    pad = max(1.0, (noise_points or 0) + 0.5, 0.15 * (hi - lo))
+    sd = table["std_points"].fillna(0)
+    lo, hi = (table["mean_points"] - sd).min(), (table["mean_points"] + sd).max()
+    pad = max(0.5, 0.1 * (hi - lo))
     for ax, knob in zip(axes[0], knobs):
         part = table[table["knob"] == knob].sort_values("value").reset_index(drop=True)
         x = np.arange(len(part))
         is_default = np.isclose(part["value"].astype(float), float(defaults[knob]))
-        ax.plot(x, part["mean_points"], color=ADAPTER_COLOUR, marker="o", lw=1)
+        ax.errorbar(x, part["mean_points"], yerr=part["std_points"].fillna(0), color=ADAPTER_COLOUR, marker="o",
+                    capsize=3, lw=1)
         ax.scatter(x[is_default], part["mean_points"][is_default], color="k", zorder=5, s=50, label="default")
-        if noise_points and is_default.any():
-            ref = float(part["mean_points"][is_default].iloc[0])
-            ax.axhspan(ref - noise_points, ref + noise_points, color="0.85", zorder=0, label="within seed noise")
         ax.set_xticks(x, labels=[f"{v:g}" for v in part["value"]])
-        ax.set(xlabel=knob, title=f"{knob} (n={int(part['seeds'].min())} seed per value)")
+        n = int(part["seeds"].min())
+        ax.set(xlabel=knob, title=f"{knob} (mean ± sd, n={n} seed{'s' if n > 1 else ''})")
         ax.set_ylim(lo - pad, hi + pad)
     axes[0][0].set_ylabel("test accuracy (%)")
     axes[0][0].legend(fontsize=7, loc="lower left")
@@ -169,8 +174,9 @@ def gap_vs(frame: pd.DataFrame, x: str, xlabel: str, title: str = "") -> Figure:
             ax.errorbar(row[x], row["gap_points"], yerr=err if np.isfinite(err).all() else None, fmt="o", ms=7,
                         color=palette[row["dataset"]], capsize=3, label=row["dataset"])
         ax.axhline(0, color="k", lw=0.8)
-        ax.set(xlabel=xlabel, title=f"{protocol} · {backbone}")
+        ax.set(xlabel="", title=f"{protocol} · {backbone}")
     axes[0][0].set_ylabel("full FT − AdapterTune (points)")
+    fig.supxlabel(xlabel)
     handles, labels = axes[0][0].get_legend_handles_labels()
     unique = dict(zip(labels, handles))
     fig.legend(unique.values(), unique.keys(), loc="upper right", fontsize=8, title="dataset")
@@ -193,8 +199,9 @@ def dose_response(table: pd.DataFrame) -> Figure:
             ax.annotate(row["backbone"], (row["source_val_acc"], row["full_lead_points"]), fontsize=7,
                         xytext=(4, -10), textcoords="offset points")
         ax.axhline(0, color="k", lw=0.8)
-        ax.set(xlabel="source validation accuracy of the frozen backbone (%)", title=dataset)
+        ax.set(xlabel="", title=dataset)
     axes[0][0].set_ylabel("full FT − AdapterTune (points)")
+    fig.supxlabel("source validation accuracy of the frozen backbone (%)")
     fig.suptitle(f"Dose-response: full FT's lead vs pretraining quality (mean and 95% interval, {_seeds_of(table)})",
                  y=1.03)
     return fig

@@ -19,7 +19,7 @@ from pathlib import Path
 from ..config import PROFILES
 from ..training.sweep import sweep
 from ..training.threads import apply_threads
-from . import claims, experiments
+from . import claims, experiments, readme
 from .notebooks import (NotebookFailed, appendix_dir, check_parameters, compare_with_committed, execute, executed_dir,
                         notebook_title, notebooks, parse_param, render_html, write_index)
 from .plan import describe_plan, plan_frame
@@ -100,8 +100,9 @@ def run_suite(profile: str, only: list[str] | None = None, params: dict | None =
     if only is None:
         written = claims.assemble(profile)
         say(f"[suite] claims: {written['claims']}; controls: {written['controls']}")
-        if profile == claims.README_PROFILE and claims.sync_readme(profile):
-            say("[suite] README.md: the claims and controls blocks now show these results")
+        if profile == "mini":  # the README shows the mini profile's results, included from their files
+            refreshed = readme.sync(only="figures/")
+            say(f"[suite] README.md: {len(refreshed)} included block(s) refreshed from figures/")
         say(compare_with_committed(profile))
     say(f"[suite] profile {profile} done in {time.perf_counter() - t0:.0f} s")
     return 0

@@ -235,15 +235,23 @@ def init_table(df: pd.DataFrame) -> pd.DataFrame:
     return knob_table(df[df["method"] == "adapter"], "init")
 
 
-def sensitivity_table(df: pd.DataFrame, defaults: dict[str, float]) -> pd.DataFrame:
-    """Tab.5: for each knob (lr, weight_decay, scale), accuracy at each value with the other knobs at default."""
+def knob_slices(df: pd.DataFrame, defaults: dict[str, float]) -> dict[str, pd.DataFrame]:
+    """Per knob (lr, weight_decay, scale): the adapter runs with every *other* knob at its default."""
     adapters = df[df["method"] == "adapter"]
-    parts = []
+    out = {}
     for knob in defaults:
         others = [k for k in defaults if k != knob]
         mask = np.logical_and.reduce([np.isclose(adapters[k].astype(float), float(defaults[k])) for k in others]) \
             if others else np.ones(len(adapters), bool)
-        part = knob_table(adapters[mask], knob, extra=())
+        out[knob] = adapters[mask]
+    return out
+
+
+def sensitivity_table(df: pd.DataFrame, defaults: dict[str, float]) -> pd.DataFrame:
+    """Tab.5: for each knob (lr, weight_decay, scale), accuracy at each value with the other knobs at default."""
+    parts = []
+    for knob, runs in knob_slices(df, defaults).items():
+        part = knob_table(runs, knob, extra=())
         part.insert(0, "knob", knob)
         parts.append(part.rename(columns={knob: "value"}))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
@@ -313,7 +321,7 @@ def write_table(table: pd.DataFrame, name: str, profile: str, caption: str = "",
 
 
 __all__ = [
-    "by_protocol", "gap_per_seed", "main_table_by_protocol", "stack", "pair_difference_table", "pair_differences",
+    "by_protocol", "gap_per_seed", "knob_slices", "main_table_by_protocol", "stack", "pair_difference_table", "pair_differences",
     "METHOD_LABELS", "METHOD_ORDER", "compare", "core_pair_fractions", "method_label",
     "gain_table", "gap_table", "generalisation_gap", "init_table", "knob_table", "main_table", "measured_elbow",
     "pair_means", "placement_table", "pm", "rank_table", "seed_summary", "sensitivity_table", "tables_dir",

@@ -36,6 +36,7 @@ ARMS: dict[str, Arm] = {
     "adapter": Arm("adapter", "adapter"),
     "full": Arm("full", "full"),
     "scratch": Arm("scratch", "full", pretrained=False, grid_from="full"),
+    "random_adapter": Arm("random_adapter", "adapter", pretrained=False, grid_from="adapter"),  # adapters, random backbone
 }
 
 

@@ -65,7 +65,8 @@ def peak_memory_mb(device: torch.device) -> float:
 
 def environment() -> dict:
     """Everything but the device, gathered once per run for result.json."""
-    return {**git_state(), "versions": package_versions(), "home": str(home()), "argv": list(sys.argv)}
+    return {**git_state(), "versions": package_versions(), "home": str(home()), "argv": list(sys.argv),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
 __all__ = ["device_name", "environment", "git_state", "package_versions", "peak_memory_mb", "reset_peak_memory"]
