@@ -60,7 +60,8 @@ def placement_runs(every2_offset: float) -> pd.DataFrame:
 def test_placement_is_an_equivalence_test():
     assert av.verdict_placement(placement_runs(-0.002)).verdict == AGREES
     assert av.verdict_placement(placement_runs(-0.05)).verdict == DISAGREES
-    assert "0.50× the trainable parameters, 2.00× the training throughput" in av.placement_costs(placement_runs(0.0))
+    costs = av.placement_costs(placement_runs(0.0))
+    assert "0.50× the trainable parameters." in costs and "throughput" not in costs
 
 
 def sensitivity_runs(seeds: int) -> pd.DataFrame:

@@ -45,7 +45,22 @@ def test_readme_includes_are_refreshed_from_their_files(tmp_path):
     assert readme_module.stale(readme, tmp_path) == ["gone.md"]  # a missing file is reported, its block kept
 
 
-def test_the_readme_shows_exactly_the_files_it_includes():
+def test_docs_include_blocks_resolve_from_the_project_home(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "t.md").write_text("measured\n")
+    (tmp_path / "README.md").write_text("no blocks\n")
+    doc = tmp_path / "docs" / "perf.md"
+    doc.write_text("<!-- include: benchmarks/t.md -->\n<!-- /include -->\n")
+    assert readme_module.documents(tmp_path) == [tmp_path / "README.md", doc]
+    assert readme_module.stale_all(tmp_path) == {"docs/perf.md": ["benchmarks/t.md"]}
+    assert readme_module.sync_all(tmp_path, only="figures/") == {}  # outside the prefix: untouched
+    assert readme_module.sync_all(tmp_path) == {"docs/perf.md": ["benchmarks/t.md"]}
+    assert doc.read_text() == "<!-- include: benchmarks/t.md -->\nmeasured\n<!-- /include -->\n"
+    assert readme_module.stale_all(tmp_path) == {}
+
+
+def test_the_readme_and_docs_show_exactly_the_files_they_include():
     blocks = readme_module.includes((ROOT / "README.md").read_text())
     assert "figures/tables/mini/claims.md" in blocks and "figures/tables/mini/controls.md" in blocks
-    assert readme_module.stale(ROOT / "README.md", ROOT) == [], "run `python -m adaptertune.paper.readme` (or make mini)"
+    assert readme_module.stale_all(ROOT) == {}, "run `python -m adaptertune.paper.readme` (or make mini / make bench)"

@@ -55,7 +55,8 @@ def test_quick_mode_needs_an_output_folder():
 @pytest.mark.timeout(600)
 def test_quick_benchmark_writes_csv_markdown_and_figure(tmp_path):
     paths = multitask.main(["--quick", "--out", str(tmp_path), "--no-lora"])
-    assert sorted(p.name for p in paths) == ["multitask.csv", "multitask.md", "multitask.png"]
+    assert sorted(p.name for p in paths) == ["multitask.csv", "multitask.md", "multitask.png", "multitask_targets.md"]
+    assert (tmp_path / "multitask_targets.md").read_text().startswith("| metric | target | mini-s |")
     detail = pd.read_csv(tmp_path / "multitask.csv")
     assert {"single", "mixed", "mixed-exact", "loop", "forward_all", "separate"} <= set(detail["mode"])
     assert set(detail.loc[detail["mode"] == "mixed", "tasks"]) == set(detail.loc[detail["mode"] == "mixed-exact", "tasks"]) == {1, 2}

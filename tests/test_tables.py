@@ -88,7 +88,8 @@ def test_placement_table():
                   "trainable_params": params, "train_images_per_s": speed, "wall_s": 1.0} for s in range(2)]
     runs = pd.DataFrame(rows)
     table = tables.placement_table(runs)
-    assert len(table) == 3 and set(table.columns) >= {"every", "start", "test_acc", "trainable_params", "train_images_per_s"}
+    assert len(table) == 3 and set(table.columns) >= {"every", "start", "test_acc", "trainable_params"}
+    assert not {"train_images_per_s", "wall_s"} & set(table.columns)  # measured speed would not reproduce
 
 
 def test_sensitivity_table_picks_one_knob_at_a_time():

@@ -259,6 +259,10 @@ class GridRuns:
     def _repr_markdown_(self) -> str:
         return self.note()
 
+    def __repr__(self) -> str:  # short: the plain-text form is stored in executed notebooks beside the Markdown one
+        return (f"GridRuns(profile={self.profile!r}, names={self.names!r}, {len(self.runs)} finished, "
+                f"{len(self.missing)} missing, {self.pending} pending)")
+
 
 def load_grid(profile: str, *names: str, root: str | Path | None = None) -> GridRuns:
     """The store's finished runs of grids ``names`` of ``profile`` (all grids if none named); nothing is trained."""

@@ -18,6 +18,8 @@ from ..paths import checkout_root, figures_dir, home, notebooks_dir
 
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 CELL_TIMEOUT_S = 1800  # a cell that runs longer is a hang, reported as a failure of that cell (notebooks never train)
+_TIMES = ("start_time", "end_time", "duration")
+_WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 def notebook_source() -> Path:
@@ -82,6 +84,7 @@ def execute(notebook: Path, output: Path, parameters: dict, log_output: bool = F
         papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name="python3",
                                    cwd=str(home()), progress_bar=False, log_output=log_output,
                                    start_timeout=120, execution_timeout=CELL_TIMEOUT_S)
+        make_reproducible(output)
     except PapermillExecutionError as err:
         raise NotebookFailed(f"notebook {notebook.name} failed in cell {err.cell_index} (execution count {err.exec_count}): "
                              f"{err.ename}: {err.evalue}\n  the executed notebook with the traceback is kept at {output}") from err
@@ -89,6 +92,32 @@ def execute(notebook: Path, output: Path, parameters: dict, log_output: bool = F
         raise NotebookFailed(f"notebook {notebook.name}: a cell ran longer than {CELL_TIMEOUT_S} s or the kernel did not "
                              f"start ({err}); the partly executed notebook is at {output}") from err
     return time.perf_counter() - t0
+
+
+def make_reproducible(executed: Path) -> None:
+    """Drop what changes between two executions on the same run store — timestamps and durations, papermill's random
+    id for its injected cell, absolute paths, ipywidgets' random model ids and state — so the executed notebooks in
+    git are byte for byte what ``make mini`` regenerates anywhere. Widgets need a live kernel anyway; their text
+    form stays."""
+    book = json.loads(executed.read_text())
+    meta = book["metadata"]
+    meta.pop("widgets", None)
+    run = meta.get("papermill", {})
+    for key in _TIMES:
+        run.pop(key, None)
+    for key in ("input_path", "output_path"):
+        if run.get(key):
+            path = Path(run[key])
+            run[key] = str(path.relative_to(home())) if path.is_relative_to(home()) else path.name
+    for cell in book["cells"]:
+        cell["metadata"].pop("execution", None)
+        for key in _TIMES:
+            cell["metadata"].get("papermill", {}).pop(key, None)
+        if "injected-parameters" in cell["metadata"].get("tags", []):
+            cell["id"] = "injected-parameters"
+        for output in cell.get("outputs", []):
+            output.get("data", {}).pop(_WIDGET_VIEW, None)
+    atomic_write_bytes(executed, (json.dumps(book, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode())
 
 
 def render_html(executed: Path, out_dir: Path) -> Path:
@@ -148,5 +177,6 @@ def appendix_dir(profile: str) -> Path:
 
 
 __all__ = ["NOTEBOOK_GLOB", "NotebookFailed", "appendix_dir", "check_parameters", "declared_parameters", "execute",
-           "compare_with_committed", "executed_dir", "notebook_source", "notebook_title", "notebooks", "parse_param", "render_html",
+           "compare_with_committed", "executed_dir", "make_reproducible", "notebook_source", "notebook_title", "notebooks",
+           "parse_param", "render_html",
            "write_index"]

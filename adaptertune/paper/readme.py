@@ -1,9 +1,10 @@
-"""Generated blocks of the README: every result the README shows is a file that ``make mini`` or ``make bench`` writes,
-copied in verbatim between ``<!-- include: PATH -->`` and ``<!-- /include -->`` (PATH relative to the project home).
+"""Generated blocks of the README and the docs: every result they show is a file that ``make mini`` or ``make bench``
+writes, copied in verbatim between ``<!-- include: PATH -->`` and ``<!-- /include -->`` (PATH relative to the project
+home, whichever document includes it).
 
 ``python -m adaptertune.paper.readme`` (run by the suite and by ``make bench``) refreshes every block whose file
-exists; ``--check`` exits 1 naming each block that differs from its file (the tests run the same check), so the
-README can never show a number the run store or the benchmark did not produce.
+exists in ``README.md`` and ``docs/*.md``; ``--check`` exits 1 naming each block that differs from its file (the
+tests run the same check), so no document can show a number the run store or the benchmark did not produce.
 """
 from __future__ import annotations
 
@@ -15,12 +16,19 @@ from pathlib import Path
 from ..atomic import atomic_write_bytes
 from ..paths import home
 
+DOCUMENTS = ("README.md", "docs/*.md")  # the documents with include blocks, relative to the project home
 INCLUDE = re.compile(r"(<!-- include: (?P<path>[^ ]+) -->\n)(?P<body>.*?)(<!-- /include -->)", re.S)
 
 
 def includes(text: str) -> dict[str, str]:
     """``{path: body}`` of every include block of a README text."""
     return {m["path"]: m["body"] for m in INCLUDE.finditer(text)}
+
+
+def documents(root: Path | None = None) -> list[Path]:
+    """The project's documents that may hold include blocks."""
+    root = root or home()
+    return [path for pattern in DOCUMENTS for path in sorted(root.glob(pattern)) if path.is_file()]
 
 
 def stale(readme: Path | None = None, root: Path | None = None) -> list[str]:
@@ -54,19 +62,35 @@ def sync(readme: Path | None = None, root: Path | None = None, only: str | None 
     return done
 
 
+def sync_all(root: Path | None = None, only: str | None = None) -> dict[str, list[str]]:
+    """:func:`sync` for every document; ``{document: paths refreshed}`` for those where something was refreshed."""
+    root = root or home()
+    done = {str(doc.relative_to(root)): sync(doc, root, only) for doc in documents(root)}
+    return {doc: paths for doc, paths in done.items() if paths}
+
+
+def stale_all(root: Path | None = None) -> dict[str, list[str]]:
+    """:func:`stale` for every document; ``{document: stale paths}`` for those with any."""
+    root = root or home()
+    found = {str(doc.relative_to(root)): stale(doc, root) for doc in documents(root)}
+    return {doc: paths for doc, paths in found.items() if paths}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m adaptertune.paper.readme", description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="only report blocks that differ from their files")
     parser.add_argument("--only", help="refresh only includes under this path prefix (e.g. benchmarks/)")
     args = parser.parse_args(argv)
     if args.check:
-        bad = stale()
-        for path in bad:
-            print(f"README.md: the block of {path} differs from the file (run `python -m adaptertune.paper.readme`)",
-                  file=sys.stderr)
+        bad = stale_all()
+        for doc, paths in bad.items():
+            for path in paths:
+                print(f"{doc}: the block of {path} differs from the file (run `python -m adaptertune.paper.readme`)",
+                      file=sys.stderr)
         return 1 if bad else 0
-    for path in sync(only=args.only):
-        print(f"README.md: refreshed {path}")
+    for doc, paths in sync_all(only=args.only).items():
+        for path in paths:
+            print(f"{doc}: refreshed {path}")
     return 0
 
 
@@ -74,4 +98,4 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["INCLUDE", "includes", "main", "stale", "sync"]
+__all__ = ["DOCUMENTS", "INCLUDE", "documents", "includes", "main", "stale", "stale_all", "sync", "sync_all"]

@@ -11,7 +11,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from .plots import REGIME_ORDER, REGIME_PALETTE, _or_placeholder
+from .plots import REGIME_ORDER, REGIME_PALETTE, _or_placeholder, placeholder
 from .tables import method_label
 
 ADAPTER_COLOUR = REGIME_PALETTE["AdapterTune"]
@@ -61,11 +61,15 @@ CONTROL_LABELS = {"scratch": "Full FT from random init", "random_adapter": "Adap
 CONTROL_PALETTE = {CONTROL_LABELS["scratch"]: "#edae49", CONTROL_LABELS["random_adapter"]: "#66a182"}
 
 
-@_or_placeholder
 def lr_selection(table: pd.DataFrame) -> Figure:
     """The tuned protocol's search: validation accuracy of the selection seed at each candidate rate, the chosen one
-    ringed; one panel per searched (backbone, dataset) cell."""
-    data = table.dropna(subset=["val_acc"]).assign(
+    ringed; one panel per searched (backbone, dataset) cell. Candidates not yet trained are left out (a store with
+    none gets the placeholder)."""
+    data = table.dropna(subset=["val_acc"])
+    if data.empty:
+        return placeholder("lr selection: no candidate rate trained yet\n"
+                           "(the notebook's first table says which runs are missing and how to make them)")
+    data = data.assign(
         regime=lambda d: d["regime"].map(lambda r: CONTROL_LABELS.get(r, method_label(r))),
         cell=lambda d: d["backbone"] + " · " + d["dataset"])
     grid = sns.relplot(data=data, x="lr", y="val_acc", hue="regime", col="cell", col_wrap=3, kind="line", marker="o",
@@ -108,15 +112,17 @@ def rank_curve(rank_runs: pd.DataFrame, references: pd.DataFrame | None = None, 
 
 @_or_placeholder
 def placement(df: pd.DataFrame) -> Figure:
-    """Cost/accuracy of placements: accuracy (mean ± sd) and accuracy vs training throughput."""
+    """Cost/accuracy of placements: accuracy (mean ± sd) and accuracy vs trainable parameters (deterministic, unlike
+    a measured speed, so the figure reproduces)."""
     data = df.sort_values(["every", "start"])
     data = data.assign(acc=100 * data["test_acc"],
                        placement=[f"every {int(e)}\nstart {int(s)}" for e, s in zip(data["every"], data["start"])])
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     sns.pointplot(data=data, x="placement", y="acc", errorbar="sd", ax=axes[0], color=ADAPTER_COLOUR, linestyle="none")
     axes[0].set(xlabel="", ylabel="test accuracy (%)", title=f"Accuracy: mean ± sd ({_seeds(df)})")
-    sns.scatterplot(data=data, x="train_images_per_s", y="acc", hue="placement", size="trainable_params", ax=axes[1])
-    axes[1].set(xlabel="training throughput (images/s)", ylabel="test accuracy (%)", title="Cost vs accuracy (every run)")
+    sns.scatterplot(data=data, x="trainable_params", y="acc", hue="placement", style="placement", s=60, ax=axes[1])
+    axes[1].set(xlabel="trainable parameters (adapters + head)", ylabel="test accuracy (%)",
+                title="Parameters vs accuracy (every run)")
     axes[1].legend(fontsize=7, loc="best")
     return fig
 

@@ -100,9 +100,9 @@ def run_suite(profile: str, only: list[str] | None = None, params: dict | None =
     if only is None:
         written = claims.assemble(profile)
         say(f"[suite] claims: {written['claims']}; controls: {written['controls']}")
-        if profile == "mini":  # the README shows the mini profile's results, included from their files
-            refreshed = readme.sync(only="figures/")
-            say(f"[suite] README.md: {len(refreshed)} included block(s) refreshed from figures/")
+        if profile == "mini":  # the README and docs show the mini profile's results, included from their files
+            refreshed = readme.sync_all(only="figures/")
+            say(f"[suite] documents: {sum(map(len, refreshed.values()))} included block(s) refreshed from figures/")
         say(compare_with_committed(profile))
     say(f"[suite] profile {profile} done in {time.perf_counter() - t0:.0f} s")
     return 0

@@ -225,8 +225,10 @@ def measured_elbow(rank_df: pd.DataFrame, tol_points: float = 0.5) -> int | None
 
 
 def placement_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Tab.4 (placement): every × start, accuracy with the cost columns (params, training throughput, time)."""
-    extra = ("trainable_params", "train_images_per_s", "wall_s")
+    """Tab.4 (placement): every × start, accuracy with its cost in trainable parameters (the ``start`` lowest blocks
+    also leave the backward graph). Measured speed is not a column: it changes between machines and runs, so the
+    table would not reproduce; it lives in ``benchmarks/`` and in each run's result."""
+    extra = ("trainable_params",)
     return knob_table(df[df["method"] == "adapter"], ["every", "start"], extra).astype({"every": int, "start": int})
 
 
