@@ -30,6 +30,9 @@ PROFILES = ("smoke", "mini", "paper")
 HEAD_MODES = ("augmented", "cached_features")
 ADAPTER_FIELDS = AdapterConfig.field_names()
 # Fields that do not change what a run computes (up to float reordering); left out of the run_id.
+# Share of the differentiated frozen MLPs an adapter run recomputes in backward by default: the cheapest variant that
+# meets the memory target (<= 0.6x full FT on ViT-S/16 @ 32) at <= 10% throughput cost in benchmarks/results/targets.md.
+RECOMPUTE_DEFAULT = 0.5
 NON_SEMANTIC = ("num_workers", "log_every", "compile", "device", "eval_batch_size", "recompute_frozen_mlp",
                 "snapshot_epochs")
 
@@ -66,7 +69,7 @@ class RunConfig:
     augment: bool = True
     train_eval_limit: int = 4096
     compile: bool = False
-    recompute_frozen_mlp: bool = False
+    recompute_frozen_mlp: float | None = None  # share of the frozen MLPs recomputed (true = 1); None = the default
     num_workers: int = 0
     log_every: int = 10
     snapshot_epochs: tuple[int, ...] = ()  # also keep the weights after these epochs (mini pretraining's dose points)
@@ -101,11 +104,15 @@ class RunConfig:
                      "e.g. warmup_epochs=1, --warmup-epochs 1 on the command line)")
         _check_float(self, "grad_clip", lambda v: v > 0, "> 0 (None turns clipping off)", optional=True)
         _check_float(self, "val_fraction", lambda v: 0 < v < 1, "strictly between 0 and 1")
-        for name in ("decay_all", "pretrained", "augment", "compile", "recompute_frozen_mlp"):
+        for name in ("decay_all", "pretrained", "augment", "compile"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}={getattr(self, name)!r} is not allowed: use true or false")
-        if self.recompute_frozen_mlp and self.method != "adapter":
-            raise ValueError(f"recompute_frozen_mlp=True is not allowed with method={self.method!r}: it recomputes "
+        share = self.recompute_frozen_mlp
+        if share is not None and not (isinstance(share, (int, float)) and 0 <= share <= 1):
+            raise ValueError(f"recompute_frozen_mlp={share!r} is not allowed: use a share in [0, 1] of the frozen MLPs "
+                             f"(true = 1, false = 0) or leave it unset (adapter runs: {RECOMPUTE_DEFAULT})")
+        if share and self.method != "adapter":
+            raise ValueError(f"recompute_frozen_mlp={share!r} is not allowed with method={self.method!r}: it recomputes "
                              "frozen MLPs between adapters and needs method='adapter'")
         _check_str(self, "checkpoint", optional=True)
         _check_str(self, "device", optional=True)
@@ -152,6 +159,13 @@ class RunConfig:
             if value is not None:
                 changes[name] = float(value)
         return replace(self, **changes)
+
+    @property
+    def recompute_share(self) -> float:
+        """The share of the differentiated frozen MLPs this run recomputes (0 for head-only and full FT)."""
+        if self.method != "adapter":
+            return 0.0
+        return RECOMPUTE_DEFAULT if self.recompute_frozen_mlp is None else float(self.recompute_frozen_mlp)
 
     def semantic_dict(self) -> dict[str, Any]:
         data = self.resolved().to_dict()
@@ -211,7 +225,8 @@ def _check_float(cfg: RunConfig, name: str, ok, allowed: str, optional: bool = F
         raise ValueError(f"{name}={value!r} is not allowed: use a finite number {allowed}")
 
 
-_FLOAT_FIELDS = {"scale", "init_std", "lr", "weight_decay", "warmup_epochs", "grad_clip", "val_fraction"}
+_FLOAT_FIELDS = {"scale", "init_std", "lr", "weight_decay", "warmup_epochs", "grad_clip", "val_fraction",
+                 "recompute_frozen_mlp"}
 
 
 def _coerce(name: str, value: Any) -> Any:

@@ -1,4 +1,5 @@
-"""Trade a little time for memory in the frozen part of an adapted ViT (beyond the paper; off by default).
+"""Trade a little time for memory in the frozen part of an adapted ViT (beyond the paper; adapter runs recompute
+the lower half by default, ``config.RECOMPUTE_DEFAULT``).
 
 A frozen MLP above the first adapter still needs its *input* gradient, so autograd keeps the 4d-wide input of
 GELU for backward. Recomputing ``fc1 + act`` in backward from the d-wide block input (activation checkpointing

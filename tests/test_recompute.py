@@ -87,10 +87,34 @@ def test_recompute_refuses_unadapted_models_and_foreign_mlps():
 def test_run_with_recompute_has_the_same_run_id_and_metrics(isolated_home):
     base = dict(dataset="digits", backbone="mini-s", method="adapter", pretrained=False, profile="smoke", epochs=1,
                 warmup_epochs=0, batch_size=64, limit=200, train_eval_limit=100)
-    plain, lean = RunConfig(**base), RunConfig(**base, recompute_frozen_mlp=True)
-    assert plain.run_id == lean.run_id  # a memory knob, not a different experiment
-    a = run(plain, root=isolated_home / "a", verbose=False)
-    b = run(lean, root=isolated_home / "b", verbose=False)
-    assert a["metrics"]["test_loss"] == b["metrics"]["test_loss"]
+    plain, half, lean = (RunConfig(**base, recompute_frozen_mlp=0), RunConfig(**base),  # the default: half
+                         RunConfig(**base, recompute_frozen_mlp=True))
+    assert plain.run_id == half.run_id == lean.run_id  # a memory knob, not a different experiment
+    a, b, c = (run(cfg, root=isolated_home / name, verbose=False) for name, cfg in (("a", plain), ("b", half), ("c", lean)))
+    assert a["metrics"]["test_loss"] == b["metrics"]["test_loss"] == c["metrics"]["test_loss"]
     with pytest.raises(ValueError, match="recompute_frozen_mlp=True is not allowed with method='full'"):
         RunConfig(**{**base, "method": "full"}, recompute_frozen_mlp=True)
+
+
+def test_adapter_runs_recompute_the_benchmarks_share_by_default():
+    from adaptertune.config import RECOMPUTE_DEFAULT
+
+    base = dict(dataset="digits", backbone="mini-s", profile="smoke")
+    assert RunConfig(**base, method="adapter").recompute_share == RECOMPUTE_DEFAULT == 0.5
+    assert RunConfig(**base, method="full").recompute_share == 0.0 == RunConfig(**base, method="head").recompute_share
+    assert RunConfig(**base, method="adapter", recompute_frozen_mlp=False).recompute_share == 0.0  # old stored configs
+    assert RunConfig(**base, method="adapter", recompute_frozen_mlp=True).recompute_share == 1.0
+    assert RunConfig.from_dict({**base, "method": "adapter", "recompute_frozen_mlp": "0.25"}).recompute_share == 0.25
+    with pytest.raises(ValueError, match=r"recompute_frozen_mlp=1.5 is not allowed: use a share in \[0, 1\]"):
+        RunConfig(**base, method="adapter", recompute_frozen_mlp=1.5)
+
+
+def test_the_default_steps_aside_for_an_unsupported_mlp_but_an_explicit_request_fails(monkeypatch):
+    from adaptertune.training import run as run_module
+
+    cfg = RunConfig(dataset="digits", backbone="mini-s", method="adapter", pretrained=False, profile="smoke", limit=64)
+    monkeypatch.setattr(run_module, "recompute_frozen_mlps", lambda model, share: (_ for _ in ()).throw(
+        ValueError("block 1 has mlp of type GluMlp")))
+    run_module.build_model_and_data(cfg)  # the default: no error
+    with pytest.raises(ValueError, match="GluMlp"):
+        run_module.build_model_and_data(cfg.with_(recompute_frozen_mlp=0.5))

@@ -47,8 +47,12 @@ def build_model_and_data(cfg: RunConfig):
     splits = load_for_run(cfg)
     model = seeded_backbone(cfg, splits.num_classes)
     prepare(model, cfg.method, **cfg.adapter_options())
-    if cfg.recompute_frozen_mlp:
-        recompute_frozen_mlps(model)
+    if cfg.recompute_share:
+        try:
+            recompute_frozen_mlps(model, cfg.recompute_share)
+        except ValueError:  # an MLP that is not timm's Mlp: an explicit request fails loudly, the default steps aside
+            if cfg.recompute_frozen_mlp is not None:
+                raise
     return model, splits
 
 
