@@ -29,10 +29,10 @@ PRECISIONS = ("fp32", "bf16")
 PROFILES = ("smoke", "mini", "paper")
 HEAD_MODES = ("augmented", "cached_features")
 ADAPTER_FIELDS = AdapterConfig.field_names()
-# Fields that do not change what a run computes (up to float reordering); left out of the run_id.
 # Share of the differentiated frozen MLPs an adapter run recomputes in backward by default: the cheapest variant that
 # meets the memory target (<= 0.6x full FT on ViT-S/16 @ 32) at <= 10% throughput cost in benchmarks/results/targets.md.
 RECOMPUTE_DEFAULT = 0.5
+# Fields that do not change what a run computes (up to float reordering); left out of the run_id.
 NON_SEMANTIC = ("num_workers", "log_every", "compile", "device", "eval_batch_size", "recompute_frozen_mlp",
                 "snapshot_epochs")
 

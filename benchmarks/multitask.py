@@ -315,14 +315,11 @@ def draw(rows: list[dict], frame: pd.DataFrame, path: Path) -> Path:
 
 def write_all(rows: list[dict], machine: dict, out: Path, plot: bool = False) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
-    detail = pd.DataFrame(rows)
-    for k, v in machine.items():
-        detail[f"machine_{k}"] = v
-    detail.to_csv(out / "multitask.csv", index=False)
+    report.write_detail(rows, machine, out / "multitask.csv")
     frame = summary(rows)
     cols = ["backbone", "mode", "tasks", "batch", "rank", "img_s", "throughput_vs_single", "time_vs_reference"]
     table = pd.DataFrame(rows)[cols].to_markdown(index=False, floatfmt=".3g")
-    md = ["# Many tasks on one frozen backbone", "", "Machine: " + ", ".join(f"{k}={v}" for k, v in machine.items()), "",
+    md = ["# Many tasks on one frozen backbone", "", report.machine_line(machine), "",
           "## Targets", "", markdown(frame), "", "## Per mode", "", table, ""]
     (out / "multitask.md").write_text("\n".join(md))
     (out / "multitask_targets.md").write_text(markdown(frame) + "\n")  # included verbatim by the README

@@ -257,20 +257,31 @@ def draw(rows: list[dict], path: Path) -> Path:
 QUICK_STAMP = "**QUICK — CI-size plumbing check (tiny shapes, few rounds): not a measurement.**"
 
 
+def machine_line(machine: dict) -> str:
+    """The report's one line naming the machine and settings the numbers were taken on."""
+    return "Machine: " + ", ".join(f"{k}={v}" for k, v in machine.items())
+
+
+def write_detail(rows: list[dict], machine: dict, path: Path) -> Path:
+    """Every measurement as one CSV row, each carrying the machine's fields (``machine_<key>``)."""
+    detail = pd.DataFrame(rows)
+    for k, v in machine.items():
+        detail[f"machine_{k}"] = v
+    detail.to_csv(path, index=False)
+    return path
+
+
 def write_all(rows: list[dict], machine: dict, out: Path, plot: bool = False) -> list[Path]:
     """``bench.csv`` (one row per backbone × regime), ``ratios.csv``, ``targets.csv``, ``bench.md`` and, at the end,
     ``bench.png``."""
     out.mkdir(parents=True, exist_ok=True)
-    detail = pd.DataFrame(rows)
-    for k, v in machine.items():
-        detail[f"machine_{k}"] = v
-    detail.to_csv(out / "bench.csv", index=False)
+    write_detail(rows, machine, out / "bench.csv")
     r = ratios(rows)
     r.to_csv(out / "ratios.csv", index=False)
     judged = targets.judge(r)
     judged.to_csv(out / "targets.csv", index=False)
     md = ["# AdapterTune benchmark", "", *([QUICK_STAMP, ""] if machine.get("quick") else []),
-          "Machine: " + ", ".join(f"{k}={v}" for k, v in machine.items()), "",
+          machine_line(machine), "",
           "## Targets", "", targets.markdown(judged), "", targets.memory_default(r), "",
           f"Timed targets are judged on the median of ≥ {targets.MIN_REPEATS} interleaved repeats (timed rounds: one "
           "step of every regime each, order rotated); quartiles and range are over those rounds. Memory: one fresh "

@@ -6,17 +6,14 @@ from safetensors import safe_open
 
 from adaptertune import create_backbone, load_adapters, prepare, save_adapters
 from adaptertune.adapter_files import read_adapter_file
+from helpers import perturb_trainable
 
 
 def trained(method="adapter", seed=0, **options):
     torch.manual_seed(seed)
     model = create_backbone("mini-s", 7, pretrained=False)
     prepare(model, method, **options)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.add_(0.05 * torch.randn_like(p))
-    return model.eval()
+    return perturb_trainable(model).eval()
 
 
 def fresh_like(model, num_classes=7):

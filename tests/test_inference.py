@@ -17,6 +17,7 @@ from adaptertune import MultiTask, create_backbone, eval_transform, find_images,
 from adaptertune.cli import main
 from adaptertune.data.transforms import TensorPrep, check_data_config
 from adaptertune.inference import ImageItem, required_class_names, write_predictions
+from helpers import needs_fashion_mnist, perturb_trainable
 
 MINI_CONFIG = {"input_size": (1, 28, 28), "mean": (0.286,), "std": (0.353,), "crop_pct": 1.0, "interpolation": "bilinear"}
 CLASSES = ["circle", "square", "cross"]
@@ -49,11 +50,7 @@ def trained_on(backbone, classes, seed, **options):
     model.load_state_dict({k: v for k, v in backbone.state_dict().items() if not k.startswith("head.")}, strict=False)
     torch.manual_seed(seed)
     prepare(model, "adapter", **options)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.add_(0.1 * torch.randn_like(p))
-    return model.eval()
+    return perturb_trainable(model, 0.1).eval()
 
 
 @pytest.fixture()
@@ -233,19 +230,8 @@ def test_cli_class_names_for_a_file_without_them(on_disk, served, tree, tmp_path
     assert json.loads((tmp_path / "p.json").read_text())["skipped"][0]["image"].endswith("broken.png")
 
 
-def _fashion_mnist_missing() -> bool:
-    from adaptertune.data import DatasetNotFoundError
-    from adaptertune.data.mini import locate_fashion_mnist
-
-    try:
-        locate_fashion_mnist()
-    except DatasetNotFoundError:
-        return True
-    return False
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(_fashion_mnist_missing(), reason="Fashion-MNIST not installed (make setup installs it)")
+@needs_fashion_mnist
 def test_predict_by_run_id_reproduces_the_runs_own_test_predictions(isolated_home, tmp_path, capsys):
     """Two tiny runs; their test images exported as PNG files; `predict RUN_ID` on them gives the run's stored test
     predictions and its test accuracy: the files, the eval transform and the shared backbone add nothing."""

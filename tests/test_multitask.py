@@ -15,6 +15,7 @@ from torch import nn
 from adaptertune import MultiTask, create_backbone, multitask, prepare, save_adapters
 from adaptertune.inject import transformer_blocks
 from adaptertune.multitask import BATCHED_ATOL, BATCHED_RTOL, MODES
+from helpers import perturb_trainable
 
 # name -> (classes, method, adapter options): heads of different sizes, every placement the library has
 SPECS = {
@@ -36,11 +37,7 @@ def task_model(backbone: nn.Module, classes: int, method: str, seed: int, **opti
     model.load_state_dict({k: v for k, v in backbone.state_dict().items() if not k.startswith("head.")}, strict=False)
     torch.manual_seed(seed)
     prepare(model, method, **options)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.add_(0.05 * torch.randn_like(p))
-    return model.eval()
+    return perturb_trainable(model).eval()
 
 
 @pytest.fixture(scope="module")
@@ -364,10 +361,7 @@ def test_batched_tolerance_holds_on_a_vit_s16_sized_model(tmp_path):
         model.load_state_dict({n: v for n, v in backbone.state_dict().items() if not n.startswith("head.")}, strict=False)
         torch.manual_seed(k + 1)
         prepare(model, "adapter", **options)
-        with torch.no_grad():
-            for p in model.parameters():
-                if p.requires_grad:
-                    p.add_(0.05 * torch.randn_like(p))
+        perturb_trainable(model)
         models[f"t{k}"], files[f"t{k}"] = model.eval(), save_adapters(model, tmp_path / f"t{k}.safetensors")
     x = torch.randn(5, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     order = torch.tensor([2, 0, 1, 0, 2])

@@ -11,17 +11,7 @@ from safetensors.torch import save_file
 from adaptertune import RunConfig, create_backbone, run
 from adaptertune.paper import serving
 from adaptertune.store.table import load_results
-
-
-def _fashion_mnist_missing() -> bool:
-    from adaptertune.data import DatasetNotFoundError
-    from adaptertune.data.mini import locate_fashion_mnist
-
-    try:
-        locate_fashion_mnist()
-    except DatasetNotFoundError:
-        return True
-    return False
+from helpers import needs_fashion_mnist
 
 
 def test_an_empty_store_gives_empty_frames():
@@ -36,7 +26,7 @@ def test_an_empty_store_gives_empty_frames():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(_fashion_mnist_missing(), reason="Fashion-MNIST not installed (make setup installs it)")
+@needs_fashion_mnist
 def test_two_runs_served_from_one_backbone(isolated_home):
     torch.manual_seed(0)  # a "pretrained" smoke mini-s, so both runs share their frozen backbone
     weights = isolated_home / "data" / "backbones" / "smoke" / "mini-s.safetensors"

@@ -11,6 +11,7 @@ import nbformat
 import pytest
 
 from adaptertune.paper import experiments, notebooks, plan, plots, suite
+from helpers import needs_fashion_mnist
 
 NOTEBOOKS = notebooks.notebooks()
 
@@ -130,20 +131,9 @@ def test_write_index(tmp_path):
     assert 'href="01_method.html"' in text and 'href="02_theory.html"' in text and "SMOKE" in text
 
 
-def _fashion_mnist_missing() -> bool:
-    from adaptertune.data import DatasetNotFoundError
-    from adaptertune.data.mini import locate_fashion_mnist
-
-    try:
-        locate_fashion_mnist()
-    except DatasetNotFoundError:
-        return True
-    return False
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-@pytest.mark.skipif(_fashion_mnist_missing(), reason="Fashion-MNIST not installed (make setup installs it)")
+@needs_fashion_mnist
 def test_smoke_suite_end_to_end(isolated_home, capsys):
     assert suite.main(["--profile", "smoke"]) == 0
     out = capsys.readouterr().out

@@ -109,12 +109,18 @@ def test_bound_is_tight_and_fails_where_its_assumption_fails():
     assert (theory.bound_check(M, H, ranks=[2, 8])["mse"] > 1e-3).all()
 
 
+def _twins(seed: int) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """A random mini-s (seeded) and an independent copy of its weights."""
+    spec = MINI_BACKBONES["mini-s"]
+    torch.manual_seed(seed)
+    pre, copy = spec.build(5), spec.build(5)
+    copy.load_state_dict(pre.state_dict())
+    return pre, copy
+
+
 def test_block_shifts_per_block_and_zero_for_identical_models():
     spec = MINI_BACKBONES["mini-s"]
-    torch.manual_seed(0)
-    pre = spec.build(5)
-    ft = spec.build(5)
-    ft.load_state_dict(pre.state_dict())
+    pre, ft = _twins(seed=0)
     images = torch.randn(6, 1, 28, 28)
     pairs = shifts.block_shifts(pre, ft, images, batch_size=4)
     assert len(pairs) == spec.depth
@@ -212,10 +218,7 @@ def test_adapter_linearisation_is_the_jacobian_at_zero():
 
 def test_block_shifts_of_an_adapted_model_are_its_residuals():
     spec = MINI_BACKBONES["mini-s"]
-    torch.manual_seed(14)
-    pre = spec.build(5)
-    adapted = spec.build(5)
-    adapted.load_state_dict(pre.state_dict())
+    pre, adapted = _twins(seed=14)
     add_adapters(adapted, rank=4, every=2, init="random", init_std=0.05)
     pairs = shifts.block_shifts(pre, adapted, torch.randn(3, 1, 28, 28))
     adapters = adapter_modules(adapted)

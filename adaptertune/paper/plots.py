@@ -85,13 +85,17 @@ def placeholder(text: str) -> Figure:
     return fig
 
 
+def missing_runs(what: str) -> Figure:
+    """The placeholder of a figure whose runs are not in the store yet."""
+    return placeholder(f"{what}\n(the notebook's first table says which runs are missing and how to make them)")
+
+
 def _or_placeholder(plot: Callable[..., Figure]) -> Callable[..., Figure]:
     """Draw ``plot`` unless its data (the first argument) is empty: then a placeholder naming the missing runs."""
     @functools.wraps(plot)
     def wrapper(data, *args, **kwargs) -> Figure:
         if len(data) == 0:
-            return placeholder(f"{plot.__name__.replace('_', ' ')}: no runs in the store yet\n"
-                               "(the notebook's first table says which runs are missing and how to make them)")
+            return missing_runs(f"{plot.__name__.replace('_', ' ')}: no runs in the store yet")
         return plot(data, *args, **kwargs)
     return wrapper
 
@@ -356,4 +360,5 @@ def bound(table: pd.DataFrame, n: int | None = None) -> Figure:
 
 
 __all__ = ["FIGURES", "REGIME_ORDER", "REGIME_PALETTE", "SMOKE_LABEL", "adapter_spectra", "bound", "early_training",
-           "elbow_overlay", "figure_dir", "placeholder", "placement_schematic", "save", "set_style", "spectra", "tail"]
+           "elbow_overlay", "figure_dir", "missing_runs", "placeholder", "placement_schematic", "save", "set_style", "spectra",
+           "tail"]

@@ -11,7 +11,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from .plots import REGIME_ORDER, REGIME_PALETTE, _or_placeholder, placeholder
+from .plots import REGIME_ORDER, REGIME_PALETTE, _or_placeholder, missing_runs
 from .tables import method_label
 
 ADAPTER_COLOUR = REGIME_PALETTE["AdapterTune"]
@@ -67,8 +67,7 @@ def lr_selection(table: pd.DataFrame) -> Figure:
     none gets the placeholder)."""
     data = table.dropna(subset=["val_acc"])
     if data.empty:
-        return placeholder("lr selection: no candidate rate trained yet\n"
-                           "(the notebook's first table says which runs are missing and how to make them)")
+        return missing_runs("lr selection: no candidate rate trained yet")
     data = data.assign(
         regime=lambda d: d["regime"].map(lambda r: CONTROL_LABELS.get(r, method_label(r))),
         cell=lambda d: d["backbone"] + " · " + d["dataset"])
