@@ -94,6 +94,26 @@ def mini_variant(name: str) -> tuple[str, str | None, int | None]:
     return match["base"], match["kind"], int(match["number"])
 
 
+def replicate_of(name: str) -> tuple[str, int]:
+    """``(family, replicate)``: ``mini-s.p2`` is replicate 2 of the family ``mini-s``; every other backbone (a paper
+    ViT, a snapshot ``mini-s.e2``, ``mini-s`` itself) is replicate 0 of its own name. Tables group the main
+    comparison by family, so n counts pretraining runs."""
+    if mini_spec(name) is None or name in MINI_BACKBONES:
+        return name, 0
+    base, kind, number = mini_variant(name)
+    return (base, number) if kind == "p" else (name, 0)
+
+
+def replicate_name(family: str, replicate: int) -> str:
+    """The backbone of replicate ``replicate`` of ``family`` (0 is the family's own backbone)."""
+    if replicate == 0:
+        return family
+    if family not in MINI_BACKBONES:
+        raise ValueError(f"backbone {family!r} has no pretraining replicates: only {sorted(MINI_BACKBONES)} do "
+                         "(the project pretrains them; paper backbones are one hub checkpoint each)")
+    return f"{family}.p{replicate}"
+
+
 def mini_weights_dir(profile: str = "mini") -> Path:
     """Each profile caches its own mini backbones, so a smoke run never overwrites the real ones."""
     return backbones_dir() / profile

@@ -3,8 +3,9 @@
 Defaults are the paper's recipe (PAPER.md, Experimental protocol): AdamW, lr 1e-3, weight decay 0.05 on
 *every* trainable tensor including biases and norm weights (the authors' code; ``decay_all=False`` exempts
 1-D tensors instead), batch 128, per-step cosine with 5 linear warm-up epochs, clip 1.0, 50 epochs, fp32.
-The ``run_id`` hashes only the fields that change what is computed, so re-running the same experiment
-with more data-loader workers or a progress bar finds the same run in the store.
+The ``run_id`` hashes only the fields that change what is computed, plus digests of the backbone weights and the
+split definition (``digests``), so re-running the same experiment with more data-loader workers or a progress bar
+finds the same run in the store, and a re-pretrained backbone or a changed split does not.
 """
 from __future__ import annotations
 
@@ -21,12 +22,11 @@ from torch import nn
 from .adapter import AdapterConfig
 from .backbones import ALIASES, create_backbone
 from .paths import looks_like_path
+from .profiles import PROFILES
 from .regimes import METHODS
 from .seeds import derive_seed
 
 PRECISIONS = ("fp32", "bf16")
-# smoke: plumbing only (CI); mini: the offline CPU protocol; paper: the exact protocol (GPU + downloads).
-PROFILES = ("smoke", "mini", "paper")
 HEAD_MODES = ("augmented", "cached_features")
 ADAPTER_FIELDS = AdapterConfig.field_names()
 # Share of the differentiated frozen MLPs an adapter run recomputes in backward by default: the cheapest variant that
@@ -171,10 +171,19 @@ class RunConfig:
         data = self.resolved().to_dict()
         return {k: v for k, v in data.items() if k not in NON_SEMANTIC}
 
+    def input_digests(self) -> dict[str, str]:
+        """Digests of the backbone weights and the split definition this run starts from (``digests``)."""
+        from .digests import input_digests  # lazy: digests reads the data registry, whose package imports config
+
+        cfg = self.resolved()
+        return input_digests(cfg.backbone, cfg.pretrained, cfg.checkpoint, cfg.profile, cfg.dataset)
+
     @property
     def run_id(self) -> str:
-        """12 hex digits of SHA-256 over the resolved semantic fields."""
-        blob = json.dumps(self.semantic_dict(), sort_keys=True, separators=(",", ":"))
+        """12 hex digits of SHA-256 over the resolved semantic fields and the input digests: a re-pretrained backbone
+        or a changed split definition is another run."""
+        payload = {**self.semantic_dict(), "inputs": self.input_digests()}
+        blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     def adapter_options(self) -> dict[str, Any]:

@@ -72,3 +72,46 @@ def test_adapter_defaults_come_from_one_adapter_config():
     adapter = Adapter(64)
     assert (adapter.rank, adapter.scale, adapter.init, adapter.init_std) == (defaults.rank, defaults.scale, defaults.init,
                                                                               defaults.init_std)
+
+
+def test_run_id_knows_the_backbone_weights_and_the_split(isolated_home, monkeypatch):
+    """A re-pretrained mini backbone or a changed split definition is another run; an identical file is the same."""
+    import torch
+    from safetensors.torch import save_file
+
+    from adaptertune import backbones
+    from adaptertune.data import registry
+
+    cfg = RunConfig(dataset="fmnist_target", backbone="mini-s", method="adapter", profile="smoke")
+    before = cfg.run_id
+    assert cfg.input_digests()["backbone"] == "missing:mini-s"  # provisional until the weights exist
+    path = backbones.mini_weights_path("mini-s", "smoke")
+    path.parent.mkdir(parents=True)
+    save_file({"w": torch.zeros(3)}, str(path))
+    first = cfg.run_id
+    assert first != before and cfg.input_digests()["backbone"].startswith("mini:")
+    save_file({"w": torch.zeros(3)}, str(path))  # the same bytes again: the same run
+    assert cfg.run_id == first
+    save_file({"w": torch.ones(3)}, str(path))  # pretrained again, other weights
+    assert cfg.run_id != first
+    assert cfg.with_(pretrained=False).input_digests()["backbone"] == "random"
+    timm_cfg = cfg.with_(backbone="vit-s16")
+    assert timm_cfg.input_digests()["backbone"] == "timm:vit_small_patch16_224.augreg_in1k"
+    again = cfg.run_id
+    sizes = {**registry.MINI_SIZES, "fmnist_target": {**registry.MINI_SIZES["fmnist_target"], "pool_cap": 2000}}
+    monkeypatch.setattr(registry, "MINI_SIZES", sizes)
+    import adaptertune.digests as digests
+
+    monkeypatch.setattr(digests, "MINI_SIZES", sizes)
+    assert cfg.run_id != again  # another pool: other images, another run
+
+
+def test_run_id_of_a_folder_follows_its_files(tmp_path):
+    root = tmp_path / "pets"
+    for name in ("cat", "dog"):
+        (root / name).mkdir(parents=True)
+        (root / name / "a.png").write_bytes(b"x")
+    cfg = RunConfig(dataset=str(root), backbone="vit-s16", method="head", profile="paper")
+    first = cfg.run_id
+    (root / "dog" / "b.png").write_bytes(b"y")
+    assert cfg.run_id != first

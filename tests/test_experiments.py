@@ -13,22 +13,59 @@ from adaptertune.paper import experiments  # noqa: E402
 def test_grids_share_runs_and_match_the_protocol():
     main = experiments.grid("main", "mini")
     assert len(main) == 2 * 3 * 3 * 3
-    rank_ids = {c.run_id for c in experiments.grid("rank", "mini")}
-    init_ids = {c.run_id for c in experiments.grid("init", "mini")}
-    assert len(rank_ids & {c.run_id for c in main}) > 0  # r=16 adapter + head/full of the ablation pair
-    assert len(init_ids & rank_ids) == 3  # zero init at the ablation seeds = the r=16 runs
-    assert len(init_ids) == 2 * 8  # more init seeds: the variance comparison needs them
+    # seed s of the main comparison trains on pretraining replicate s: n over seeds counts pretraining runs
+    assert {(c.seed, c.backbone) for c in main if c.backbone.startswith("mini-s")} == {
+        (0, "mini-s"), (1, "mini-s.p1"), (2, "mini-s.p2")}
+    # mini ablations wait for the adapter's tuned rate; nothing is known before the selection runs settle
+    assert experiments.grid("rank", "mini") == [] and experiments.grid("init", "mini") == []
     total = experiments.all_configs("mini")
     assert len({c.run_id for c in total}) == len(total)
     paper = experiments.grid("main", "paper")
     assert len(paper) == 135 and {c.epochs for c in paper} == {50} and {c.lr for c in paper} == {1e-3}
     assert {c.batch_size for c in paper} == {128} and {c.warmup_epochs for c in paper} == {5}
+    assert {c.backbone for c in paper} == set(experiments.PAPER_BACKBONES)  # no replicates of hub checkpoints
     assert len(experiments.grid("extended", "paper")) == 108 and experiments.grid("extended", "mini") == []
     placement = experiments.grid("placement", "paper")
     assert {(c.every, c.start) for c in placement} == {(1, 0), (2, 0), (1, 6), (2, 6)}
     assert {c.dataset for c in experiments.grid("rank", "paper")} == {"cifar10"}
+    assert {c.lr for c in experiments.grid("rank", "paper")} == {1e-3}  # the paper profile ablates at its recipe
     smoke = experiments.all_configs("smoke")
     assert {c.epochs for c in smoke} == {1} and {c.seed for c in smoke} == {0} and {c.limit for c in smoke} == {64}
+
+
+def _settle(configs, score) -> None:
+    from adaptertune import store
+
+    for cfg in configs:
+        store.write_json(store.run_path(cfg.run_id) / "result.json",
+                         {"run_id": cfg.run_id, "status": "finished", "config": cfg.resolved().to_dict(),
+                          "metrics": {"val_acc": score(cfg), "test_acc": 0.5}})
+
+
+def test_mini_ablations_run_at_the_tuned_rate_on_replicates_and_base(isolated_home):
+    # the middle candidate wins every cell: 1e-2 for the adapter, 3e-2 for head-only, 1e-3 for full FT
+    _settle(experiments.grid("selection", "mini"), lambda c: -abs(__import__("math").log10(c.lr) + 2))
+    settled = experiments.settled_runs()
+    tuned = experiments.grid("tuned", "mini", settled)
+    assert {(c.backbone, c.seed) for c in tuned if c.backbone.startswith("mini-b")} == {
+        ("mini-b", 0), ("mini-b.p1", 1), ("mini-b.p2", 2)}
+    seeds = experiments.grid("seeds", "mini", settled)  # the same cells on the base backbone: between-seed spread
+    assert {(c.backbone, c.seed) for c in seeds} == {(b, s) for b in ("mini-s", "mini-b") for s in (1, 2)}
+    assert len(seeds) == 2 * 3 * 3 * 2
+    rank = [c for c in experiments.grid("rank", "mini", settled) if c.method == "adapter"]
+    on_pair = lambda d, b: sorted({c.rank for c in rank if (c.dataset, c.backbone) == (d, b)})  # noqa: E731
+    assert on_pair("fmnist_target", "mini-s") == [1, 2, 4, 8, 16, 32, 64]  # the ablation pair: every rank
+    assert on_pair("digits", "mini-b") == [1, 4, 16, 64]  # every other pair: the profile's pair ranks
+    assert {c.lr for c in rank} == {1e-2} and {c.seed for c in rank} == {0, 1, 2}
+    shared = {c.run_id for c in rank} & {c.run_id for c in seeds + tuned}
+    assert len(shared) == 6 * 3  # r=16 at the tuned rate = the tuned seed-0 run and the base-backbone seeds
+    init = experiments.grid("init", "mini", settled)
+    assert {(c.init, c.init_std) for c in init} == {("zero", 1e-4), ("random", 1e-4), ("random", 1e-2)}
+    assert len(init) == 3 * 8
+    lrs = sorted({c.lr for c in experiments.grid("sensitivity", "mini", settled)})
+    assert lrs == [0.00333, 0.01, 0.03]  # a third of, at and three times the tuned rate
+    assert experiments.sensitivity_defaults("mini", settled)["lr"] == 1e-2
+    assert {c.lr for c in experiments.grid("placement", "mini", settled)} == {1e-2}
 
 
 def test_tuned_grids_grow_as_the_selection_settles(isolated_home):
@@ -76,8 +113,8 @@ def test_multitask_grid_is_one_start_half_adapter_run_per_dataset():
     tasks = experiments.grid("multitask", "mini")
     assert [c.dataset for c in tasks] == ["fmnist_target", "fmnist_lowdata", "digits"]
     assert {(c.backbone, c.method, c.start, c.every, c.rank, c.seed) for c in tasks} == {("mini-s", "adapter", 3, 1, 16, 0)}
-    assert [c.run_id in placement for c in tasks] == [True, False, False]  # the ablation pair's run is shared
-    assert len(experiments.all_configs("mini")) == len(experiments.all_configs("mini", experiments.GRIDS[:-1])) + 2
+    assert not any(c.run_id in placement for c in tasks)  # placement runs at the tuned rate, the tasks at the recipe's
+    assert len(experiments.all_configs("mini")) == len(experiments.all_configs("mini", experiments.GRIDS[:-1])) + 3
     assert [(c.dataset, c.start) for c in experiments.grid("multitask", "smoke")] == [("fmnist_target", 3)]
     assert {c.start for c in experiments.grid("multitask", "paper")} == {6} and len(experiments.grid("multitask", "paper")) == 5
 
@@ -102,17 +139,17 @@ def test_select_and_plan():
 def test_load_grid_lists_missing_runs_and_the_command(isolated_home):
     from adaptertune import store
 
-    grid = experiments.load_grid("smoke", "init")
-    assert not grid.complete and len(grid.runs) == 0 and len(grid.missing) == len(experiments.grid("init", "smoke"))
-    assert "2 of 2 known runs of grid(s) init (smoke) are missing" in grid.note()
+    grid = experiments.load_grid("smoke", "main")
+    assert not grid.complete and len(grid.runs) == 0 and len(grid.missing) == len(experiments.grid("main", "smoke"))
+    assert "3 of 3 known runs of grid(s) main (smoke) are missing" in grid.note()
     assert "python -m adaptertune.paper.suite --profile smoke" in grid._repr_markdown_()
-    done = experiments.grid("init", "smoke")[0]
+    done = experiments.grid("main", "smoke")[0]
     store.write_json(store.run_path(done.run_id) / "result.json",
                      {"run_id": done.run_id, "status": "finished", "config": done.resolved().to_dict(),
                       "metrics": {"test_acc": 0.5}})
-    grid = experiments.load_grid("smoke", "init")
+    grid = experiments.load_grid("smoke", "main")
     assert list(grid.runs["run_id"]) == [done.run_id] and [c.run_id for c in grid.missing] != [done.run_id]
-    assert len(grid.select("init")) == 1
+    assert len(grid.select("main")) == 1
     with pytest.raises(ValueError, match="was not loaded"):
         grid.select("rank")
     assert experiments.make_command("paper", ("main", "rank")) == \

@@ -14,7 +14,7 @@ from typing import Callable
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ..config import PROFILES
+from ..profiles import PROFILES
 from ..paths import data_dir
 
 KINDS = ("paper", "mini")

@@ -23,23 +23,50 @@ from ..training.pretrain import pretrain_mini
 from ..training.sweep import unique
 from . import tuning
 from .protocols import (PAPER_BACKBONES, PAPER_CORE, PAPER_EXTENDED, PROTOCOL_NAMES, PROTOCOLS, Controls, Protocol,
-                        config, protocol, recipe)
+                        config, protocol, recipe, seated)
 
 # "main" is the paper-recipe Tab.2 grid, "tuned" the same cells under the tuned protocol; "selection" the tuned
 # protocol's learning-rate search; "scratch", "budget", "dose" and "backbone_seed" are the controls.
-GRIDS = ("main", "tuned", "selection", "extended", "rank", "placement", "init", "sensitivity", "theory", "scratch",
-         "budget", "dose", "backbone_seed", "multitask")
+GRIDS = ("main", "tuned", "selection", "seeds", "extended", "rank", "placement", "init", "sensitivity", "theory",
+         "scratch", "budget", "dose", "backbone_seed", "multitask")
 MAIN_REGIMES = ("head", "adapter", "full")
 
 
-def _product(profile: str, datasets, backbones, methods, seeds, **changes) -> list[RunConfig]:
-    return [config(profile, d, b, m, s, **changes) for b, d, m, s in itertools.product(backbones, datasets, methods, seeds)]
+def _product(profile: str, datasets, backbones, methods, seeds, replicated: bool = False, **changes) -> list[RunConfig]:
+    """Every combination; ``replicated`` puts seed s on pretraining replicate s (the main comparison)."""
+    return [config(profile, d, seated(profile, b, s) if replicated else b, m, s, **changes)
+            for b, d, m, s in itertools.product(backbones, datasets, methods, seeds)]
 
 
-def _ablation(profile: str, seeds: tuple[int, ...] | None = None, **changes) -> list[RunConfig]:
+def ablation_rate(runs: pd.DataFrame, profile: str, dataset: str, backbone: str, assume: bool = False) -> dict | None:
+    """The learning rate an ablation of this pair trains at: ``{}`` (the recipe's) unless the profile ablates at the
+    adapter's tuned rate, then ``{"lr": rate}``; None while that rate is not chosen yet."""
+    if not protocol(profile).ablation_tuned:
+        return {}
+    choice = tuning.choose(runs, profile, dataset, backbone, "adapter", assume)
+    return None if choice is None else {"lr": choice.lr}
+
+
+def _ablation(profile: str, runs: pd.DataFrame, assume: bool, seeds: tuple[int, ...] | None = None,
+              pair: tuple[str, str] | None = None, **changes) -> list[RunConfig]:
     p = protocol(profile)
-    dataset, backbone = p.ablation
-    return [config(profile, dataset, backbone, "adapter", s, **changes) for s in (seeds or p.ablation_seeds or p.seeds)]
+    dataset, backbone = pair or p.ablation
+    rate = ablation_rate(runs, profile, dataset, backbone, assume)
+    if rate is None:
+        return []
+    return [config(profile, dataset, backbone, "adapter", s, **{**rate, **changes})
+            for s in (seeds or p.ablation_seeds or p.seeds)]
+
+
+def rank_pairs(profile: str) -> list[tuple[str, str, tuple[int, ...]]]:
+    """(dataset, backbone, ranks) of the rank sweep: every rank on the ablation pair, ``pair_ranks`` on the others."""
+    p = protocol(profile)
+    pairs = [(d, b) for b in p.backbones for d in p.datasets] if p.pair_ranks else [p.ablation]
+    return [(d, b, p.ranks if (d, b) == p.ablation else p.pair_ranks) for d, b in pairs]
+
+
+def _scaled_lr(lr: float, factor: float) -> float:
+    return float(f"{lr * factor:.3g}")  # 1e-2 / 3 -> 0.00333, one spelling per rate
 
 
 def budget_rank(profile: str, backbone: str) -> int:
@@ -71,12 +98,14 @@ def dose_cells(profile: str) -> list[tuple[str, str, str]]:
 
 
 def _transferred(runs: pd.DataFrame, profile: str, dataset: str, base: str, regime: str, backbone: str,
-                 seeds: tuple[int, ...], assume: bool, **changes) -> list[RunConfig]:
-    """Runs of ``backbone`` at the rate the tuned protocol chose for ``base`` (pending while that choice is)."""
+                 seeds: tuple[int, ...], assume: bool, replicated: bool = False, **changes) -> list[RunConfig]:
+    """Runs of ``backbone`` at the rate the tuned protocol chose for ``base`` (pending while that choice is);
+    ``replicated`` puts seed s on pretraining replicate s."""
     choice = tuning.choose(runs, profile, dataset, base, regime, assume)
     if choice is None:
         return []
-    return [tuning.cell_config(profile, dataset, backbone, regime, s, choice.lr, **changes) for s in seeds]
+    return [tuning.cell_config(profile, dataset, seated(profile, backbone, s) if replicated else backbone, regime, s,
+                               choice.lr, **changes) for s in seeds]
 
 
 def grid(name: str, profile: str, runs: pd.DataFrame | None = None, assume_pending: bool = False) -> list[RunConfig]:
@@ -92,37 +121,58 @@ def grid(name: str, profile: str, runs: pd.DataFrame | None = None, assume_pendi
     p, c = protocol(profile), protocol(profile).controls
     runs = runs if runs is not None else pd.DataFrame(columns=["run_id", "val_acc"])
     if name == "main":
-        configs = _product(profile, p.datasets, p.backbones, METHODS, p.seeds)
+        configs = _product(profile, p.datasets, p.backbones, METHODS, p.seeds, replicated=True)
     elif name == "selection":
         configs = [x for cell in selection_cells(profile) for x in tuning.selection_configs(profile, *cell)]
     elif name == "tuned":
         configs = [x for b in p.backbones for d in p.datasets for r in MAIN_REGIMES
-                   for x in tuning.final_configs(runs, profile, d, b, r, assume=a)]
+                   for x in tuning.final_configs(runs, profile, d, b, r, assume=a, replicated=True)]
+    elif name == "seeds":
+        # the other seeds on the base backbone (replicate 0): between-seed spread beside between-pretraining spread
+        others = tuple(s for s in p.seeds if s != p.selection_seed)
+        configs = ([x for b in p.backbones for d in p.datasets for r in MAIN_REGIMES
+                    for x in tuning.final_configs(runs, profile, d, b, r, seeds=others, assume=a)]
+                   if p.replicates and others else [])
     elif name == "scratch":
         configs = [x for b in c.scratch for d in p.datasets for x in tuning.final_configs(runs, profile, d, b, "scratch", assume=a)]
     elif name == "budget":
         configs = ([x for b in p.backbones for d in p.datasets for x in _transferred(
-            runs, profile, d, b, "adapter", b, p.seeds, a, rank=budget_rank(profile, b))] if c.budget_ratio else [])
+            runs, profile, d, b, "adapter", b, p.seeds, a, replicated=True, rank=budget_rank(profile, b))]
+            if c.budget_ratio else [])
     elif name == "dose":
-        configs = [x for cell in dose_cells(profile) for x in tuning.final_configs(runs, profile, *cell, assume=a)]
+        configs = [x for cell in dose_cells(profile)
+                   for x in tuning.final_configs(runs, profile, *cell, seeds=c.dose_seeds, assume=a)]
     elif name == "backbone_seed":
         configs = _product(profile, p.datasets, c.seed_backbones, METHODS, (p.selection_seed,))
     elif name == "extended":
         configs = _product(profile, p.extended, p.backbones, METHODS, p.seeds)
     elif name == "rank":
-        dataset, backbone = p.ablation
-        configs = [x for r in p.ranks for x in _ablation(profile, rank=r)]
-        configs += [config(profile, dataset, backbone, m, s) for m in ("head", "full") for s in (p.ablation_seeds or p.seeds)]
+        configs = [x for d, b, ranks in rank_pairs(profile) for r in ranks
+                   for x in _ablation(profile, runs, a, pair=(d, b), rank=r)]
+        if p.ablation_tuned:  # head-only and full FT references at their own tuned rates, same seeds, base backbone
+            seeds = p.ablation_seeds or p.seeds
+            configs += [x for m in ("head", "full") for x in tuning.final_configs(runs, profile, *p.ablation, m,
+                                                                                   seeds=seeds, assume=a)]
+        else:
+            dataset, backbone = p.ablation
+            configs += [config(profile, dataset, backbone, m, s) for m in ("head", "full")
+                        for s in (p.ablation_seeds or p.seeds)]
     elif name == "placement":
         depth = p.ablation_depth
-        configs = [x for every in (1, 2) for start in (0, depth // 2) for x in _ablation(profile, every=every, start=start)]
+        configs = [x for every in (1, 2) for start in (0, depth // 2)
+                   for x in _ablation(profile, runs, a, every=every, start=start)]
     elif name == "init":
-        configs = [x for init in ("zero", "random") for x in _ablation(profile, p.init_seeds, init=init)]
+        configs = _ablation(profile, runs, a, p.init_seeds, init="zero")
+        configs += [x for std in (p.init_stds or (None,))
+                    for x in _ablation(profile, runs, a, p.init_seeds, init="random",
+                                       **({"init_std": std} if std is not None else {}))]
     elif name == "sensitivity":
-        dataset, backbone = p.ablation
         seeds = p.sensitivity_seeds or p.ablation_seeds or p.seeds
-        configs = [config(profile, dataset, backbone, "adapter", s, **{knob: v}) for knob, values in p.sensitivity.items()
-                   for v in values for s in seeds]
+        rate = ablation_rate(runs, profile, *p.ablation, assume=a)
+        configs = [] if rate is None else [
+            x for knob, values in p.sensitivity.items() for v in values
+            for x in _ablation(profile, runs, a, seeds, **(
+                {"lr": _scaled_lr(rate["lr"], v)} if knob == "lr" and rate else {knob: v}))]
     elif name == "theory":
         # full FT on every main dataset for the small backbone (seed 0): the task shifts whose spectra are measured
         backbone = p.ablation[1]
@@ -167,6 +217,9 @@ def pending_cells(name: str, profile: str, runs: pd.DataFrame) -> int:
         "scratch": [(d, b, "scratch") for b in c.scratch for d in p.datasets],
         "budget": [(d, b, "adapter") for b in p.backbones for d in p.datasets] if c.budget_ratio else [],
         "dose": dose_cells(profile),
+        "seeds": [(d, b, r) for b in p.backbones for d in p.datasets for r in MAIN_REGIMES] if p.replicates else [],
+        **({g: [(d, b, "adapter") for d, b, _ in rank_pairs(profile)] if g == "rank" else [(*p.ablation, "adapter")]
+            for g in ("rank", "placement", "init", "sensitivity")} if p.ablation_tuned else {}),
     }.get(name, [])
     return sum(tuning.choose(runs, profile, *cell) is None for cell in waiting)
 
@@ -176,10 +229,16 @@ def all_configs(profile: str, names: tuple[str, ...] = GRIDS, runs: pd.DataFrame
     return unique(c for name in names for c in grid(name, profile, runs))
 
 
-def sensitivity_defaults(profile: str) -> dict[str, float]:
-    """The main-grid value of each sensitivity knob (the row every Tab.5 block shares)."""
-    base = config(profile, *protocol(profile).ablation, "adapter")
-    return {knob: float(getattr(base, knob)) for knob in protocol(profile).sensitivity}
+def sensitivity_defaults(profile: str, runs: pd.DataFrame | None = None) -> dict[str, float]:
+    """The value of each sensitivity knob that every Tab.5 block shares: the recipe's, with the adapter's tuned rate
+    where the profile ablates at it (NaN while that rate is pending)."""
+    p = protocol(profile)
+    base = config(profile, *p.ablation, "adapter")
+    out = {knob: float(getattr(base, knob)) for knob in p.sensitivity}
+    if "lr" in out and p.ablation_tuned:
+        rate = ablation_rate(runs if runs is not None else pd.DataFrame(columns=["run_id", "val_acc"]), profile, *p.ablation)
+        out["lr"] = rate["lr"] if rate else float("nan")
+    return out
 
 
 def select(results: pd.DataFrame, name: str, profile: str, runs: pd.DataFrame | None = None) -> pd.DataFrame:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..backbones import PAPER_BACKBONES as PAPER_BACKBONE_TAGS
-from ..backbones import backbone_shape
+from ..backbones import backbone_shape, replicate_name
 from ..config import RunConfig
 
 PROTOCOL_NAMES = ("paper-recipe", "tuned")
@@ -39,6 +39,7 @@ class Controls:
     dose_backbones: tuple[str, ...] = ()
     dose_datasets: tuple[str, ...] = ()
     dose_random: bool = False
+    dose_seeds: tuple[int, ...] | None = None  # seeds of each snapshot's final runs (None: the profile's seeds)
     seed_backbones: tuple[str, ...] = ()
 
 
@@ -64,6 +65,12 @@ class Protocol:
     selection_seed: int = 0
     controls: Controls = Controls()
     threads: int | None = None  # CPU threads of every run (pinned for mini: the numerics depend on it)
+    # Seed s of the main comparison (main, tuned, budget) trains on pretraining replicate s of its backbone (mini-s,
+    # mini-s.p1, mini-s.p2), so every interval over seeds is also over pretraining runs (docs/notebooks.md).
+    replicates: bool = False
+    ablation_tuned: bool = False  # ablations at the adapter's tuned rate of their pair (else the recipe's rate)
+    pair_ranks: tuple[int, ...] = ()  # the rank sweep on every (dataset, backbone) pair; the ablation pair runs `ranks`
+    init_stds: tuple[float, ...] = ()  # random-init sigmas of the init ablation (empty: the adapter default only)
     extended_note: str = ""
     lr_grid_note: str = ""
 
@@ -74,7 +81,8 @@ class Protocol:
 
     def pretrained_backbones(self) -> tuple[str, ...]:
         """Every self-pretrained backbone the profile's grids use (paper: none; its weights come from timm)."""
-        names = self.backbones + self.controls.dose_backbones + self.controls.seed_backbones
+        replicas = tuple(replicate_name(b, s) for b in self.backbones for s in self.seeds) if self.replicates else ()
+        names = self.backbones + replicas + self.controls.dose_backbones + self.controls.seed_backbones
         return tuple(dict.fromkeys(names))
 
 
@@ -103,14 +111,14 @@ PROTOCOLS: dict[str, Protocol] = {
                     eval_batch_size=512),
         per_dataset={"fmnist_lowdata": dict(epochs=20, batch_size=32), "digits": dict(epochs=15, batch_size=64)},
         ablation=("fmnist_target", "mini-s"), ranks=(1, 2, 4, 8, 16, 32, 64),
-        sensitivity={"lr": (3e-4, 1e-3, 3e-3), "weight_decay": (0.0, 0.05, 0.5), "scale": (0.5, 1.0, 4.0)},
+        sensitivity={"lr": (1 / 3, 1.0, 3.0), "weight_decay": (0.0, 0.05, 0.5), "scale": (0.5, 1.0, 4.0)},
         lr_grid={"head": (1e-3, 1e-2, 3e-2, 1e-1), "adapter": (1e-3, 3e-3, 1e-2, 3e-2, 1e-1),
                  "full": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)},
         near=("fmnist_target", "fmnist_lowdata"), far=("digits",),
         init_seeds=tuple(range(8)),
-        controls=Controls(scratch=("mini-s",), budget_ratio=24, dose_backbones=("mini-s.e2",),
-                          dose_datasets=("fmnist_target", "digits"), dose_random=True, seed_backbones=("mini-s.p1",)),
-        threads=2,
+        controls=Controls(scratch=("mini-s",), budget_ratio=24, dose_backbones=("mini-s.e2", "mini-s.e4"),
+                          dose_datasets=("fmnist_target", "digits"), dose_random=True, dose_seeds=(0,)),
+        threads=2, replicates=True, ablation_tuned=True, pair_ranks=(1, 4, 16, 64), init_stds=(1e-4, 1e-2),
         extended_note="paper-only: the offline mini protocol has no stand-in for the extended datasets",
         lr_grid_note=("a pilot on mini-s put full fine-tuning's best rate near 1e-3 to 3e-3 and the adapter's near 1e-2 "
                       "(issue #11), whose grids were full {1e-4..3e-3}, adapter {1e-3..3e-2}, head {1e-3, 1e-2, 3e-2}; "
@@ -121,7 +129,7 @@ PROTOCOLS: dict[str, Protocol] = {
         backbones=("mini-s",), datasets=("fmnist_target",), extended=(), seeds=(0,),
         recipe=dict(epochs=1, batch_size=32, lr=1e-3, weight_decay=0.05, warmup_epochs=0, limit=64, profile="smoke",
                     log_every=1, train_eval_limit=64),
-        ablation=("fmnist_target", "mini-s"), ranks=(1, 4, 16), sensitivity={"scale": (1.0, 4.0)},
+        ablation=("fmnist_target", "mini-s"), ranks=(1, 4, 16), sensitivity={"scale": (1.0, 4.0)}, ablation_tuned=True,
         lr_grid={"head": (1e-3, 1e-2), "adapter": (1e-3, 1e-2), "full": (1e-4, 1e-3)},
         near=("fmnist_target",), far=(),
         controls=Controls(scratch=("mini-s",), budget_ratio=24, dose_backbones=("mini-s.e1",),
@@ -130,6 +138,12 @@ PROTOCOLS: dict[str, Protocol] = {
         lr_grid_note="two rates per regime: plumbing only",
     ),
 }
+
+
+def seated(profile: str, backbone: str, seed: int) -> str:
+    """The backbone that seed ``seed`` of the main comparison trains on (its pretraining replicate where the profile
+    replicates pretraining; the backbone itself otherwise)."""
+    return replicate_name(backbone, seed) if protocol(profile).replicates else backbone
 
 
 def protocol(profile: str) -> Protocol:
@@ -150,4 +164,4 @@ def config(profile: str, dataset: str, backbone: str, method: str, seed: int = 0
 
 
 __all__ = ["PAPER_BACKBONES", "PAPER_CORE", "PAPER_EXTENDED", "PROTOCOLS", "PROTOCOL_NAMES", "Controls", "Protocol",
-           "config", "protocol", "recipe"]
+           "config", "protocol", "recipe", "seated"]

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import RunConfig
-from .protocols import config, protocol
+from .protocols import config, protocol, seated
 
 
 @dataclass(frozen=True)
@@ -131,12 +131,14 @@ def choose(runs: pd.DataFrame, profile: str, dataset: str, backbone: str, regime
 
 
 def final_configs(runs: pd.DataFrame, profile: str, dataset: str, backbone: str, regime: str,
-                  seeds: tuple[int, ...] | None = None, assume: bool = False) -> list[RunConfig]:
-    """Every seed at the chosen rate; empty while the choice is pending (unless ``assume``: see :func:`choose`)."""
+                  seeds: tuple[int, ...] | None = None, assume: bool = False, replicated: bool = False) -> list[RunConfig]:
+    """Every seed at the chosen rate; empty while the choice is pending (unless ``assume``: see :func:`choose`).
+    ``replicated``: seed s trains on pretraining replicate s (the main comparison; the rate is chosen on replicate 0)."""
     choice = choose(runs, profile, dataset, backbone, regime, assume)
     if choice is None:
         return []
-    return [cell_config(profile, dataset, backbone, regime, s, choice.lr) for s in (seeds or protocol(profile).seeds)]
+    return [cell_config(profile, dataset, seated(profile, backbone, s) if replicated else backbone, regime, s, choice.lr)
+            for s in (seeds or protocol(profile).seeds)]
 
 
 def selection_table(runs: pd.DataFrame, profile: str, cells: list[tuple[str, str, str]]) -> pd.DataFrame:

@@ -62,7 +62,7 @@ class _Run:
     def __init__(self, cfg: RunConfig, ctx: distributed.DistContext, path: Path, progress: bool, verbose: bool) -> None:
         self.cfg, self.ctx, self.path, self.progress, self.verbose = cfg, ctx, path, progress, verbose
         self.record: dict = {"run_id": cfg.run_id, "status": "running", "config": cfg.resolved().to_dict(),
-                             "started_at": _now(), "world_size": ctx.world_size, "threads": torch.get_num_threads(),
+                             "inputs": cfg.input_digests(), "started_at": _now(), "world_size": ctx.world_size, "threads": torch.get_num_threads(),
                              "device": provenance.device_name(ctx.device), **provenance.environment()}
         self.t0 = time.perf_counter()
         self.elapsed_before = 0.0
