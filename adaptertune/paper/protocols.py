@@ -118,7 +118,7 @@ PROTOCOLS: dict[str, Protocol] = {
         init_seeds=tuple(range(8)),
         controls=Controls(scratch=("mini-s",), budget_ratio=24, dose_backbones=("mini-s.e2", "mini-s.e4"),
                           dose_datasets=("fmnist_target", "digits"), dose_random=True, dose_seeds=(0,)),
-        threads=2, replicates=True, ablation_tuned=True, pair_ranks=(1, 4, 16, 64), init_stds=(1e-4, 1e-2),
+        threads=1, replicates=True, ablation_tuned=True, pair_ranks=(1, 4, 16, 64), init_stds=(1e-4, 1e-2),
         extended_note="paper-only: the offline mini protocol has no stand-in for the extended datasets",
         lr_grid_note=("a pilot on mini-s put full fine-tuning's best rate near 1e-3 to 3e-3 and the adapter's near 1e-2 "
                       "(issue #11), whose grids were full {1e-4..3e-3}, adapter {1e-3..3e-2}, head {1e-3, 1e-2, 3e-2}; "
