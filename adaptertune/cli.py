@@ -106,7 +106,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from .training import distributed
-    from .training.sweep import load_sweep, parse_shard, select_shard, shard_from_env, sweep
+    from .training.settings import settings_from
+    from .training.sweep import load_sweep, parse_shard, select_shard, shard_from_env, sweep, with_settings
 
     if bool(args.file) == bool(args.grid):
         raise ValueError("pass either a sweep FILE or --grid NAME (with --profile), not both and not neither")
@@ -116,7 +117,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
         try:
             return train_grids(args.profile, tuple(args.grid), shard=shard or shard_from_env(), threads=args.threads,
-                               root=args.root, retry_failed=args.retry_failed,
+                               root=args.root, retry_failed=args.retry_failed, settings=settings_from(args),
                                say=lambda m: print(m, file=sys.stderr, flush=True))
         finally:
             distributed.cleanup()
@@ -139,8 +140,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         print(f"{len(chosen)} of {len(configs)} run(s) in this shard")
         return 0
     try:
-        summary = sweep(configs, shard=shard, root=args.root, progress=True, retry_failed=args.retry_failed,
-                        verbose=args.verbose)
+        summary = sweep(with_settings(configs, **settings_from(args)), shard=shard, root=args.root, progress=True,
+                        retry_failed=args.retry_failed, verbose=args.verbose)
     finally:
         distributed.cleanup()
     return 1 if any(s["status"] == "failed" for s in summary) else 0
@@ -297,6 +298,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .training.settings import add_settings_options
+
     parser = argparse.ArgumentParser(prog="python -m adaptertune", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="offline tour: adapters, Tab.1 parameter counts, adapter files")
@@ -325,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--verbose", action="store_true", help="print each run's epoch lines too")
     sw.add_argument("--root", help="run store root")
     sw.add_argument("--threads", type=int, help=THREADS_HELP)
+    add_settings_options(sw)
     sw.set_defaults(func=_cmd_sweep)
 
     pre = sub.add_parser("pretrain-mini", help="pretrain the mini backbones on fmnist_source (cached)")

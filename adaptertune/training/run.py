@@ -15,6 +15,7 @@ from __future__ import annotations
 import shutil
 import time
 import traceback
+from contextlib import ExitStack
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from ..data import load_for_run, make_loader
 from ..recompute import recompute_frozen_mlps
 from ..regimes import count_parameters, prepare
 from ..seeds import derive_seed
-from ..store import provenance
+from ..store import lock, provenance
 from ..store import runs as results
 from . import distributed
 from .checkpoint import CHECKPOINT_FILE, load_checkpoint, read_checkpoint_state, save_checkpoint
@@ -196,34 +197,90 @@ class _Run:
         return self.record
 
 
+def cpu_refusal(cfg: RunConfig, device: torch.device) -> str | None:
+    """Why ``cfg`` must not train on ``device``, or None: the paper profile on a CPU it did not ask for (torch
+    without a usable CUDA, e.g. a driver older than the wheel's CUDA) would silently train for weeks."""
+    if cfg.profile != "paper" or device.type != "cpu" or cfg.device == "cpu":
+        return None
+    return (f"run {cfg.run_id} (profile 'paper') would train on the CPU: torch {torch.__version__} sees no CUDA device "
+            f"(built for CUDA {torch.version.cuda}; check `nvidia-smi` and the driver). To train on the CPU on purpose, "
+            "pass device='cpu' (--device cpu on the command line)")
+
+
+def _clear(path: Path) -> None:
+    """Empty a run folder for a fresh start, keeping the lock (held by us) and the history of who trained it."""
+    for entry in path.iterdir():
+        if entry.name in (lock.LOCK_FILE, lock.HISTORY_FILE):
+            continue
+        shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+
+
+def _locked(ctx: distributed.DistContext, path: Path, stack: ExitStack) -> None:
+    """Rank 0 takes the run's lock for the rest of ``stack``; every rank raises :class:`RunLocked` if it could not."""
+    held, why = 1.0, ""
+    if ctx.is_main:
+        try:
+            stack.enter_context(lock.run_lock(path))
+        except lock.RunLocked as err:
+            held, why = 0.0, str(err)
+    flag = distributed.all_reduce_sum(ctx, torch.tensor([held], device=ctx.device))
+    if float(flag.item()) < 1.0:
+        raise lock.RunLocked(why or f"{path.name} is being trained by another process; skipped")
+
+
 def run(config: RunConfig | dict, *, root: str | Path | None = None, progress: bool | None = None,
-        verbose: bool = True, force: bool = False) -> dict:
+        verbose: bool = True, force: bool = False, retry_failed: bool = True) -> dict:
     """Train (or resume, or fetch from the store) one run and return its ``result.json`` record.
 
     ``progress``: tqdm bars (default: only on a terminal). ``force``: discard any stored run and retrain.
-    Raises on failure after recording ``status: "failed"`` with the error (e.g. :class:`NonFiniteLossError`).
+    ``retry_failed``: a failed run starts again from scratch (else its record is returned as it is).
+    Raises :class:`~adaptertune.store.lock.RunLocked` without touching the run when another process is training it,
+    and on failure after recording ``status: "failed"`` with the error (e.g. :class:`NonFiniteLossError`).
+    The paper profile refuses a CPU it did not ask for (:func:`cpu_refusal`).
     """
+    return train_or_fetch(config, root=root, progress=progress, verbose=verbose, force=force,
+                          retry_failed=retry_failed)[0]
+
+
+def train_or_fetch(config: RunConfig | dict, *, root: str | Path | None = None, progress: bool | None = None,
+                   verbose: bool = True, force: bool = False, retry_failed: bool = True) -> tuple[dict, bool]:
+    """:func:`run`, also saying whether this call trained (False: the record was in the store, e.g. another shard
+    finished the run between a sweep's first look and taking the lock)."""
     cfg = config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
     ctx = distributed.setup(cfg.device)
     path = results.run_path(cfg.run_id, root)
     existing = results.read_result(cfg.run_id, root)
     if existing is not None and existing.get("status") == "finished" and not force:
-        return existing
-    distributed.barrier(ctx)  # every rank has read the old status before rank 0 changes anything
-    if ctx.is_main:
-        if path.exists() and (force or (existing is not None and existing.get("status") == "failed")):
-            shutil.rmtree(path)
-        path.mkdir(parents=True, exist_ok=True)
-        results.write_json(path / "config.json", cfg.resolved().to_dict())
-    distributed.barrier(ctx)
-    job = _Run(cfg, ctx, path, show_progress(progress), verbose)
-    try:
-        return job.execute()
-    except (KeyboardInterrupt, SystemExit):
-        raise  # stays "running": the next run() resumes from the last checkpoint
-    except Exception as err:
-        job.fail(err)
-        raise
+        return existing, False
+    refusal = cpu_refusal(cfg, ctx.device)
+    if refusal:
+        raise ValueError(refusal)
+    with ExitStack() as stack:
+        _locked(ctx, path, stack)
+        existing = results.read_result(cfg.run_id, root)  # under the lock: another process may just have finished it
+        status = None if existing is None else existing.get("status")
+        if not force and (status == "finished" or (status == "failed" and not retry_failed)):
+            return existing, False
+        distributed.barrier(ctx)  # every rank has read the old status before rank 0 changes anything
+        if ctx.is_main:
+            if force or status == "failed":
+                _clear(path)
+            results.write_json(path / "config.json", cfg.resolved().to_dict())
+            lock.note(path, "start")
+        distributed.barrier(ctx)
+        job = _Run(cfg, ctx, path, show_progress(progress), verbose)
+        try:
+            record = job.execute()
+        except (KeyboardInterrupt, SystemExit):
+            raise  # stays "running": the next run() resumes from the last checkpoint
+        except Exception as err:
+            job.fail(err)
+            raise
+        if ctx.is_main:
+            # resume needs the optimizer state, a finished run does not (load_model reads the adapter / model file)
+            (path / CHECKPOINT_FILE).unlink(missing_ok=True)
+            lock.note(path, "finish")
+        return record, True
 
 
-__all__ = ["NonFiniteLossError", "build_model_and_data", "run"]
+__all__ = ["NonFiniteLossError", "build_model_and_data", "cpu_refusal", "run", "train_or_fetch"]
