@@ -112,6 +112,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if bool(args.file) == bool(args.grid):
         raise ValueError("pass either a sweep FILE or --grid NAME (with --profile), not both and not neither")
     shard = parse_shard(args.shard) if args.shard else None
+    if args.grid and args.precision:  # the grids read it (paper.protocols.precision_of), as will the notebooks
+        from .paper.protocols import PRECISION_ENV
+
+        os.environ[PRECISION_ENV] = args.precision
     if args.grid and not args.dry_run:  # the paper's grids grow as the tuned protocol chooses its rates: train to the end
         from .paper.suite import train_grids
 
@@ -127,6 +131,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         configs = all_configs(args.profile, tuple(args.grid), settled_runs(args.root))
     else:
         configs = load_sweep(args.file)
+        configs = [c.with_(precision=args.precision) for c in configs] if args.precision else configs
     if not args.dry_run:
         _threads(args.threads, shards=(shard or shard_from_env() or (0, 1))[1])
     if args.dry_run:
@@ -145,6 +150,16 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     finally:
         distributed.cleanup()
     return 1 if any(s["status"] == "failed" for s in summary) else 0
+
+
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from .paper.experiments import all_configs, settled_runs
+    from .training.prepare import prepare_inputs
+
+    runs = settled_runs(args.root)
+    configs = all_configs(args.profile, tuple(args.grid), runs) if args.grid else all_configs(args.profile, runs=runs)
+    prepare_inputs(configs, download=args.download or None, say=lambda m: print(m, file=sys.stderr, flush=True))
+    return 0
 
 
 def _cmd_pretrain_mini(args: argparse.Namespace) -> int:
@@ -298,7 +313,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .training.settings import add_settings_options
+    from .training.settings import add_precision_option, add_settings_options
 
     parser = argparse.ArgumentParser(prog="python -m adaptertune", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -329,7 +344,16 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--root", help="run store root")
     sw.add_argument("--threads", type=int, help=THREADS_HELP)
     add_settings_options(sw)
+    add_precision_option(sw)
     sw.set_defaults(func=_cmd_sweep)
+
+    prep = sub.add_parser("prepare", help="fetch the datasets and pretrained weights of the paper grids once, before "
+                          "shards start (they wait for it)")
+    prep.add_argument("--grid", action="append", metavar="NAME", help="only these grids (default: every grid)")
+    prep.add_argument("--profile", choices=PROFILES, default="paper")
+    prep.add_argument("--download", action="store_true", help="download what is missing (else: check, as offline)")
+    prep.add_argument("--root", help="run store root (the tuned grids' chosen rates)")
+    prep.set_defaults(func=_cmd_prepare)
 
     pre = sub.add_parser("pretrain-mini", help="pretrain the mini backbones on fmnist_source (cached)")
     pre.add_argument("--profile", default="mini", choices=("mini", "smoke"))

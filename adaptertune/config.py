@@ -24,7 +24,10 @@ from .paths import looks_like_path
 from .regimes import METHODS
 from .seeds import derive_seed
 
-PRECISIONS = ("fp32", "bf16")
+# fp32: strict fp32, TF32 off (the paper's recipe); tf32: fp32 tensors, TF32 matmuls and convolutions on CUDA;
+# bf16: bf16 autocast, TF32 for what autocast leaves in fp32 (the paper profile's fast recipe, a documented deviation).
+# On CPU tf32 computes exactly what fp32 does; each is its own run id all the same (it is what was asked for).
+PRECISIONS = ("fp32", "tf32", "bf16")
 # smoke: plumbing only (CI); mini: the offline CPU protocol; paper: the exact protocol (GPU + downloads).
 PROFILES = ("smoke", "mini", "paper")
 HEAD_MODES = ("augmented", "cached_features")

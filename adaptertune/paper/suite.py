@@ -11,19 +11,21 @@ where training happens.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
 from pathlib import Path
 
 from ..config import PROFILES
-from ..training.settings import add_settings_options, settings_from
+from ..training.settings import add_precision_option, add_settings_options, settings_from
 from ..training.sweep import sweep, with_settings
 from ..training.threads import apply_threads
 from . import claims, experiments, readme
 from .notebooks import (NotebookFailed, appendix_dir, check_parameters, compare_with_committed, execute, executed_dir,
                         notebook_title, notebooks, parse_param, render_html, write_index)
 from .plan import describe_plan, plan_frame
+from .protocols import PRECISION_ENV
 from .tuning import DIVERGED
 
 
@@ -123,12 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="skip pretraining and the sweep: the notebooks render what the store holds")
     parser.add_argument("--log-output", action="store_true", help="stream notebook cell outputs")
     add_settings_options(parser)
+    add_precision_option(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     params = dict(parse_param(p) for p in args.param)
+    if args.precision:  # the grids and the notebooks (papermill inherits the environment) read it
+        os.environ[PRECISION_ENV] = args.precision
     try:
         return run_suite(args.profile, only=args.only, params=params, dry_run=args.dry_run, train=args.train,
                          log_output=args.log_output, say=lambda m: print(m, flush=True),

@@ -36,21 +36,30 @@ from ..store import runs as results
 from . import distributed
 from .checkpoint import CHECKPOINT_FILE, load_checkpoint, read_checkpoint_state, save_checkpoint
 from .loop import (CompiledForward, NonFiniteLossError, evaluate, extract_features, lr_at, make_optimizer,
-                   show_progress, train_epoch)
+                   set_numerics, show_progress, train_epoch)
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def build_model_and_data(cfg: RunConfig):
+def recompute_share_on(cfg: RunConfig, device: torch.device | None) -> float:
+    """The run's recompute share on ``device``: by default none on a GPU (recompute trades time for CPU memory, the
+    default was measured on CPU; a GPU has the memory), otherwise ``cfg.recompute_share``. Asked for: always."""
+    if cfg.recompute_frozen_mlp is None and device is not None and device.type == "cuda":
+        return 0.0
+    return cfg.recompute_share
+
+
+def build_model_and_data(cfg: RunConfig, device: torch.device | None = None):
     """The prepared model (seeded init) and the dataset splits, resolved with the backbone's own input config."""
     splits = load_for_run(cfg)
     model = seeded_backbone(cfg, splits.num_classes)
     prepare(model, cfg.method, **cfg.adapter_options())
-    if cfg.recompute_share:
+    share = recompute_share_on(cfg, device)
+    if share:
         try:
-            recompute_frozen_mlps(model, cfg.recompute_share)
+            recompute_frozen_mlps(model, share)
         except ValueError:  # an MLP that is not timm's Mlp: an explicit request fails loudly, the default steps aside
             if cfg.recompute_frozen_mlp is not None:
                 raise
@@ -87,7 +96,9 @@ class _Run:
     def execute(self) -> dict:
         cfg, ctx = self.cfg, self.ctx
         provenance.reset_peak_memory(ctx.device)
-        model, splits = build_model_and_data(cfg)
+        self.record["numerics"] = {**set_numerics(cfg.precision), "compile": cfg.compile,
+                                   "recompute_frozen_mlp": recompute_share_on(cfg, ctx.device)}
+        model, splits = build_model_and_data(cfg, ctx.device)
         model.to(ctx.device)
         counts = count_parameters(model)
         self.record.update(
@@ -283,4 +294,4 @@ def train_or_fetch(config: RunConfig | dict, *, root: str | Path | None = None, 
         return record, True
 
 
-__all__ = ["NonFiniteLossError", "build_model_and_data", "cpu_refusal", "run", "train_or_fetch"]
+__all__ = ["NonFiniteLossError", "build_model_and_data", "cpu_refusal", "recompute_share_on", "run", "train_or_fetch"]

@@ -21,6 +21,7 @@ import torch
 from ..config import NON_SEMANTIC, RunConfig
 from ..store import runs as results
 from ..store.lock import RunLocked
+from .prepare import prepare_inputs
 from .run import cpu_refusal, train_or_fetch
 
 SWEEP_KEYS = ("base", "grid")
@@ -133,7 +134,8 @@ def sweep(configs: Iterable[RunConfig | dict], shard: tuple[int, int] | None = N
     ``shard``: ``(i, n)``; default from ``SLURM_ARRAY_TASK_ID/COUNT`` when set. Finished runs are skipped;
     interrupted ones resume; failed ones are skipped unless ``retry_failed``; a run another process is training (its
     lock is held) is skipped with status ``locked``. A failing run is recorded and the sweep goes on; ``progress``
-    prints ``run k/N`` with an ETA. The paper profile on a CPU it did not ask for is refused before any run starts.
+    prints ``run k/N`` with an ETA. The paper profile on a CPU it did not ask for is refused before any run starts,
+    and its datasets and weights are fetched (or found missing) once first (:func:`~.prepare.prepare_inputs`).
     """
     todo = unique(c if isinstance(c, RunConfig) else RunConfig.from_dict(c) for c in configs)
     todo = select_shard(todo, shard if shard is not None else shard_from_env())
@@ -147,6 +149,7 @@ def sweep(configs: Iterable[RunConfig | dict], shard: tuple[int, int] | None = N
         if refusal:
             raise ValueError(refusal)
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
+    prepare_inputs(pending, say=say)  # paper profile: downloads once, before any shard trains
     say(f"[sweep] {len(todo)} run(s) in this shard: {len(todo) - len(pending)} done or skipped, {len(pending)} to do")
     k = 0
     for cfg in todo:
