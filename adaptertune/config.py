@@ -73,7 +73,7 @@ class RunConfig:
     train_eval_limit: int = 4096
     compile: bool = False
     recompute_frozen_mlp: float | None = None  # share of the frozen MLPs recomputed (true = 1); None = the default
-    num_workers: int = 0
+    num_workers: int | None = 0  # None: the cores per GPU on CUDA (training.run.resolve_workers), 0 on CPU
     log_every: int = 10
     snapshot_epochs: tuple[int, ...] = ()  # also keep the weights after these epochs (mini pretraining's dose points)
     device: str | None = None
@@ -96,8 +96,9 @@ class RunConfig:
             AdapterConfig(**{f: getattr(self, f) for f in ADAPTER_FIELDS})  # raises with the allowed values
         for name in ("epochs", "batch_size", "train_eval_limit"):
             _check_int(self, name, minimum=1)
-        for name in ("seed", "num_workers", "log_every"):
+        for name in ("seed", "log_every"):
             _check_int(self, name, minimum=0)
+        _check_int(self, "num_workers", minimum=0, optional=True)
         _check_int(self, "limit", minimum=1, optional=True)
         _check_int(self, "eval_batch_size", minimum=1, optional=True)
         _check_float(self, "lr", lambda v: v > 0, "> 0")

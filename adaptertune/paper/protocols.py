@@ -84,7 +84,8 @@ class Protocol:
 PROTOCOLS: dict[str, Protocol] = {
     "paper": Protocol(
         backbones=PAPER_BACKBONES, datasets=PAPER_CORE, extended=PAPER_EXTENDED, seeds=(0, 1, 2),
-        recipe=dict(epochs=50, batch_size=128, lr=1e-3, weight_decay=0.05, warmup_epochs=5, profile="paper"),
+        recipe=dict(epochs=50, batch_size=128, lr=1e-3, weight_decay=0.05, warmup_epochs=5, profile="paper",
+                    num_workers=None),  # decode workers: the cores per GPU (training.run.resolve_workers)
         ablation=("cifar10", "vit_small_patch16_224"), ranks=(1, 2, 4, 8, 16, 32, 64),
         sensitivity={"lr": (1e-4, 5e-4, 1e-3, 5e-3), "weight_decay": (0.0, 0.01, 0.05, 0.1), "scale": (0.5, 1.0, 4.0)},
         lr_grid={"head": (1e-3, 3e-3, 1e-2, 3e-2), "adapter": (3e-4, 1e-3, 3e-3, 1e-2),

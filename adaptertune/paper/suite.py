@@ -24,7 +24,7 @@ from ..training.threads import apply_threads
 from . import claims, experiments, readme
 from .notebooks import (NotebookFailed, appendix_dir, check_parameters, compare_with_committed, execute, executed_dir,
                         notebook_title, notebooks, parse_param, render_html, write_index)
-from .plan import describe_plan, plan_frame
+from .plan import describe_plan, plan_frame, write_plan
 from .protocols import PRECISION_ENV
 from .tuning import DIVERGED
 
@@ -77,6 +77,8 @@ def run_suite(profile: str, only: list[str] | None = None, params: dict | None =
     check_parameters(nbs, given)
     table = plan_frame(profile)
     say(describe_plan(profile, table))
+    if profile == "paper":  # the modelled GPU-hours README and docs include
+        say(f"[suite] plan by part on 1 and 8 GPUs: {write_plan(profile, table)}")
     if dry_run:
         cols = ["run_id", "grids", "dataset", "backbone", "method", "pretrained", "rank", "every", "start", "init",
                 "scale", "lr", "weight_decay", "seed", "epochs", "limit", "status", "est_s"]

@@ -12,6 +12,8 @@ shard, so with augmentation on, N processes match one process in distribution, n
 """
 from __future__ import annotations
 
+import functools
+import os
 import shutil
 import time
 import traceback
@@ -28,6 +30,7 @@ from ..atomic import atomic_save_safetensors
 from ..backbones import backbone_info
 from ..config import RunConfig, seeded_backbone
 from ..data import load_for_run, make_loader
+from ..data.loader import WorkerPool
 from ..recompute import recompute_frozen_mlps
 from ..regimes import count_parameters, prepare
 from ..seeds import derive_seed
@@ -49,6 +52,17 @@ def recompute_share_on(cfg: RunConfig, device: torch.device | None) -> float:
     if cfg.recompute_frozen_mlp is None and device is not None and device.type == "cuda":
         return 0.0
     return cfg.recompute_share
+
+
+def resolve_workers(num_workers: int | None, device: torch.device) -> int:
+    """``None`` = this process's share of the cores on a GPU machine (cores / visible GPUs, one kept for the training
+    process itself), so N shard processes on N GPUs split the decode work; on a CPU the cores train, so 0."""
+    if num_workers is not None:
+        return num_workers
+    if device.type != "cuda":
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, torch.cuda.device_count()) - 1)
 
 
 def build_model_and_data(cfg: RunConfig, device: torch.device | None = None):
@@ -76,6 +90,7 @@ class _Run:
                              "device": provenance.device_name(ctx.device), **provenance.environment()}
         self.t0 = time.perf_counter()
         self.elapsed_before = 0.0
+        self.pool = WorkerPool(pin_memory=ctx.device.type == "cuda")
 
     def write(self, name: str, obj) -> None:
         if self.ctx.is_main:
@@ -108,8 +123,12 @@ class _Run:
                      "sizes": {k: len(getattr(splits, k)) for k in ("train", "val", "test")}, "info": splits.info})
         self.write("result.json", self.record)
         eval_bs = max(1, (cfg.eval_batch_size or cfg.batch_size) // ctx.world_size)
-        common = dict(ctx=ctx, batch_size=eval_bs, precision=cfg.precision, make_loader=make_loader, seed=cfg.seed,
-                      num_workers=cfg.num_workers)
+        workers = resolve_workers(cfg.num_workers, ctx.device)
+        self.record["numerics"]["num_workers"] = workers
+        # one set of warm workers for every epoch and evaluation of this run (closed in run())
+        loader = functools.partial(make_loader, pool=self.pool)
+        common = dict(ctx=ctx, batch_size=eval_bs, precision=cfg.precision, make_loader=loader, seed=cfg.seed,
+                      num_workers=workers)
         train_set, augment = (splits.train, splits.train_augment) if cfg.augment else (splits.train_eval, None)
         val_set, test_set, train_eval_set, net = splits.val, splits.test, splits.train_eval, model
         if cfg.head_mode == "cached_features":  # linear probe: frozen features once, no augmentation
@@ -141,8 +160,8 @@ class _Run:
             raise ValueError(f"batch_size={cfg.batch_size} is not divisible by the world size {ctx.world_size}")
 
         def loader_for(epoch: int):
-            return make_loader(train_set, batch_size=per_rank, shuffle=True, seed=cfg.seed, epoch=epoch,
-                               drop_last=False, rank=ctx.rank, world_size=ctx.world_size, num_workers=cfg.num_workers)
+            return loader(train_set, batch_size=per_rank, shuffle=True, seed=cfg.seed, epoch=epoch,
+                          drop_last=False, rank=ctx.rank, world_size=ctx.world_size, num_workers=workers)
 
         steps_per_epoch = len(loader_for(0))
         total, warmup = cfg.epochs * steps_per_epoch, round(cfg.warmup_epochs * steps_per_epoch)
@@ -287,6 +306,8 @@ def train_or_fetch(config: RunConfig | dict, *, root: str | Path | None = None, 
         except Exception as err:
             job.fail(err)
             raise
+        finally:
+            job.pool.close()
         if ctx.is_main:
             # resume needs the optimizer state, a finished run does not (load_model reads the adapter / model file)
             (path / CHECKPOINT_FILE).unlink(missing_ok=True)
@@ -294,4 +315,4 @@ def train_or_fetch(config: RunConfig | dict, *, root: str | Path | None = None, 
         return record, True
 
 
-__all__ = ["NonFiniteLossError", "build_model_and_data", "cpu_refusal", "recompute_share_on", "run", "train_or_fetch"]
+__all__ = ["NonFiniteLossError", "build_model_and_data", "cpu_refusal", "recompute_share_on", "resolve_workers", "run", "train_or_fetch"]
