@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from adaptertune.data import make_loader
 from adaptertune.data.loader import WorkerPool
@@ -41,6 +41,19 @@ def test_warm_workers_give_the_cold_loaders_batches_and_start_once():
     cold_pids = {int(p) for _, y in cold for p in y[:, 1]}
     warm_pids = {int(p) for _, y in warm for p in y[:, 1]}
     assert len(warm_pids) <= 2 < len(cold_pids)  # two workers for the run, instead of two per epoch
+
+
+def test_fresh_subsets_of_one_dataset_share_its_warm_workers():
+    data = _Noisy()
+    with WorkerPool() as pool:
+        pids, rows = set(), []
+        for _ in range(3):  # as evaluation builds a new strided Subset every epoch
+            shard = Subset(data, list(range(1, len(data), 2)))
+            for _, y in make_loader(shard, batch_size=4, shuffle=False, num_workers=2, pool=pool):
+                pids |= {int(p) for p in y[:, 1]}
+                rows += y[:, 0].tolist()
+        assert len(pool._loaders) == 1 and len(pids) <= 2
+    assert rows == list(range(1, len(data), 2)) * 3  # the subset's own items, in order
 
 
 def test_workers_default_to_the_cores_per_gpu_on_cuda_only():

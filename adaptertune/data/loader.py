@@ -25,13 +25,19 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state))
 
 
-def _in_memory(dataset: Dataset) -> tuple[tuple[Tensor, ...], Tensor | None, object] | None:
-    """(tensors, index map, prep) when ``dataset`` is a TensorDataset, possibly under Subsets."""
+def _unwrap(dataset: Dataset) -> tuple[Dataset, Tensor | None]:
+    """The dataset under any Subsets, and the index map into it (None: no Subset)."""
     index: Tensor | None = None
     while isinstance(dataset, Subset):
         sub = torch.as_tensor(np.asarray(dataset.indices, dtype=np.int64))
         index = sub if index is None else sub[index]
         dataset = dataset.dataset
+    return dataset, index
+
+
+def _in_memory(dataset: Dataset) -> tuple[tuple[Tensor, ...], Tensor | None, object] | None:
+    """(tensors, index map, prep) when ``dataset`` is a TensorDataset, possibly under Subsets."""
+    dataset, index = _unwrap(dataset)
     if isinstance(dataset, TensorDataset) and len(dataset.tensors) == 2:
         return dataset.tensors, index, getattr(dataset, "prep", None)
     return None
@@ -94,10 +100,13 @@ class BatchLoader:
                 x = images[rows]
                 yield (prep(x) if prep is not None else x), labels[rows]
             return
-        keyed = [list(zip(b.tolist(), s.tolist())) for b, s in zip(self.batches, self.batch_seeds)]
-        if self.pool is not None and self.num_workers > 0:
-            yield from self.pool.iterate(self.dataset, keyed, self.num_workers)
+        if self.pool is not None and self.num_workers > 0:  # warm workers keyed by the dataset under any Subsets
+            base, index = _unwrap(self.dataset)
+            keyed = [list(zip((b if index is None else index[b]).tolist(), s.tolist()))
+                     for b, s in zip(self.batches, self.batch_seeds)]
+            yield from self.pool.iterate(base, keyed, self.num_workers)
             return
+        keyed = [list(zip(b.tolist(), s.tolist())) for b, s in zip(self.batches, self.batch_seeds)]
         loader = DataLoader(_SeededItems(self.dataset), batch_sampler=keyed, num_workers=self.num_workers,
                             generator=torch.Generator().manual_seed(self.loader_seed),
                             persistent_workers=False)
@@ -118,7 +127,8 @@ class _Batches:
 
 
 class WorkerPool:
-    """Warm decode workers for a whole run: one persistent DataLoader per dataset (train, val, test, ...), reused by
+    """Warm decode workers for a whole run: one persistent DataLoader per dataset (train, val, test, ...; a Subset
+    counts as the dataset under it, so evaluation shards and train-eval picks reuse its workers), reused by
     every epoch and every evaluation instead of forking cold workers each time, with pinned host memory for fast
     copies to a GPU. Results are the same as without it: every image is transformed under its own seed
     (``_SeededItems``), whichever worker gets it. ``close()`` (or ``with``) stops the workers."""

@@ -247,12 +247,13 @@ def _clear(path: Path) -> None:
 
 def _locked(ctx: distributed.DistContext, path: Path, stack: ExitStack) -> None:
     """Rank 0 takes the run's lock for the rest of ``stack``; every rank raises :class:`RunLocked` if it could not."""
-    held, why = 1.0, ""
+    held, why = 0.0, ""  # only rank 0's 1 counts: the sum over ranks is 1 exactly when it holds the lock
     if ctx.is_main:
         try:
             stack.enter_context(lock.run_lock(path))
+            held = 1.0
         except lock.RunLocked as err:
-            held, why = 0.0, str(err)
+            why = str(err)
     flag = distributed.all_reduce_sum(ctx, torch.tensor([held], device=ctx.device))
     if float(flag.item()) < 1.0:
         raise lock.RunLocked(why or f"{path.name} is being trained by another process; skipped")
