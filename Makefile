@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PROFILE ?= mini
-PARTS ?= bench,determinism
+PARTS ?= bench,determinism,loader,paper
 
 .PHONY: setup mini smoke paper rehearse test test-fast bench gpu-check
 
@@ -39,5 +39,5 @@ bench:  ## speed and memory: the regimes side by side (bench.*), then many tasks
 	$(BIN)/python benchmarks/multitask.py
 	$(BIN)/python -m adaptertune.paper.readme --only benchmarks/
 
-gpu-check:  ## the first thing to run on a GPU machine: bench (fp32/bf16/compile) + determinism -> benchmarks/results/gpu/<device>/ (PARTS=mini: make mini on the GPU)
+gpu-check:  ## the first thing to run on a GPU machine: bench (fp32/bf16/compile), determinism, loader, one paper run -> benchmarks/results/gpu/<device>/ (PARTS=mini: make mini on the GPU)
 	$(BIN)/python benchmarks/gpu_check.py --parts $(PARTS)

@@ -106,17 +106,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from .training import distributed
-    from .training.sweep import load_sweep, parse_shard, select_shard, shard_from_env, sweep
+    from .training.settings import settings_from
+    from .training.sweep import load_sweep, parse_shard, select_shard, shard_from_env, sweep, with_settings
 
     if bool(args.file) == bool(args.grid):
         raise ValueError("pass either a sweep FILE or --grid NAME (with --profile), not both and not neither")
     shard = parse_shard(args.shard) if args.shard else None
+    if args.grid and args.precision:  # the grids read it (paper.protocols.precision_of), as will the notebooks
+        from .paper.protocols import PRECISION_ENV
+
+        os.environ[PRECISION_ENV] = args.precision
     if args.grid and not args.dry_run:  # the paper's grids grow as the tuned protocol chooses its rates: train to the end
         from .paper.suite import train_grids
 
         try:
             return train_grids(args.profile, tuple(args.grid), shard=shard or shard_from_env(), threads=args.threads,
-                               root=args.root, retry_failed=args.retry_failed,
+                               root=args.root, retry_failed=args.retry_failed, settings=settings_from(args),
                                say=lambda m: print(m, file=sys.stderr, flush=True))
         finally:
             distributed.cleanup()
@@ -126,6 +131,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         configs = all_configs(args.profile, tuple(args.grid), settled_runs(args.root))
     else:
         configs = load_sweep(args.file)
+        configs = [c.with_(precision=args.precision) for c in configs] if args.precision else configs
     if not args.dry_run:
         _threads(args.threads, shards=(shard or shard_from_env() or (0, 1))[1])
     if args.dry_run:
@@ -139,11 +145,21 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         print(f"{len(chosen)} of {len(configs)} run(s) in this shard")
         return 0
     try:
-        summary = sweep(configs, shard=shard, root=args.root, progress=True, retry_failed=args.retry_failed,
-                        verbose=args.verbose)
+        summary = sweep(with_settings(configs, **settings_from(args)), shard=shard, root=args.root, progress=True,
+                        retry_failed=args.retry_failed, verbose=args.verbose)
     finally:
         distributed.cleanup()
     return 1 if any(s["status"] == "failed" for s in summary) else 0
+
+
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from .paper.experiments import all_configs, settled_runs
+    from .training.prepare import prepare_inputs
+
+    runs = settled_runs(args.root)
+    configs = all_configs(args.profile, tuple(args.grid), runs) if args.grid else all_configs(args.profile, runs=runs)
+    prepare_inputs(configs, download=args.download or None, say=lambda m: print(m, file=sys.stderr, flush=True))
+    return 0
 
 
 def _cmd_pretrain_mini(args: argparse.Namespace) -> int:
@@ -297,6 +313,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .training.settings import add_precision_option, add_settings_options
+
     parser = argparse.ArgumentParser(prog="python -m adaptertune", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="offline tour: adapters, Tab.1 parameter counts, adapter files")
@@ -325,7 +343,17 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--verbose", action="store_true", help="print each run's epoch lines too")
     sw.add_argument("--root", help="run store root")
     sw.add_argument("--threads", type=int, help=THREADS_HELP)
+    add_settings_options(sw)
+    add_precision_option(sw)
     sw.set_defaults(func=_cmd_sweep)
+
+    prep = sub.add_parser("prepare", help="fetch the datasets and pretrained weights of the paper grids once, before "
+                          "shards start (they wait for it)")
+    prep.add_argument("--grid", action="append", metavar="NAME", help="only these grids (default: every grid)")
+    prep.add_argument("--profile", choices=PROFILES, default="paper")
+    prep.add_argument("--download", action="store_true", help="download what is missing (else: check, as offline)")
+    prep.add_argument("--root", help="run store root (the tuned grids' chosen rates)")
+    prep.set_defaults(func=_cmd_prepare)
 
     pre = sub.add_parser("pretrain-mini", help="pretrain the mini backbones on fmnist_source (cached)")
     pre.add_argument("--profile", default="mini", choices=("mini", "smoke"))

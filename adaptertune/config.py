@@ -26,7 +26,10 @@ from .profiles import PROFILES
 from .regimes import METHODS
 from .seeds import derive_seed
 
-PRECISIONS = ("fp32", "bf16")
+# fp32: strict fp32, TF32 off (the paper's recipe); tf32: fp32 tensors, TF32 matmuls and convolutions on CUDA;
+# bf16: bf16 autocast, TF32 for what autocast leaves in fp32 (the paper profile's fast recipe, a documented deviation).
+# On CPU tf32 computes exactly what fp32 does; each is its own run id all the same (it is what was asked for).
+PRECISIONS = ("fp32", "tf32", "bf16")
 HEAD_MODES = ("augmented", "cached_features")
 ADAPTER_FIELDS = AdapterConfig.field_names()
 # Share of the differentiated frozen MLPs an adapter run recomputes in backward by default: the cheapest variant that
@@ -70,7 +73,7 @@ class RunConfig:
     train_eval_limit: int = 4096
     compile: bool = False
     recompute_frozen_mlp: float | None = None  # share of the frozen MLPs recomputed (true = 1); None = the default
-    num_workers: int = 0
+    num_workers: int | None = 0  # None: the cores per GPU on CUDA (training.run.resolve_workers), 0 on CPU
     log_every: int = 10
     snapshot_epochs: tuple[int, ...] = ()  # also keep the weights after these epochs (mini pretraining's dose points)
     device: str | None = None
@@ -93,8 +96,9 @@ class RunConfig:
             AdapterConfig(**{f: getattr(self, f) for f in ADAPTER_FIELDS})  # raises with the allowed values
         for name in ("epochs", "batch_size", "train_eval_limit"):
             _check_int(self, name, minimum=1)
-        for name in ("seed", "num_workers", "log_every"):
+        for name in ("seed", "log_every"):
             _check_int(self, name, minimum=0)
+        _check_int(self, "num_workers", minimum=0, optional=True)
         _check_int(self, "limit", minimum=1, optional=True)
         _check_int(self, "eval_batch_size", minimum=1, optional=True)
         _check_float(self, "lr", lambda v: v > 0, "> 0")

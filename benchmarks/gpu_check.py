@@ -5,7 +5,7 @@
     python benchmarks/gpu_check.py --summarize benchmarks/results/gpu/<device>             # merge such calls
     python benchmarks/gpu_check.py --device cpu --quick --parts all    # CI-size form on CPU (tested: cannot rot)
 
-Parts (``--parts``, default ``bench,determinism``; ``all`` adds ``mini``):
+Parts (``--parts``, default ``bench,determinism``; ``all`` adds ``loader``, ``paper`` and ``mini``):
 
 - **bench**: ``benchmarks/bench.py`` for ViT-S/16 and ViT-B/16 at the paper's batch size (128), once per variant —
   fp32, bf16 autocast, bf16 + ``torch.compile`` (its own regimes only: compiling takes minutes per model) — with
@@ -14,6 +14,12 @@ Parts (``--parts``, default ``bench,determinism``; ``all`` adds ``mini``):
 - **determinism**: the same run twice through ``python -m adaptertune run`` (digits, bundled with scikit-learn, so
   no download; an adapter and a full fine-tuning run of mini-s): identical metrics, per-step losses, predictions
   and trained tensors, or the largest difference.
+- **loader**: ``benchmarks/loader.py`` on this machine's cores: images/s of the training data path per dataset format
+  (JPEG files, pre-resized JPEG, in-memory PIL, batched crops) and worker count -> ``loader/`` (the decode costs
+  ``paper.plan`` assumes).
+- **paper**: one short ``--profile paper`` run (DeiT-T/16 adapter, the rehearsal's offline hub cache and Pets fixture,
+  ``benchmarks/rehearse.py``) on the device: the paper path's numerics (bf16 + TF32), workers and device, recorded
+  in ``paper_run.json``.
 - **mini**: ``python -m adaptertune.paper.suite --profile mini`` in a temporary project home on the GPU, with its
   wall time and each run's device and peak memory. Needs Fashion-MNIST: found as this machine finds it, or
   ``--fashion-mnist DIR`` (the four idx files; carry ``data/datasets/FashionMNIST/raw`` to the GPU machine).
@@ -52,7 +58,7 @@ from adaptertune.data.mini import FMNIST_FILES, locate_fashion_mnist  # noqa: E4
 from adaptertune.store.table import load_results  # noqa: E402
 from benchmarks.report import QUICK_STAMP, cpu_model  # noqa: E402
 
-PARTS = ("bench", "determinism", "mini")
+PARTS = ("bench", "determinism", "loader", "paper", "mini")
 PAPER_BATCH = 128
 # variant -> bench.py options; fused AdamW throughout (bench's default on CUDA)
 VARIANTS: dict[str, list[str]] = {
@@ -202,6 +208,38 @@ def _stage_fashion_mnist(home: Path, source: Path | None) -> None:
         (target / path.name).symlink_to(path.resolve())
 
 
+def run_loader(out: Path, quick: bool) -> list[dict]:
+    """benchmarks/loader.py into ``out/loader/`` (quick: tiny sizes, workers 0 and 1)."""
+    folder = out / "loader"
+    args = [str(ROOT / "benchmarks" / "loader.py"), "--out", str(folder)]
+    args += ["--quick", "--workers", "0,1"] if quick else ["--workers", f"0,1,2,4,{max(1, (os.cpu_count() or 2) - 1)}"]
+    proc, secs = _python(args, _env())
+    ok = proc.returncode == 0 and (folder / "loader.csv").is_file()
+    log(f"loader: {'ok' if ok else 'FAILED'} in {secs:.0f} s")
+    return [{"part": "loader", "ok": ok, "wall_s": round(secs, 1), "detail": "" if ok else _tail(proc)}]
+
+
+def run_paper(out: Path, device: torch.device) -> list[dict]:
+    """One short paper-profile run on the device, offline (the rehearsal's hub cache and fixture)."""
+    from benchmarks import rehearse
+
+    with tempfile.TemporaryDirectory(prefix="gpu-check-paper-") as tmp:
+        env = rehearse.rehearsal_env(Path(tmp))
+        rehearse.write_inputs(Path(tmp), env)
+        from adaptertune.paper.experiments import config
+
+        cfg = config("paper", rehearse.DATASET, rehearse.GRID_BACKBONE, "adapter", 0, epochs=1, warmup_epochs=0)
+        args = ["-m", "adaptertune", *rehearse.cli_args(cfg), "--device", str(device)]  # the grid's recipe
+        proc, secs = _python(args, env)
+        results = sorted(Path(env["ADAPTERTUNE_RESULTS"]).glob("runs/*/result.json"))
+        record = json.loads(results[0].read_text()) if results else {}
+    ok = proc.returncode == 0 and record.get("status") == "finished"
+    keep = {k: record.get(k) for k in ("run_id", "status", "device", "numerics", "wall_s", "peak_mem_mb", "metrics")}
+    (out / "paper_run.json").write_text(json.dumps({"args": args, "seconds": secs, **keep}, indent=1) + "\n")
+    log(f"paper run: {'ok' if ok else 'FAILED'} in {secs:.0f} s")
+    return [{"part": "paper run", "ok": ok, "wall_s": round(secs, 1), "detail": "" if ok else _tail(proc)}]
+
+
 def run_mini(out: Path, device: torch.device, quick: bool, fashion_mnist: Path | None) -> list[dict]:
     """The mini suite (quick: the smoke profile, notebook 03 only) in a fresh home: wall time, runs, peak memory."""
     profile, extra = ("smoke", ["--only", "03"]) if quick else ("mini", [])
@@ -338,6 +376,10 @@ def main(argv: list[str] | None = None) -> int:
             done = run_bench(out, device, args.quick, variants)
         elif part == "determinism":
             done = run_determinism(out, device, args.quick)
+        elif part == "loader":
+            done = run_loader(out, args.quick)
+        elif part == "paper":
+            done = run_paper(out, device)
         else:
             done = run_mini(out, device, args.quick, args.fashion_mnist)
         status += done

@@ -284,7 +284,7 @@ def rehearse(workdir: Path, say: Callable[[str], None] = print, timeout: float =
     runs = planned_runs()
     for cfg in runs:
         t = time.perf_counter()
-        args = cli_args(cfg)
+        args = cli_args(cfg) + ["--device", "cpu"]  # on purpose: the paper profile refuses a CPU it was not given
         say(f"[rehearse] python -m adaptertune {' '.join(args)}")
         proc = _command(["-m", "adaptertune", *args], env, timeout)
         secs = report.seconds[f"{cfg.backbone.split('_patch')[0]}/{cfg.method}"] = time.perf_counter() - t

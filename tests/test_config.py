@@ -16,7 +16,7 @@ def tiny(**changes) -> RunConfig:
 
 @pytest.mark.parametrize("changes, needle", [
     ({"method": "lora"}, "('head', 'full', 'adapter')"),
-    ({"precision": "fp16"}, "('fp32', 'bf16')"),
+    ({"precision": "fp16"}, "('fp32', 'tf32', 'bf16')"),
     ({"profile": "big"}, "('smoke', 'mini', 'paper')"),
     ({"head_mode": "cached_features"}, "needs method='head'"),
     ({"rank": 0}, "rank=0"),

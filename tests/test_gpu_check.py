@@ -72,7 +72,8 @@ def test_gpu_check_runs_on_cpu_in_ci_size(tmp_path):
     (out,) = tmp_path.iterdir()
     assert out.name == gpu_check.device_label(torch.device("cpu"))
     parts = pd.read_csv(out / "summary.csv").set_index("part")
-    assert parts["ok"].all() and {"bench fp32", "bench bf16-compile", "determinism adapter", "suite smoke"} <= set(parts.index)
+    assert parts["ok"].all() and {"bench fp32", "bench bf16-compile", "determinism adapter", "loader", "paper run",
+                                   "suite smoke"} <= set(parts.index)
     determinism = pd.read_csv(out / "determinism.csv").iloc[0]
     assert determinism["identical_metrics"] and determinism["identical_tensors"] and determinism["same_run_id"]
     suite = pd.read_csv(out / "mini_suite.csv").iloc[0]

@@ -81,7 +81,7 @@ def test_the_cli_arguments_make_the_planned_run():
         assert parsed.run_id == cfg.run_id, rehearse.cli_args(cfg)
     paper = experiments.config("paper", "pets", "deit_tiny_patch16_224", "adapter")
     assert rehearse.cli_args(paper) == ["run", "--dataset", "pets", "--backbone", "deit_tiny_patch16_224",
-                                        "--method", "adapter", "--profile", "paper"]
+                                        "--method", "adapter", "--precision", "bf16", "--profile", "paper"]
 
 
 @pytest.mark.slow

@@ -61,7 +61,7 @@ def test_second_sweep_trains_nothing(isolated_home, monkeypatch):
     assert [s["ran"] for s in first] == [True, True] and all(s["status"] == "finished" for s in first)
     import adaptertune.training.sweep as train
 
-    monkeypatch.setattr(train, "run", lambda *a, **k: pytest.fail("nothing should be trained"))
+    monkeypatch.setattr(train, "train_or_fetch", lambda *a, **k: pytest.fail("nothing should be trained"))
     second = sweep(configs, progress=False)
     assert [s["ran"] for s in second] == [False, False]
     assert len(store.load_results()) == 2

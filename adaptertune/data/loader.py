@@ -25,13 +25,19 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state))
 
 
-def _in_memory(dataset: Dataset) -> tuple[tuple[Tensor, ...], Tensor | None, object] | None:
-    """(tensors, index map, prep) when ``dataset`` is a TensorDataset, possibly under Subsets."""
+def _unwrap(dataset: Dataset) -> tuple[Dataset, Tensor | None]:
+    """The dataset under any Subsets, and the index map into it (None: no Subset)."""
     index: Tensor | None = None
     while isinstance(dataset, Subset):
         sub = torch.as_tensor(np.asarray(dataset.indices, dtype=np.int64))
         index = sub if index is None else sub[index]
         dataset = dataset.dataset
+    return dataset, index
+
+
+def _in_memory(dataset: Dataset) -> tuple[tuple[Tensor, ...], Tensor | None, object] | None:
+    """(tensors, index map, prep) when ``dataset`` is a TensorDataset, possibly under Subsets."""
+    dataset, index = _unwrap(dataset)
     if isinstance(dataset, TensorDataset) and len(dataset.tensors) == 2:
         return dataset.tensors, index, getattr(dataset, "prep", None)
     return None
@@ -62,8 +68,8 @@ class BatchLoader:
     """An iterable of (images, labels) batches with ``len()`` = number of batches for this rank."""
 
     def __init__(self, dataset: Dataset, *, batch_size: int, shuffle: bool, seed: int, epoch: int, drop_last: bool,
-                 rank: int, world_size: int, num_workers: int) -> None:
-        self.dataset, self.num_workers = dataset, num_workers
+                 rank: int, world_size: int, num_workers: int, pool: WorkerPool | None = None) -> None:
+        self.dataset, self.num_workers, self.pool = dataset, num_workers, pool
         n = len(dataset)  # type: ignore[arg-type]
         gen = epoch_generator(seed, epoch)
         order = torch.randperm(n, generator=gen) if shuffle else torch.arange(n)
@@ -94,11 +100,66 @@ class BatchLoader:
                 x = images[rows]
                 yield (prep(x) if prep is not None else x), labels[rows]
             return
+        if self.pool is not None and self.num_workers > 0:  # warm workers keyed by the dataset under any Subsets
+            base, index = _unwrap(self.dataset)
+            keyed = [list(zip((b if index is None else index[b]).tolist(), s.tolist()))
+                     for b, s in zip(self.batches, self.batch_seeds)]
+            yield from self.pool.iterate(base, keyed, self.num_workers)
+            return
         keyed = [list(zip(b.tolist(), s.tolist())) for b, s in zip(self.batches, self.batch_seeds)]
         loader = DataLoader(_SeededItems(self.dataset), batch_sampler=keyed, num_workers=self.num_workers,
                             generator=torch.Generator().manual_seed(self.loader_seed),
                             persistent_workers=False)
         yield from loader
+
+
+class _Batches:
+    """A batch sampler whose batches are replaced before each pass: a persistent DataLoader re-reads it per pass."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[tuple[int, int]]] = []
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+class WorkerPool:
+    """Warm decode workers for a whole run: one persistent DataLoader per dataset (train, val, test, ...; a Subset
+    counts as the dataset under it, so evaluation shards and train-eval picks reuse its workers), reused by
+    every epoch and every evaluation instead of forking cold workers each time, with pinned host memory for fast
+    copies to a GPU. Results are the same as without it: every image is transformed under its own seed
+    (``_SeededItems``), whichever worker gets it. ``close()`` (or ``with``) stops the workers."""
+
+    def __init__(self, pin_memory: bool = False, prefetch_factor: int = 4) -> None:
+        self.pin_memory, self.prefetch_factor = pin_memory, prefetch_factor
+        self._loaders: dict[int, tuple[Dataset, _Batches, DataLoader]] = {}
+
+    def iterate(self, dataset: Dataset, batches: list[list[tuple[int, int]]], num_workers: int) -> Iterator:
+        entry = self._loaders.get(id(dataset))
+        if entry is None or entry[2].num_workers != num_workers:
+            sampler = _Batches()
+            loader = DataLoader(_SeededItems(dataset), batch_sampler=sampler, num_workers=num_workers,
+                                persistent_workers=True, pin_memory=self.pin_memory,
+                                prefetch_factor=self.prefetch_factor)
+            entry = self._loaders[id(dataset)] = (dataset, sampler, loader)  # holding dataset keeps its id unique
+        entry[1].batches = batches
+        yield from entry[2]
+
+    def close(self) -> None:
+        for _, _, loader in self._loaders.values():
+            iterator = getattr(loader, "_iterator", None)
+            if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+                iterator._shutdown_workers()
+        self._loaders.clear()
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _check_int(name: str, value: object, minimum: int) -> int:
@@ -108,10 +169,12 @@ def _check_int(name: str, value: object, minimum: int) -> int:
 
 
 def make_loader(dataset: Dataset, *, batch_size: int, shuffle: bool, seed: int = 0, epoch: int = 0,
-                drop_last: bool = False, rank: int = 0, world_size: int = 1, num_workers: int = 0) -> BatchLoader:
+                drop_last: bool = False, rank: int = 0, world_size: int = 1, num_workers: int = 0,
+                pool: WorkerPool | None = None) -> BatchLoader:
     """Deterministic batches for (seed, epoch), this rank's disjoint shard of one global permutation.
 
     ``num_workers`` only applies to file-backed datasets; in-memory tensors are gathered in the calling process.
+    ``pool``: keep the workers warm across calls (:class:`WorkerPool`); the batches are the same either way.
     """
     batch_size = _check_int("batch_size", batch_size, 1)
     seed, epoch = _check_int("seed", seed, 0), _check_int("epoch", epoch, 0)
@@ -123,4 +186,5 @@ def make_loader(dataset: Dataset, *, batch_size: int, shuffle: bool, seed: int =
     if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
         raise ValueError(f"make_loader needs a map-style dataset with __len__/__getitem__, got {type(dataset).__name__}")
     return BatchLoader(dataset, batch_size=batch_size, shuffle=bool(shuffle), seed=seed, epoch=epoch,
-                       drop_last=bool(drop_last), rank=rank, world_size=world_size, num_workers=num_workers)
+                       drop_last=bool(drop_last), rank=rank, world_size=world_size, num_workers=num_workers,
+                       pool=pool)

@@ -1,20 +1,32 @@
-"""How long a profile's missing runs will take: a rough estimate from dataset sizes and training throughput.
+"""How long a profile's runs take: a cost model from dataset sizes, training throughput, precision and decode cost.
 
-The throughput priors below are used only until the store holds measured runs of a backbone: GPU figures for
-the paper backbones (fp32, one A100/H100-class GPU, batch 128), CPU figures measured on the 2-core machine for
-the mini ones. Evaluation passes are counted at 3× these rates. Dataset sizes come from the data registry.
+Every assumption of the model is a constant of this module, stated once: GPU throughputs per backbone and regime (one
+H100-class GPU, batch 128, fp32 strict) and the speed-up of each precision; the CPU decode cost per dataset format and
+the cores a GPU gets; evaluation passes at 3x the training rate. A run trains at the slower of the GPU and its data
+path. Measured medians of finished runs in the store replace the priors (per profile, backbone and regime). CPU figures
+for the mini backbones were measured on the 2-core machine. ``python -m adaptertune.paper.plan --profile paper`` prints
+the GPU-hours of the main tables, the ablations and the whole paper on 1 and on 8 GPUs and writes them to
+``figures/tables/paper/plan.md`` (README and docs include that file: no typed figure).
 """
 from __future__ import annotations
 
+import argparse
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from ..config import RunConfig
+from ..atomic import atomic_write_bytes
+from ..config import PROFILES, RunConfig
 from ..data import DATASETS
+from ..paths import home
 from ..store import runs as store
+from ..training.sweep import shard_of
 from . import experiments
+from .protocols import precision_of
 
+# Training images/s, fp32 strict (TF32 off), batch 128, one H100-class GPU (paper) or the 2-core machine (mini).
 THROUGHPUT = {
     "vit_small_patch16_224": {"full": 1200, "adapter": 1400, "head": 3600},
     "vit_base_patch16_224": {"full": 420, "adapter": 500, "head": 1300},
@@ -22,6 +34,43 @@ THROUGHPUT = {
     "mini-s": {"full": 2000, "adapter": 2300, "head": 6500},
     "mini-b": {"full": 900, "adapter": 1200, "head": 2800},
 }
+# GPU speed-up over strict fp32 (tensor-core matmuls; attention and MLPs dominate a ViT step). CPU: none.
+PRECISION_SPEEDUP = {"fp32": 1.0, "tf32": 1.8, "bf16": 2.6}
+# How each paper dataset reaches the GPU: "memory" = small uint8 images kept in memory (CIFAR, SVHN, Tiny-ImageNet:
+# crop and flip can run batched on the device), "jpeg" = full-size JPEG/PNG files decoded per image by PIL.
+DATA_FORMAT = {"cifar10": "memory", "cifar100": "memory", "svhn": "memory", "tiny_imagenet": "memory",
+               "pets": "jpeg", "food101": "jpeg", "flowers102": "jpeg", "aircraft": "jpeg", "imagenet_r": "jpeg"}
+# Images/s one CPU core decodes + random-resized-crops + flips to 224 px: PIL on the original files ("jpeg"), on files
+# stored once pre-resized to a shorter side of 256 ("jpeg_cached"), PIL on a 32-64 px in-memory image ("memory").
+DECODE_PER_CORE = {"jpeg": 110, "jpeg_cached": 330, "memory": 900}
+DEVICE_AUGMENT_RATE = 40000  # images/s of batched crop + flip on the GPU: never the bottleneck
+CORES_PER_GPU = 12  # a typical 8-GPU node has 96-128 cores
+SETUP_S = {"paper": 30.0, "mini": 2.0, "smoke": 2.0}  # model + data set-up per run
+GROUPS = {  # the parts of the paper a plan reports, by grid
+    "main tables": ("main", "tuned", "selection", "extended"),
+    "ablations": ("rank", "placement", "init", "sensitivity"),
+    "controls": ("theory", "scratch", "budget", "dose", "backbone_seed", "multitask"),
+}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One way of running the grids: numerics and data path (the plan compares the old default, today's code and
+    the data path still planned: device-side crops for the in-memory sets, a pre-resized JPEG cache)."""
+
+    name: str
+    precision: str | None  # None: each run's own (the profile's recipe)
+    workers: int  # decode processes per GPU (0: the training process decodes)
+    device_augment: bool  # in-memory sets cropped on the GPU
+    jpeg_cache: bool  # JPEG sets stored once pre-resized
+
+
+SCENARIOS = (
+    Scenario("fp32, 0 workers (before #16)", "fp32", 0, False, False),
+    Scenario("recipe precision, warm workers (now)", None, CORES_PER_GPU - 1, False, False),
+    Scenario("+ device crops, JPEG cache (planned)", None, CORES_PER_GPU - 1, True, True),
+)
+CURRENT = SCENARIOS[1]  # the code as it stands: estimate_seconds' default
 DEFAULT_SIZES = (20000, 5000)  # a user's folder dataset, whose size the registry does not know
 
 
@@ -33,16 +82,36 @@ def measured_throughput(frame: pd.DataFrame) -> dict[tuple[str, str, str], float
     return good.groupby(["profile", "backbone", "method"])["train_images_per_s"].median().to_dict()
 
 
-def estimate_seconds(cfg: RunConfig, measured: dict | None = None) -> float:
-    """Rough wall time of one run: epochs × train images / throughput, plus val/test/train-eval passes."""
-    rate = (measured or {}).get((cfg.profile, cfg.backbone, cfg.method)) or THROUGHPUT.get(cfg.backbone, {}).get(cfg.method, 500)
+def data_rate(dataset: str, scenario: Scenario) -> float:
+    """Images/s the data path delivers to one GPU for ``dataset`` in ``scenario`` (inf for the mini sets: tensors)."""
+    fmt = DATA_FORMAT.get(dataset)
+    if fmt is None:
+        return float("inf") if dataset in DATASETS and DATASETS[dataset].kind == "mini" else \
+            DECODE_PER_CORE["jpeg"] * max(1, scenario.workers)
+    if fmt == "memory" and scenario.device_augment:
+        return DEVICE_AUGMENT_RATE
+    per_core = DECODE_PER_CORE["jpeg_cached" if fmt == "jpeg" and scenario.jpeg_cache else fmt]
+    return per_core * max(1, scenario.workers)
+
+
+def estimate_seconds(cfg: RunConfig, measured: dict | None = None, scenario: Scenario | None = None) -> float:
+    """Wall time of one run: epochs x train images at the slower of the model and the data path, plus val/test/
+    train-eval passes at 3x, plus set-up. A measured median of the store replaces the model's rate for that backbone
+    and regime (it already includes the data path it ran with)."""
+    rate = (measured or {}).get((cfg.profile, cfg.backbone, cfg.method))
+    if rate is None:
+        rate = THROUGHPUT.get(cfg.backbone, {}).get(cfg.method, 500)
+        if cfg.profile == "paper":
+            precision = scenario.precision if scenario is not None and scenario.precision else cfg.precision
+            rate *= PRECISION_SPEEDUP[precision]
+            rate = min(rate, data_rate(cfg.dataset, scenario or CURRENT))
     spec = DATASETS.get(cfg.dataset)
     train, test = (spec.train_size, spec.test_size) if spec is not None else DEFAULT_SIZES
     if cfg.limit:
         train, test = min(train, cfg.limit), min(test, cfg.limit)
     fit = train * (1 - cfg.val_fraction)
     evaluated = cfg.epochs * train * cfg.val_fraction + test + min(cfg.train_eval_limit, fit)
-    return cfg.epochs * fit / rate + evaluated / (3 * rate) + 2.0  # + model/data set-up
+    return cfg.epochs * fit / rate + evaluated / (3 * rate) + SETUP_S.get(cfg.profile, 2.0)
 
 
 def plan_frame(profile: str, root: str | Path | None = None) -> pd.DataFrame:
@@ -57,7 +126,63 @@ def plan_frame(profile: str, root: str | Path | None = None) -> pd.DataFrame:
     table["status"] = ["projected" if projected else store.run_status(rid, root)
                        for rid, projected in zip(table["run_id"], table["projected"])]
     table["est_s"] = [estimate_seconds(configs[rid], measured) for rid in table["run_id"]]
+    for k, scenario in enumerate(SCENARIOS):
+        table[f"est_s_{k}"] = [estimate_seconds(configs[rid], measured, scenario) for rid in table["run_id"]]
     return table
+
+
+def _in_group(table: pd.DataFrame, grids: tuple[str, ...]) -> pd.Series:
+    return table["grids"].str.split(",").map(lambda gs: any(g in grids for g in gs))
+
+
+def gpu_hours(table: pd.DataFrame, column: str, gpus: int) -> float:
+    """Wall-clock hours on ``gpus`` GPUs: one shard process per GPU, runs split by the hash of their run id (as
+    ``sweep --shard i/n`` splits them), so the busiest shard decides. Tuned runs wait for their selection round,
+    which this ignores (their cells are many: the rounds overlap across cells)."""
+    shards = table["run_id"].map(lambda rid: shard_of(rid, gpus))
+    return float(table.groupby(shards)[column].sum().max() / 3600) if len(table) else 0.0
+
+
+def plan_report(profile: str, table: pd.DataFrame) -> str:
+    """The modelled hours of each part of the paper (each run counted in the first part that uses it) and of the
+    whole, on 1 and on 8 GPUs, per scenario, as a markdown table with the model's assumptions."""
+    rows, seen = [], pd.Series(False, index=table.index)
+    parts = [(name, _in_group(table, grids)) for name, grids in GROUPS.items()]
+    for name, mask in parts + [("whole paper", pd.Series(True, index=table.index))]:
+        part = table[mask & ~seen] if name != "whole paper" else table
+        if name != "whole paper":
+            seen |= mask
+        row = {"part": name, "runs": len(part)}
+        for k, scenario in enumerate(SCENARIOS):
+            for gpus in (1, 8):
+                row[f"{scenario.name} · {gpus} GPU"] = round(gpu_hours(part, f"est_s_{k}", gpus), 1)
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    recipe = precision_of(profile)
+    notes = (f"Modelled hours (wall clock; on 8 GPUs: one shard process per GPU, runs split by run-id hash) for profile "
+             f"`{profile}`, every run of its grids (tuned runs not yet chosen counted at a stand-in rate); a run shared "
+             f"by several parts counts in the first. Recipe precision: {recipe}. Assumptions "
+             f"(`adaptertune.paper.plan`): fp32 training throughput per backbone and regime on one H100-class GPU "
+             f"{THROUGHPUT_NOTE}; precision speed-ups {PRECISION_SPEEDUP}; decode images/s per core {DECODE_PER_CORE}, "
+             f"{CORES_PER_GPU} cores per GPU; evaluation at 3x the training rate; {SETUP_S.get(profile, 2.0):g} s set-up "
+             "per run. `make gpu-check` measures the throughputs this model assumes.")
+    return frame.to_markdown(index=False) + "\n\n" + notes + "\n"
+
+
+THROUGHPUT_NOTE = "(images/s: " + "; ".join(
+    f"{b.split('_patch')[0]} " + "/".join(str(v[m]) for m in ("full", "adapter", "head"))
+    for b, v in THROUGHPUT.items() if not b.startswith("mini")) + " for full/adapter/head)"
+
+
+def plan_file(profile: str) -> Path:
+    return home() / "figures" / "tables" / profile / "plan.md"
+
+
+def write_plan(profile: str, table: pd.DataFrame) -> Path:
+    """Write :func:`plan_report` to ``figures/tables/<profile>/plan.md`` (atomically)."""
+    path = plan_file(profile)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write_bytes(path, plan_report(profile, table).encode())
 
 
 def describe_plan(profile: str, table: pd.DataFrame) -> str:
@@ -73,4 +198,23 @@ def describe_plan(profile: str, table: pd.DataFrame) -> str:
             + f"; estimated {unit} for the missing runs: {amount}")
 
 
-__all__ = ["THROUGHPUT", "describe_plan", "estimate_seconds", "measured_throughput", "plan_frame"]
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m adaptertune.paper.plan", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", default="paper", choices=PROFILES)
+    parser.add_argument("--no-write", dest="write", action="store_false", help="print only")
+    args = parser.parse_args(argv)
+    table = plan_frame(args.profile)
+    print(describe_plan(args.profile, table))
+    print(plan_report(args.profile, table))
+    if args.write:
+        print(f"[plan] wrote {write_plan(args.profile, table)}", file=sys.stderr)
+    return 0
+
+
+__all__ = ["DATA_FORMAT", "DECODE_PER_CORE", "PRECISION_SPEEDUP", "SCENARIOS", "THROUGHPUT", "Scenario", "data_rate",
+           "describe_plan", "estimate_seconds", "gpu_hours", "measured_throughput", "plan_frame", "plan_report",
+           "write_plan"]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

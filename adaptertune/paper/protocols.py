@@ -9,13 +9,15 @@ verdict is reported under both.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from ..backbones import PAPER_BACKBONES as PAPER_BACKBONE_TAGS
 from ..backbones import backbone_shape, replicate_name
-from ..config import RunConfig
+from ..config import PRECISIONS, RunConfig
 
 PROTOCOL_NAMES = ("paper-recipe", "tuned")
+PRECISION_ENV = "ADAPTERTUNE_PRECISION"
 PAPER_CORE = ("cifar10", "cifar100", "svhn", "pets", "food101")
 PAPER_EXTENDED = ("flowers102", "aircraft", "imagenet_r", "tiny_imagenet")
 PAPER_BACKBONES = tuple(PAPER_BACKBONE_TAGS)
@@ -71,6 +73,7 @@ class Protocol:
     ablation_tuned: bool = False  # ablations at the adapter's tuned rate of their pair (else the recipe's rate)
     pair_ranks: tuple[int, ...] = ()  # the rank sweep on every (dataset, backbone) pair; the ablation pair runs `ranks`
     init_stds: tuple[float, ...] = ()  # random-init sigmas of the init ablation (empty: the adapter default only)
+    precision: str = "fp32"  # config.PRECISIONS; $ADAPTERTUNE_PRECISION overrides it (precision_of)
     extended_note: str = ""
     lr_grid_note: str = ""
 
@@ -89,13 +92,15 @@ class Protocol:
 PROTOCOLS: dict[str, Protocol] = {
     "paper": Protocol(
         backbones=PAPER_BACKBONES, datasets=PAPER_CORE, extended=PAPER_EXTENDED, seeds=(0, 1, 2),
-        recipe=dict(epochs=50, batch_size=128, lr=1e-3, weight_decay=0.05, warmup_epochs=5, profile="paper"),
+        recipe=dict(epochs=50, batch_size=128, lr=1e-3, weight_decay=0.05, warmup_epochs=5, profile="paper",
+                    num_workers=None),  # decode workers: the cores per GPU (training.run.resolve_workers)
         ablation=("cifar10", "vit_small_patch16_224"), ranks=(1, 2, 4, 8, 16, 32, 64),
         sensitivity={"lr": (1e-4, 5e-4, 1e-3, 5e-3), "weight_decay": (0.0, 0.01, 0.05, 0.1), "scale": (0.5, 1.0, 4.0)},
         lr_grid={"head": (1e-3, 3e-3, 1e-2, 3e-2), "adapter": (3e-4, 1e-3, 3e-3, 1e-2),
                  "full": (1e-5, 3e-5, 1e-4, 3e-4)},
         near=("cifar10", "cifar100", "pets"), far=("svhn", "food101"),
         controls=Controls(scratch=("vit_small_patch16_224",)),
+        precision="bf16",  # the fast recipe (bf16 autocast + TF32), a documented deviation; the paper's: fp32
         extended_note="the paper's extended benchmark (Flowers102, FGVC-Aircraft, ImageNet-R, Tiny-ImageNet)",
         lr_grid_note=("full fine-tuning of supervised ViTs with AdamW at batch 128 usually runs at 1e-5 to 1e-4; "
                       "adapters and heads start from scratch and take larger rates. Each grid spans 1.5 decades around "
@@ -152,10 +157,19 @@ def protocol(profile: str) -> Protocol:
     return PROTOCOLS[profile]
 
 
+def precision_of(profile: str) -> str:
+    """The profile's numerics, or ``$ADAPTERTUNE_PRECISION`` when set (``--precision`` of sweep and the suite sets it,
+    so every shard and every notebook of one pass builds the same grids: precision is part of each run id)."""
+    chosen = os.environ.get(PRECISION_ENV) or protocol(profile).precision
+    if chosen not in PRECISIONS:
+        raise ValueError(f"{PRECISION_ENV}={chosen!r} is not allowed: choose one of {PRECISIONS}")
+    return chosen
+
+
 def recipe(profile: str, dataset: str) -> dict:
-    """The profile's recipe with the dataset's overrides applied."""
+    """The profile's recipe with its precision and the dataset's overrides applied."""
     p = protocol(profile)
-    return {**p.recipe, **p.per_dataset.get(dataset, {})}
+    return {**p.recipe, "precision": precision_of(profile), **p.per_dataset.get(dataset, {})}
 
 
 def config(profile: str, dataset: str, backbone: str, method: str, seed: int = 0, **changes) -> RunConfig:
@@ -163,5 +177,5 @@ def config(profile: str, dataset: str, backbone: str, method: str, seed: int = 0
     return RunConfig(dataset=dataset, backbone=backbone, method=method, seed=seed, **{**recipe(profile, dataset), **changes})
 
 
-__all__ = ["PAPER_BACKBONES", "PAPER_CORE", "PAPER_EXTENDED", "PROTOCOLS", "PROTOCOL_NAMES", "Controls", "Protocol",
-           "config", "protocol", "recipe", "seated"]
+__all__ = ["PRECISION_ENV", "precision_of", "PAPER_BACKBONES", "PAPER_CORE", "PAPER_EXTENDED", "PROTOCOLS",
+           "PROTOCOL_NAMES", "Controls", "Protocol", "config", "protocol", "recipe", "seated"]

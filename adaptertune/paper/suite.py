@@ -11,27 +11,31 @@ where training happens.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
 from pathlib import Path
 
 from ..config import PROFILES
-from ..training.sweep import sweep
+from ..training.settings import add_precision_option, add_settings_options, settings_from
+from ..training.sweep import sweep, with_settings
 from ..training.threads import apply_threads
 from . import claims, experiments, readme
 from .notebooks import (NotebookFailed, appendix_dir, check_parameters, compare_with_committed, execute, executed_dir,
                         notebook_title, notebooks, parse_param, render_html, write_index)
-from .plan import describe_plan, plan_frame
+from .plan import describe_plan, plan_frame, write_plan
+from .protocols import PRECISION_ENV
 from .tuning import DIVERGED
 
 
 def train_grids(profile: str, names: tuple[str, ...] = experiments.GRIDS, shard: tuple[int, int] | None = None,
                 threads: int | None = None, root: str | Path | None = None, retry_failed: bool = False,
-                say=print) -> int:
+                settings: dict | None = None, say=print) -> int:
     """Pretrain what the grids need, then sweep until they stop growing (a tuned cell's final runs appear once its
     selection runs have settled). Returns 0, or 1 when a run failed for another reason than a diverging loss (a
-    diverged candidate learning rate is a result of the search). ``threads`` defaults to the profile's pinned count."""
+    diverged candidate learning rate is a result of the search). ``threads`` defaults to the profile's pinned count;
+    ``settings``: this process's device, num_workers, compile (``training.sweep.with_settings``; run ids unchanged)."""
     pinned = experiments.protocol(profile).threads
     used, why = apply_threads(threads if threads is not None else pinned, shard[1] if shard else 1)
     if pinned is not None and used != pinned:
@@ -50,7 +54,8 @@ def train_grids(profile: str, names: tuple[str, ...] = experiments.GRIDS, shard:
                     "failed earlier; `python -m adaptertune sweep --retry-failed` retrains failed runs")
             return 0
         seen |= {c.run_id for c in configs}
-        summary = sweep(configs, shard=shard, root=root, progress=True, retry_failed=retry_failed and not seen)
+        summary = sweep(with_settings(configs, **(settings or {})), shard=shard, root=root, progress=True,
+                        retry_failed=retry_failed and not seen)
         broken = [x for x in summary if x["status"] == "failed" and x["ran"]
                   and not str(x.get("error", "")).startswith(DIVERGED)]
         if broken:
@@ -62,7 +67,7 @@ def train_grids(profile: str, names: tuple[str, ...] = experiments.GRIDS, shard:
 
 
 def run_suite(profile: str, only: list[str] | None = None, params: dict | None = None, dry_run: bool = False,
-              train: bool = True, log_output: bool = False, say=print) -> int:
+              train: bool = True, log_output: bool = False, settings: dict | None = None, say=print) -> int:
     """The whole pipeline; returns a process exit code (0 ok, 1 a run or notebook failed)."""
     if profile not in PROFILES:
         raise ValueError(f"profile={profile!r} is not allowed: choose one of {PROFILES}")
@@ -72,13 +77,15 @@ def run_suite(profile: str, only: list[str] | None = None, params: dict | None =
     check_parameters(nbs, given)
     table = plan_frame(profile)
     say(describe_plan(profile, table))
+    if profile == "paper":  # the modelled GPU-hours README and docs include
+        say(f"[suite] plan by part on 1 and 8 GPUs: {write_plan(profile, table)}")
     if dry_run:
         cols = ["run_id", "grids", "dataset", "backbone", "method", "pretrained", "rank", "every", "start", "init",
                 "scale", "lr", "weight_decay", "seed", "epochs", "limit", "status", "est_s"]
         say(table[cols].to_string(index=False, float_format=lambda v: f"{v:g}"))
         say(f"[suite] dry run: nothing trained; notebooks that would run: {[nb.stem for nb in nbs]}")
         return 0
-    if train and train_grids(profile, say=say) != 0:
+    if train and train_grids(profile, settings=settings, say=say) != 0:
         return 1
     if only is None:  # a full pass records every notebook's verdicts afresh
         shutil.rmtree(claims.verdicts_dir(profile), ignore_errors=True)
@@ -119,15 +126,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-train", dest="train", action="store_false",
                         help="skip pretraining and the sweep: the notebooks render what the store holds")
     parser.add_argument("--log-output", action="store_true", help="stream notebook cell outputs")
+    add_settings_options(parser)
+    add_precision_option(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     params = dict(parse_param(p) for p in args.param)
+    if args.precision:  # the grids and the notebooks (papermill inherits the environment) read it
+        os.environ[PRECISION_ENV] = args.precision
     try:
         return run_suite(args.profile, only=args.only, params=params, dry_run=args.dry_run, train=args.train,
-                         log_output=args.log_output, say=lambda m: print(m, flush=True))
+                         log_output=args.log_output, say=lambda m: print(m, flush=True),
+                         settings=settings_from(args))
     except (ValueError, FileNotFoundError) as err:
         print(f"[suite] error: {err}", file=sys.stderr)
         return 2

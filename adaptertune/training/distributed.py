@@ -28,16 +28,29 @@ class DistContext:
 
 
 def _pick_device(preference: str | None, local_rank: int, world_size: int) -> torch.device:
+    """``cuda:N`` as asked; ``cuda``/``auto``/None on GPU N = the process's local rank under DDP, else
+    ``$LOCAL_RANK`` when a launcher set it (N independent shard processes on N GPUs), else the current device."""
     if preference not in (None, "auto"):
         device = torch.device(preference)
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device={preference!r} is not available: torch sees no CUDA device (use 'cpu' or None)")
-        if device.type == "cuda" and world_size > 1:
-            device = torch.device("cuda", local_rank)
+        if device.type == "cuda" and (world_size > 1 or device.index is None):
+            device = torch.device("cuda", _gpu_index(local_rank, world_size))
         return device
     if torch.cuda.is_available():
-        return torch.device("cuda", local_rank if world_size > 1 else torch.cuda.current_device())
+        return torch.device("cuda", _gpu_index(local_rank, world_size))
     return torch.device("cpu")
+
+
+def _gpu_index(local_rank: int, world_size: int) -> int:
+    if world_size > 1:
+        return local_rank
+    if "LOCAL_RANK" in os.environ:
+        index = int(os.environ["LOCAL_RANK"])
+        if not 0 <= index < torch.cuda.device_count():
+            raise ValueError(f"LOCAL_RANK={index} is not allowed: torch sees {torch.cuda.device_count()} CUDA device(s)")
+        return index
+    return torch.cuda.current_device()
 
 
 def setup(device: str | None = None) -> DistContext:

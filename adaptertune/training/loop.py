@@ -57,6 +57,15 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
 
 
+def set_numerics(precision: str) -> dict:
+    """Switch TF32 on or off for this process as ``precision`` says (config.PRECISIONS) and return what was set, for
+    the run's record. Explicit both ways: cuDNN allows TF32 by default, which would make 'fp32' quietly TF32."""
+    tf32 = precision in ("tf32", "bf16")
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    return {"precision": precision, "autocast": "bf16" if precision == "bf16" else None, "tf32": tf32}
+
+
 def show_progress(flag: bool | None) -> bool:
     """Bars only when asked, or by default when stderr is a terminal (never in papermill/CI logs)."""
     return bool(flag) if flag is not None else sys.stderr.isatty()
@@ -113,6 +122,9 @@ def train_epoch(*, forward: Callable[[Tensor], Tensor], loader: Iterable, optimi
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, count
     step_rows: list[dict] = []
     lr = lr_fn(step)
+    finite = torch.ones((), dtype=torch.bool, device=device)
+    mean_loss = float("nan")
+    sync_every_step = device.type == "cpu"  # costs nothing there; on a GPU: every log_every steps and at the end
     t0 = time.perf_counter()
     bar = tqdm(total=len(loader), desc=desc, leave=False, disable=not progress, dynamic_ncols=True)
     for x, y in loader:
@@ -126,11 +138,17 @@ def train_epoch(*, forward: Callable[[Tensor], Tensor], loader: Iterable, optimi
             logits = forward(x)
         loss_sum = F.cross_entropy(logits.float(), y, reduction="sum")
         batch = all_reduce_sum(ctx, torch.stack([loss_sum.detach().double(), torch.tensor(float(y.shape[0]), dtype=torch.float64, device=device)]))
-        mean_loss = (batch[0] / batch[1]).item()
-        if not math.isfinite(mean_loss):
-            bar.close()
-            raise NonFiniteLossError(f"training loss became {mean_loss} at epoch {epoch + 1}, step {step + 1} "
-                                     f"(lr={lr:.3g}); the run was stopped. Lower the lr, raise warmup_epochs, or use fp32.")
+        mean = batch[0] / batch[1]
+        finite &= torch.isfinite(mean)  # on the device: no host sync per step on a GPU
+        logged = bool(log_every) and step % log_every == 0
+        if sync_every_step or logged or (progress and (step + 1) % 10 == 0):
+            mean_loss = mean.item()
+            if not bool(finite):
+                bar.close()
+                raise NonFiniteLossError(f"training loss became {mean_loss if not math.isfinite(mean_loss) else 'nan'} "
+                                         f"at epoch {epoch + 1}, {'step' if sync_every_step else 'by step'} {step + 1} "
+                                         f"(lr={lr:.3g}); the run was stopped. Lower the lr, raise warmup_epochs, or use "
+                                         "fp32.")
         loss = loss_sum / batch[1].to(loss_sum.dtype) * ctx.world_size
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -146,6 +164,9 @@ def train_epoch(*, forward: Callable[[Tensor], Tensor], loader: Iterable, optimi
         if step % 10 == 0:
             bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}")
     bar.close()
+    if not bool(finite):
+        raise NonFiniteLossError(f"training loss became nan or inf during epoch {epoch + 1} (lr={lr:.3g}); the run was "
+                                 "stopped. Lower the lr, raise warmup_epochs, or use fp32.")
     all_reduce_sum(ctx, totals)
     seconds = time.perf_counter() - t0
     loss_total, correct, count = totals.tolist()
@@ -211,6 +232,6 @@ def extract_features(model: nn.Module, dataset: Dataset, *, ctx: DistContext, ba
     return feats_all[order].cpu(), labels_all[order, 1].cpu()
 
 
-__all__ = ["CompiledForward", "NonFiniteLossError", "autocast", "derive_seed", "evaluate", "extract_features",
+__all__ = ["CompiledForward", "NonFiniteLossError", "autocast", "set_numerics", "derive_seed", "evaluate", "extract_features",
            "guard_module_hooks",
            "lr_at", "make_optimizer", "show_progress", "train_epoch"]

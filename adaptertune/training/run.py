@@ -12,9 +12,12 @@ shard, so with augmentation on, N processes match one process in distribution, n
 """
 from __future__ import annotations
 
+import functools
+import os
 import shutil
 import time
 import traceback
+from contextlib import ExitStack
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -27,29 +30,50 @@ from ..atomic import atomic_save_safetensors
 from ..backbones import backbone_info
 from ..config import RunConfig, seeded_backbone
 from ..data import load_for_run, make_loader
+from ..data.loader import WorkerPool
 from ..recompute import recompute_frozen_mlps
 from ..regimes import count_parameters, prepare
 from ..seeds import derive_seed
-from ..store import provenance
+from ..store import lock, provenance
 from ..store import runs as results
 from . import distributed
 from .checkpoint import CHECKPOINT_FILE, load_checkpoint, read_checkpoint_state, save_checkpoint
 from .loop import (CompiledForward, NonFiniteLossError, evaluate, extract_features, lr_at, make_optimizer,
-                   show_progress, train_epoch)
+                   set_numerics, show_progress, train_epoch)
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def build_model_and_data(cfg: RunConfig):
+def recompute_share_on(cfg: RunConfig, device: torch.device | None) -> float:
+    """The run's recompute share on ``device``: by default none on a GPU (recompute trades time for CPU memory, the
+    default was measured on CPU; a GPU has the memory), otherwise ``cfg.recompute_share``. Asked for: always."""
+    if cfg.recompute_frozen_mlp is None and device is not None and device.type == "cuda":
+        return 0.0
+    return cfg.recompute_share
+
+
+def resolve_workers(num_workers: int | None, device: torch.device) -> int:
+    """``None`` = this process's share of the cores on a GPU machine (cores / visible GPUs, one kept for the training
+    process itself), so N shard processes on N GPUs split the decode work; on a CPU the cores train, so 0."""
+    if num_workers is not None:
+        return num_workers
+    if device.type != "cuda":
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, torch.cuda.device_count()) - 1)
+
+
+def build_model_and_data(cfg: RunConfig, device: torch.device | None = None):
     """The prepared model (seeded init) and the dataset splits, resolved with the backbone's own input config."""
     splits = load_for_run(cfg)
     model = seeded_backbone(cfg, splits.num_classes)
     prepare(model, cfg.method, **cfg.adapter_options())
-    if cfg.recompute_share:
+    share = recompute_share_on(cfg, device)
+    if share:
         try:
-            recompute_frozen_mlps(model, cfg.recompute_share)
+            recompute_frozen_mlps(model, share)
         except ValueError:  # an MLP that is not timm's Mlp: an explicit request fails loudly, the default steps aside
             if cfg.recompute_frozen_mlp is not None:
                 raise
@@ -66,6 +90,7 @@ class _Run:
                              "device": provenance.device_name(ctx.device), **provenance.environment()}
         self.t0 = time.perf_counter()
         self.elapsed_before = 0.0
+        self.pool = WorkerPool(pin_memory=ctx.device.type == "cuda")
 
     def write(self, name: str, obj) -> None:
         if self.ctx.is_main:
@@ -86,7 +111,9 @@ class _Run:
     def execute(self) -> dict:
         cfg, ctx = self.cfg, self.ctx
         provenance.reset_peak_memory(ctx.device)
-        model, splits = build_model_and_data(cfg)
+        self.record["numerics"] = {**set_numerics(cfg.precision), "compile": cfg.compile,
+                                   "recompute_frozen_mlp": recompute_share_on(cfg, ctx.device)}
+        model, splits = build_model_and_data(cfg, ctx.device)
         model.to(ctx.device)
         counts = count_parameters(model)
         self.record.update(
@@ -96,8 +123,12 @@ class _Run:
                      "sizes": {k: len(getattr(splits, k)) for k in ("train", "val", "test")}, "info": splits.info})
         self.write("result.json", self.record)
         eval_bs = max(1, (cfg.eval_batch_size or cfg.batch_size) // ctx.world_size)
-        common = dict(ctx=ctx, batch_size=eval_bs, precision=cfg.precision, make_loader=make_loader, seed=cfg.seed,
-                      num_workers=cfg.num_workers)
+        workers = resolve_workers(cfg.num_workers, ctx.device)
+        self.record["numerics"]["num_workers"] = workers
+        # one set of warm workers for every epoch and evaluation of this run (closed in run())
+        loader = functools.partial(make_loader, pool=self.pool)
+        common = dict(ctx=ctx, batch_size=eval_bs, precision=cfg.precision, make_loader=loader, seed=cfg.seed,
+                      num_workers=workers)
         train_set, augment = (splits.train, splits.train_augment) if cfg.augment else (splits.train_eval, None)
         val_set, test_set, train_eval_set, net = splits.val, splits.test, splits.train_eval, model
         if cfg.head_mode == "cached_features":  # linear probe: frozen features once, no augmentation
@@ -129,8 +160,8 @@ class _Run:
             raise ValueError(f"batch_size={cfg.batch_size} is not divisible by the world size {ctx.world_size}")
 
         def loader_for(epoch: int):
-            return make_loader(train_set, batch_size=per_rank, shuffle=True, seed=cfg.seed, epoch=epoch,
-                               drop_last=False, rank=ctx.rank, world_size=ctx.world_size, num_workers=cfg.num_workers)
+            return loader(train_set, batch_size=per_rank, shuffle=True, seed=cfg.seed, epoch=epoch,
+                          drop_last=False, rank=ctx.rank, world_size=ctx.world_size, num_workers=workers)
 
         steps_per_epoch = len(loader_for(0))
         total, warmup = cfg.epochs * steps_per_epoch, round(cfg.warmup_epochs * steps_per_epoch)
@@ -196,34 +227,93 @@ class _Run:
         return self.record
 
 
+def cpu_refusal(cfg: RunConfig, device: torch.device) -> str | None:
+    """Why ``cfg`` must not train on ``device``, or None: the paper profile on a CPU it did not ask for (torch
+    without a usable CUDA, e.g. a driver older than the wheel's CUDA) would silently train for weeks."""
+    if cfg.profile != "paper" or device.type != "cpu" or cfg.device == "cpu":
+        return None
+    return (f"run {cfg.run_id} (profile 'paper') would train on the CPU: torch {torch.__version__} sees no CUDA device "
+            f"(built for CUDA {torch.version.cuda}; check `nvidia-smi` and the driver). To train on the CPU on purpose, "
+            "pass device='cpu' (--device cpu on the command line)")
+
+
+def _clear(path: Path) -> None:
+    """Empty a run folder for a fresh start, keeping the lock (held by us) and the history of who trained it."""
+    for entry in path.iterdir():
+        if entry.name in (lock.LOCK_FILE, lock.HISTORY_FILE):
+            continue
+        shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+
+
+def _locked(ctx: distributed.DistContext, path: Path, stack: ExitStack) -> None:
+    """Rank 0 takes the run's lock for the rest of ``stack``; every rank raises :class:`RunLocked` if it could not."""
+    held, why = 0.0, ""  # only rank 0's 1 counts: the sum over ranks is 1 exactly when it holds the lock
+    if ctx.is_main:
+        try:
+            stack.enter_context(lock.run_lock(path))
+            held = 1.0
+        except lock.RunLocked as err:
+            why = str(err)
+    flag = distributed.all_reduce_sum(ctx, torch.tensor([held], device=ctx.device))
+    if float(flag.item()) < 1.0:
+        raise lock.RunLocked(why or f"{path.name} is being trained by another process; skipped")
+
+
 def run(config: RunConfig | dict, *, root: str | Path | None = None, progress: bool | None = None,
-        verbose: bool = True, force: bool = False) -> dict:
+        verbose: bool = True, force: bool = False, retry_failed: bool = True) -> dict:
     """Train (or resume, or fetch from the store) one run and return its ``result.json`` record.
 
     ``progress``: tqdm bars (default: only on a terminal). ``force``: discard any stored run and retrain.
-    Raises on failure after recording ``status: "failed"`` with the error (e.g. :class:`NonFiniteLossError`).
+    ``retry_failed``: a failed run starts again from scratch (else its record is returned as it is).
+    Raises :class:`~adaptertune.store.lock.RunLocked` without touching the run when another process is training it,
+    and on failure after recording ``status: "failed"`` with the error (e.g. :class:`NonFiniteLossError`).
+    The paper profile refuses a CPU it did not ask for (:func:`cpu_refusal`).
     """
+    return train_or_fetch(config, root=root, progress=progress, verbose=verbose, force=force,
+                          retry_failed=retry_failed)[0]
+
+
+def train_or_fetch(config: RunConfig | dict, *, root: str | Path | None = None, progress: bool | None = None,
+                   verbose: bool = True, force: bool = False, retry_failed: bool = True) -> tuple[dict, bool]:
+    """:func:`run`, also saying whether this call trained (False: the record was in the store, e.g. another shard
+    finished the run between a sweep's first look and taking the lock)."""
     cfg = config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
     ctx = distributed.setup(cfg.device)
     path = results.run_path(cfg.run_id, root)
     existing = results.read_result(cfg.run_id, root)
     if existing is not None and existing.get("status") == "finished" and not force:
-        return existing
-    distributed.barrier(ctx)  # every rank has read the old status before rank 0 changes anything
-    if ctx.is_main:
-        if path.exists() and (force or (existing is not None and existing.get("status") == "failed")):
-            shutil.rmtree(path)
-        path.mkdir(parents=True, exist_ok=True)
-        results.write_json(path / "config.json", cfg.resolved().to_dict())
-    distributed.barrier(ctx)
-    job = _Run(cfg, ctx, path, show_progress(progress), verbose)
-    try:
-        return job.execute()
-    except (KeyboardInterrupt, SystemExit):
-        raise  # stays "running": the next run() resumes from the last checkpoint
-    except Exception as err:
-        job.fail(err)
-        raise
+        return existing, False
+    refusal = cpu_refusal(cfg, ctx.device)
+    if refusal:
+        raise ValueError(refusal)
+    with ExitStack() as stack:
+        _locked(ctx, path, stack)
+        existing = results.read_result(cfg.run_id, root)  # under the lock: another process may just have finished it
+        status = None if existing is None else existing.get("status")
+        if not force and (status == "finished" or (status == "failed" and not retry_failed)):
+            return existing, False
+        distributed.barrier(ctx)  # every rank has read the old status before rank 0 changes anything
+        if ctx.is_main:
+            if force or status == "failed":
+                _clear(path)
+            results.write_json(path / "config.json", cfg.resolved().to_dict())
+            lock.note(path, "start")
+        distributed.barrier(ctx)
+        job = _Run(cfg, ctx, path, show_progress(progress), verbose)
+        try:
+            record = job.execute()
+        except (KeyboardInterrupt, SystemExit):
+            raise  # stays "running": the next run() resumes from the last checkpoint
+        except Exception as err:
+            job.fail(err)
+            raise
+        finally:
+            job.pool.close()
+        if ctx.is_main:
+            # resume needs the optimizer state, a finished run does not (load_model reads the adapter / model file)
+            (path / CHECKPOINT_FILE).unlink(missing_ok=True)
+            lock.note(path, "finish")
+        return record, True
 
 
-__all__ = ["NonFiniteLossError", "build_model_and_data", "run"]
+__all__ = ["NonFiniteLossError", "build_model_and_data", "cpu_refusal", "recompute_share_on", "resolve_workers", "run", "train_or_fetch"]

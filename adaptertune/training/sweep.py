@@ -7,6 +7,7 @@ A sweep file (YAML) has a ``base`` config and a ``grid`` of lists whose Cartesia
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import sys
@@ -15,9 +16,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..config import RunConfig
+import torch
+
+from ..config import NON_SEMANTIC, RunConfig
 from ..store import runs as results
-from .run import run
+from ..store.lock import RunLocked
+from .prepare import prepare_inputs
+from .run import cpu_refusal, train_or_fetch
 
 SWEEP_KEYS = ("base", "grid")
 
@@ -90,13 +95,20 @@ def shard_from_env() -> tuple[int, int] | None:
     return check_shard((task - int(os.environ.get("SLURM_ARRAY_TASK_MIN", "0")), count))
 
 
+def shard_of(run_id: str, n: int) -> int:
+    """The shard (of ``n``) that owns a run: a stable hash of the run id alone, so a run keeps its shard when the list
+    around it changes (the tuned grids grow between rounds; a position in a sorted list would move)."""
+    return int.from_bytes(hashlib.sha256(run_id.encode()).digest()[:8], "big") % n
+
+
 def select_shard(configs: list[RunConfig], shard: tuple[int, int] | None) -> list[RunConfig]:
-    """Shard ``i`` of ``n``: every n-th config by sorted run_id, so independent jobs split a sweep disjointly."""
+    """Shard ``i`` of ``n``: the configs whose run id hashes to ``i`` (:func:`shard_of`), by run id, so independent
+    jobs split a sweep disjointly however it grows. The per-run lock guards the rest (two processes
+    given the same shard, or one without ``--shard``, skip a run the other is training)."""
     if shard is None:
         return list(configs)
     i, n = check_shard(tuple(shard))
-    ordered = sorted(unique(configs), key=lambda c: c.run_id)
-    return ordered[i::n]
+    return sorted((c for c in unique(configs) if shard_of(c.run_id, n) == i), key=lambda c: c.run_id)
 
 
 def _eta(seconds: float) -> str:
@@ -105,21 +117,39 @@ def _eta(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
+def with_settings(configs: Iterable[RunConfig], **settings: Any) -> list[RunConfig]:
+    """The configs with the given non-semantic fields set (device, num_workers, compile, ...; None leaves a field as
+    it is): how a shard process places its runs on its GPU without changing any run id."""
+    bad = sorted(k for k in settings if k not in NON_SEMANTIC)
+    if bad:
+        raise ValueError(f"{bad} change what a run computes (its run id): only {NON_SEMANTIC} can be set per process")
+    chosen = {k: v for k, v in settings.items() if v is not None}
+    return [c.with_(**chosen) if chosen else c for c in configs]
+
+
 def sweep(configs: Iterable[RunConfig | dict], shard: tuple[int, int] | None = None, root: str | Path | None = None,
           progress: bool = True, retry_failed: bool = False, dry_run: bool = False, verbose: bool = False) -> list[dict]:
     """Run every config not yet finished (this shard only); returns one ``{run_id, status, ...}`` per config.
 
     ``shard``: ``(i, n)``; default from ``SLURM_ARRAY_TASK_ID/COUNT`` when set. Finished runs are skipped;
-    interrupted ones resume; failed ones are skipped unless ``retry_failed``. A failing run is recorded and
-    the sweep goes on; ``progress`` prints ``run k/N`` with an ETA.
+    interrupted ones resume; failed ones are skipped unless ``retry_failed``; a run another process is training (its
+    lock is held) is skipped with status ``locked``. A failing run is recorded and the sweep goes on; ``progress``
+    prints ``run k/N`` with an ETA. The paper profile on a CPU it did not ask for is refused before any run starts,
+    and its datasets and weights are fetched (or found missing) once first (:func:`~.prepare.prepare_inputs`).
     """
     todo = unique(c if isinstance(c, RunConfig) else RunConfig.from_dict(c) for c in configs)
     todo = select_shard(todo, shard if shard is not None else shard_from_env())
     summary, durations = [], []
     skip = ("finished",) if retry_failed else ("finished", "failed")
-    statuses = {c.run_id: results.run_status(c.run_id, root) for c in todo}  # shards and run_ids are disjoint
+    statuses = {c.run_id: results.run_status(c.run_id, root) for c in todo}
     pending = [] if dry_run else [c for c in todo if statuses[c.run_id] not in skip]
+    if pending and not torch.cuda.is_available():
+        first = pending[0]
+        refusal = cpu_refusal(first, torch.device("cpu" if first.device in (None, "auto") else first.device))
+        if refusal:
+            raise ValueError(refusal)
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
+    prepare_inputs(pending, say=say)  # paper profile: downloads once, before any shard trains
     say(f"[sweep] {len(todo)} run(s) in this shard: {len(todo) - len(pending)} done or skipped, {len(pending)} to do")
     k = 0
     for cfg in todo:
@@ -136,15 +166,23 @@ def sweep(configs: Iterable[RunConfig | dict], shard: tuple[int, int] | None = N
             + (" (resuming)" if status == "running" else "") + eta)
         t0 = time.perf_counter()
         try:
-            run(cfg, root=root, progress=None if progress else False, verbose=verbose)
-            summary.append({**entry, "status": "finished", "ran": True})
+            record, ran = train_or_fetch(cfg, root=root, progress=None if progress else False, verbose=verbose,
+                                         retry_failed=retry_failed)
+            summary.append({**entry, "status": record.get("status", "finished"), "ran": ran})
+        except RunLocked as err:  # another process trains it: not ours to touch
+            say(f"[sweep] {err}")
+            summary.append({**entry, "status": "locked", "ran": False})
+            continue
         except Exception as err:  # recorded in the run's result.json; the sweep goes on
             say(f"[sweep] run {cfg.run_id} failed: {type(err).__name__}: {err}")
             summary.append({**entry, "status": "failed", "ran": True, "error": f"{type(err).__name__}: {err}"})
         durations.append(time.perf_counter() - t0)
     failed = [s for s in summary if s["status"] == "failed"]
-    say(f"[sweep] done: {sum(s['ran'] for s in summary)} trained, {len(failed)} failed, {len(summary)} in shard")
+    locked = sum(s["status"] == "locked" for s in summary)
+    say(f"[sweep] done: {sum(s['ran'] for s in summary)} trained, {len(failed)} failed, "
+        + (f"{locked} skipped (locked by another process), " if locked else "") + f"{len(summary)} in shard")
     return summary
 
 
-__all__ = ["expand", "load_sweep", "parse_shard", "select_shard", "shard_from_env", "sweep", "unique"]
+__all__ = ["expand", "load_sweep", "parse_shard", "select_shard", "shard_from_env", "shard_of", "sweep", "unique",
+           "with_settings"]

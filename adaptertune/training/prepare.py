@@ -1,0 +1,41 @@
+"""Everything a paper-profile sweep reads from the network, fetched once before any shard trains.
+
+Why: eight shard processes started together would otherwise each download CIFAR-100 and the ViT weights into the
+same folders at once, and a missing dataset would surface hours later as a failed run. ``prepare`` takes one
+blocking lock (``<datasets>/.prepare/.lock``): the first process fetches, the others wait for it and then find every
+file in place. It also writes each dataset's split files, so shards never race to create them.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from ..backbones import create_backbone
+from ..config import RunConfig
+from ..data import DATASETS, datasets_root, load_dataset
+from ..store.lock import run_lock
+
+
+def prepare_inputs(configs: Iterable[RunConfig], download: bool | None = None,
+                   say: Callable[[str], None] = print) -> list[str]:
+    """Fetch (``download=True``; None: ``$ADAPTERTUNE_DOWNLOAD``) or check every registry dataset and pretrained
+    backbone the paper-profile ``configs`` use, under one lock that concurrent callers wait on. Returns what was
+    prepared; a missing input is a :class:`~adaptertune.data.DatasetNotFoundError` (or timm's error) before any
+    training. Mini and smoke configs need nothing here (their data is local, their backbones are pretrained here)."""
+    paper = [c for c in configs if c.profile == "paper"]
+    if not paper:
+        return []
+    done: list[str] = []
+    with run_lock(datasets_root() / ".prepare", wait=True):
+        for name in sorted({c.dataset for c in paper if c.dataset in DATASETS}):
+            for seed, hold_out in sorted({(c.seed, c.val_fraction) for c in paper if c.dataset == name}):
+                # writes the split file once
+                load_dataset(name, profile="paper", seed=seed, val_fraction=hold_out, download=download)
+            done.append(f"dataset {name}")
+        for backbone in sorted({c.backbone for c in paper if c.pretrained and c.checkpoint is None}):
+            create_backbone(backbone, 1, pretrained=True, profile="paper")  # fills timm's hub cache
+            done.append(f"backbone {backbone}")
+    say(f"[prepare] ready: {', '.join(done) or 'nothing to fetch'}")
+    return done
+
+
+__all__ = ["prepare_inputs"]
