@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -107,6 +108,10 @@ def _folder(path: Path) -> list[ImageItem]:
     return [ImageItem(p) for p in top]
 
 
+# PIL names the open file object (``<_io.BufferedReader name='x.png'>``); the caller prints the path itself
+_FILE_REPR = re.compile(r"\s*<_io\.\w+ name=[^>]*>")
+
+
 class _ImageFiles(Dataset):
     """Decodes and transforms one image per item; a failure is returned as its reason, not raised."""
 
@@ -120,7 +125,7 @@ class _ImageFiles(Dataset):
         try:
             return index, self.transform(default_loader(str(self.items[index].path))), None
         except Exception as err:  # PIL raises several types for unreadable, truncated or non-image files
-            return index, None, f"{type(err).__name__}: {err}"
+            return index, None, f"{type(err).__name__}: {_FILE_REPR.sub('', str(err)).strip()}"
 
 
 def _collate(batch: list[tuple[int, Tensor | None, str | None]]) -> tuple[list[int], Tensor | None, list[tuple[int, str]]]:

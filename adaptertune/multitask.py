@@ -32,7 +32,7 @@ from .adapter_files import AdapterFile, backbone_fingerprint, check_fits, open_a
 from .backbones import data_config as backbone_data_config
 from .data.transforms import check_data_config
 from .inject import adapter_config, embed_dim, transformer_blocks
-from .regimes import head_parameter_names, prepared_method
+from .regimes import REGIMES, head_parameter_names, prepared_method, regime
 
 TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]*")
 # the parts of the input config that change what the network sees; all tasks of one model must agree on them
@@ -138,6 +138,7 @@ class MultiTask(nn.Module):
             raise ValueError(f"duplicate task names {doubled}: every task needs its own name")
         for name, source in pairs:
             self.add_task(name, source, (class_names or {}).get(name))
+        self.train(False)  # inference only, from construction on (nn.Module starts in training mode)
 
     # -- the tasks --------------------------------------------------------------------------------------------------
     @property
@@ -164,6 +165,10 @@ class MultiTask(nn.Module):
             raise ValueError(f"duplicate task name {name!r}: this model already has tasks {list(self._info)}; "
                              "remove it first or choose another name")
         file = source if isinstance(source, AdapterFile) else open_adapter_file(source)
+        if not regime(file.method).multitask:
+            raise ValueError(f"task {name!r}: {file.path} is a {regime(file.method).label} file ({file.method!r}), which "
+                             "changes the backbone's own layers, so it cannot share one frozen backbone with other "
+                             f"tasks; load it alone with load_adapters (MultiTask serves {list(_served())})")
         file.check_backbone(self._fingerprint)
         check_fits(self.backbone, file, any_head_size=True)
         names = list(class_names) if class_names is not None else file.class_names
@@ -388,3 +393,8 @@ class MultiTask(nn.Module):
 
 
 __all__ = ["BATCHED_ATOL", "BATCHED_RTOL", "MODES", "BlockCost", "MultiTask", "TaskInfo"]
+
+
+def _served() -> tuple[str, ...]:
+    """The regimes whose files MultiTask can serve (their records say so)."""
+    return tuple(n for n, r in REGIMES.items() if r.multitask)

@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..backbones import backbone_shape, mini_variant
 from ..config import PROFILES, RunConfig
-from ..regimes import METHODS
+from ..regimes import methods
 from ..store import runs as results
 from ..store.table import load_results
 from ..training.pretrain import pretrain_mini
@@ -29,7 +29,7 @@ from .protocols import (PAPER_BACKBONES, PAPER_CORE, PAPER_EXTENDED, PROTOCOL_NA
 # protocol's learning-rate search; "scratch", "budget", "dose" and "backbone_seed" are the controls.
 GRIDS = ("main", "tuned", "selection", "extended", "rank", "placement", "init", "sensitivity", "theory", "scratch",
          "budget", "dose", "backbone_seed", "multitask")
-MAIN_REGIMES = ("head", "adapter", "full")
+MAIN_REGIMES = methods(in_paper=True)  # the paper-recipe grids; the tuned protocol adds Protocol.beyond
 
 
 def _product(profile: str, datasets, backbones, methods, seeds, **changes) -> list[RunConfig]:
@@ -51,9 +51,9 @@ def budget_rank(profile: str, backbone: str) -> int:
 
 
 def selection_cells(profile: str) -> list[tuple[str, str, str]]:
-    """(dataset, backbone, regime) of every learning-rate search: the main regimes and the from-scratch control."""
+    """(dataset, backbone, regime) of every learning-rate search: the tuned regimes and the from-scratch control."""
     p = protocol(profile)
-    cells = [(d, b, r) for b in p.backbones for d in p.datasets for r in MAIN_REGIMES]
+    cells = [(d, b, r) for b in p.backbones for d in p.datasets for r in p.tuned_regimes]
     cells += [(d, b, "scratch") for b in p.controls.scratch for d in p.datasets]
     return cells + dose_cells(profile)
 
@@ -92,11 +92,11 @@ def grid(name: str, profile: str, runs: pd.DataFrame | None = None, assume_pendi
     p, c = protocol(profile), protocol(profile).controls
     runs = runs if runs is not None else pd.DataFrame(columns=["run_id", "val_acc"])
     if name == "main":
-        configs = _product(profile, p.datasets, p.backbones, METHODS, p.seeds)
+        configs = _product(profile, p.datasets, p.backbones, MAIN_REGIMES, p.seeds)
     elif name == "selection":
         configs = [x for cell in selection_cells(profile) for x in tuning.selection_configs(profile, *cell)]
     elif name == "tuned":
-        configs = [x for b in p.backbones for d in p.datasets for r in MAIN_REGIMES
+        configs = [x for b in p.backbones for d in p.datasets for r in p.tuned_regimes
                    for x in tuning.final_configs(runs, profile, d, b, r, assume=a)]
     elif name == "scratch":
         configs = [x for b in c.scratch for d in p.datasets for x in tuning.final_configs(runs, profile, d, b, "scratch", assume=a)]
@@ -106,9 +106,9 @@ def grid(name: str, profile: str, runs: pd.DataFrame | None = None, assume_pendi
     elif name == "dose":
         configs = [x for cell in dose_cells(profile) for x in tuning.final_configs(runs, profile, *cell, assume=a)]
     elif name == "backbone_seed":
-        configs = _product(profile, p.datasets, c.seed_backbones, METHODS, (p.selection_seed,))
+        configs = _product(profile, p.datasets, c.seed_backbones, MAIN_REGIMES, (p.selection_seed,))
     elif name == "extended":
-        configs = _product(profile, p.extended, p.backbones, METHODS, p.seeds)
+        configs = _product(profile, p.extended, p.backbones, MAIN_REGIMES, p.seeds)
     elif name == "rank":
         dataset, backbone = p.ablation
         configs = [x for r in p.ranks for x in _ablation(profile, rank=r)]
@@ -163,7 +163,7 @@ def pending_cells(name: str, profile: str, runs: pd.DataFrame) -> int:
     """How many cells of a tuned-protocol grid still wait for their learning-rate choice (0 for the fixed grids)."""
     p, c = protocol(profile), protocol(profile).controls
     waiting = {
-        "tuned": [(d, b, r) for b in p.backbones for d in p.datasets for r in MAIN_REGIMES],
+        "tuned": [(d, b, r) for b in p.backbones for d in p.datasets for r in p.tuned_regimes],
         "scratch": [(d, b, "scratch") for b in c.scratch for d in p.datasets],
         "budget": [(d, b, "adapter") for b in p.backbones for d in p.datasets] if c.budget_ratio else [],
         "dose": dose_cells(profile),

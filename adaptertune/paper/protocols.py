@@ -9,11 +9,12 @@ verdict is reported under both.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..backbones import PAPER_BACKBONES as PAPER_BACKBONE_TAGS
 from ..backbones import backbone_shape
 from ..config import RunConfig
+from ..regimes import methods, regime
 
 PROTOCOL_NAMES = ("paper-recipe", "tuned")
 PAPER_CORE = ("cifar10", "cifar100", "svhn", "pets", "food101")
@@ -54,7 +55,6 @@ class Protocol:
     ablation: tuple[str, str]  # (dataset, backbone)
     ranks: tuple[int, ...]
     sensitivity: dict[str, tuple[float, ...]]
-    lr_grid: dict[str, tuple[float, ...]]  # per regime: the tuned protocol's candidate learning rates
     near: tuple[str, ...]  # datasets close to the pretraining domain, and those far from it (the failure claim)
     far: tuple[str, ...]
     per_dataset: dict[str, dict] = field(default_factory=dict)  # recipe overrides for one dataset
@@ -66,6 +66,21 @@ class Protocol:
     threads: int | None = None  # CPU threads of every run (pinned for mini: the numerics depend on it)
     extended_note: str = ""
     lr_grid_note: str = ""
+    # regimes beyond the paper (LoRA, BitFit) in the tuned protocol's selection and tuned grids; ``optional_beyond``
+    # are the ones :func:`include_beyond` adds (the paper profile: an option, off by default)
+    beyond: tuple[str, ...] = ()
+    optional_beyond: tuple[str, ...] = ()
+
+    @property
+    def lr_grid(self) -> dict[str, tuple[float, ...]]:
+        """Per regime: the tuned protocol's candidate learning rates (each regime's record holds its grids)."""
+        profile = self.recipe["profile"]
+        return {name: regime(name).lr_grid[profile] for name in methods() if profile in regime(name).lr_grid}
+
+    @property
+    def tuned_regimes(self) -> tuple[str, ...]:
+        """The regimes of the tuned protocol's main comparison: the paper's and the profile's beyond-the-paper ones."""
+        return methods(in_paper=True) + self.beyond
 
     @property
     def ablation_depth(self) -> int:
@@ -84,11 +99,10 @@ PROTOCOLS: dict[str, Protocol] = {
         recipe=dict(epochs=50, batch_size=128, lr=1e-3, weight_decay=0.05, warmup_epochs=5, profile="paper"),
         ablation=("cifar10", "vit_small_patch16_224"), ranks=(1, 2, 4, 8, 16, 32, 64),
         sensitivity={"lr": (1e-4, 5e-4, 1e-3, 5e-3), "weight_decay": (0.0, 0.01, 0.05, 0.1), "scale": (0.5, 1.0, 4.0)},
-        lr_grid={"head": (1e-3, 3e-3, 1e-2, 3e-2), "adapter": (3e-4, 1e-3, 3e-3, 1e-2),
-                 "full": (1e-5, 3e-5, 1e-4, 3e-4)},
         near=("cifar10", "cifar100", "pets"), far=("svhn", "food101"),
         controls=Controls(scratch=("vit_small_patch16_224",)),
         extended_note="the paper's extended benchmark (Flowers102, FGVC-Aircraft, ImageNet-R, Tiny-ImageNet)",
+        optional_beyond=methods(in_paper=False),
         lr_grid_note=("full fine-tuning of supervised ViTs with AdamW at batch 128 usually runs at 1e-5 to 1e-4; "
                       "adapters and heads start from scratch and take larger rates. Each grid spans 1.5 decades around "
                       "the usual value; adapter and head include the paper's 1e-3, so those runs are shared."),
@@ -104,13 +118,11 @@ PROTOCOLS: dict[str, Protocol] = {
         per_dataset={"fmnist_lowdata": dict(epochs=20, batch_size=32), "digits": dict(epochs=15, batch_size=64)},
         ablation=("fmnist_target", "mini-s"), ranks=(1, 2, 4, 8, 16, 32, 64),
         sensitivity={"lr": (3e-4, 1e-3, 3e-3), "weight_decay": (0.0, 0.05, 0.5), "scale": (0.5, 1.0, 4.0)},
-        lr_grid={"head": (1e-3, 1e-2, 3e-2, 1e-1), "adapter": (1e-3, 3e-3, 1e-2, 3e-2, 1e-1),
-                 "full": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)},
         near=("fmnist_target", "fmnist_lowdata"), far=("digits",),
         init_seeds=tuple(range(8)),
         controls=Controls(scratch=("mini-s",), budget_ratio=24, dose_backbones=("mini-s.e2",),
                           dose_datasets=("fmnist_target", "digits"), dose_random=True, seed_backbones=("mini-s.p1",)),
-        threads=2,
+        threads=2, beyond=methods(in_paper=False),
         extended_note="paper-only: the offline mini protocol has no stand-in for the extended datasets",
         lr_grid_note=("a pilot on mini-s put full fine-tuning's best rate near 1e-3 to 3e-3 and the adapter's near 1e-2 "
                       "(issue #11), whose grids were full {1e-4..3e-3}, adapter {1e-3..3e-2}, head {1e-3, 1e-2, 3e-2}; "
@@ -122,11 +134,10 @@ PROTOCOLS: dict[str, Protocol] = {
         recipe=dict(epochs=1, batch_size=32, lr=1e-3, weight_decay=0.05, warmup_epochs=0, limit=64, profile="smoke",
                     log_every=1, train_eval_limit=64),
         ablation=("fmnist_target", "mini-s"), ranks=(1, 4, 16), sensitivity={"scale": (1.0, 4.0)},
-        lr_grid={"head": (1e-3, 1e-2), "adapter": (1e-3, 1e-2), "full": (1e-4, 1e-3)},
         near=("fmnist_target",), far=(),
         controls=Controls(scratch=("mini-s",), budget_ratio=24, dose_backbones=("mini-s.e1",),
                           dose_datasets=("fmnist_target",), dose_random=True, seed_backbones=("mini-s.p1",)),
-        extended_note="paper-only (smoke: plumbing only)",
+        extended_note="paper-only (smoke: plumbing only)", beyond=methods(in_paper=False),
         lr_grid_note="two rates per regime: plumbing only",
     ),
 }
@@ -135,6 +146,14 @@ PROTOCOLS: dict[str, Protocol] = {
 def protocol(profile: str) -> Protocol:
     if profile not in PROTOCOLS:
         raise ValueError(f"profile={profile!r} is not allowed: choose one of {tuple(PROTOCOLS)}")
+    return PROTOCOLS[profile]
+
+
+def include_beyond(profile: str) -> Protocol:
+    """Add the profile's optional beyond-the-paper regimes (LoRA, BitFit) to its tuned protocol, for this process: the
+    paper profile's plan and GPU-hour estimate with them (``suite --beyond``). Off by default."""
+    p = protocol(profile)
+    PROTOCOLS[profile] = replace(p, beyond=tuple(dict.fromkeys(p.beyond + p.optional_beyond)))
     return PROTOCOLS[profile]
 
 
@@ -150,4 +169,4 @@ def config(profile: str, dataset: str, backbone: str, method: str, seed: int = 0
 
 
 __all__ = ["PAPER_BACKBONES", "PAPER_CORE", "PAPER_EXTENDED", "PROTOCOLS", "PROTOCOL_NAMES", "Controls", "Protocol",
-           "config", "protocol", "recipe"]
+           "config", "include_beyond", "protocol", "recipe"]

@@ -21,6 +21,7 @@ import pandas as pd
 from ..atomic import atomic_write_bytes
 from ..config import RunConfig
 from ..paths import results_dir
+from ..regimes import regime
 
 STATUSES = ("running", "finished", "failed")
 ADAPTER_FILE, MODEL_FILE, PREDICTIONS_FILE = "adapters.safetensors", "model.safetensors", "predictions.npz"
@@ -103,8 +104,8 @@ def adapter_file_for_run(run_id: str, root: str | Path | None = None) -> Path:
     cfg, result = load_config(run_id, root), read_result(run_id, root) or {}
     if result.get("status") != "finished":
         raise ValueError(f"run {run_id!r} is {result.get('status', 'missing')!r}, not finished: it has no adapter file")
-    if cfg.method == "full":
-        raise ValueError(f"run {run_id!r} fine-tuned the whole backbone (method 'full'): it has no adapter file")
+    if regime(cfg.method).whole_model:
+        raise ValueError(f"run {run_id!r} trained the whole backbone (method {cfg.method!r}): it has no adapter file")
     return path / ADAPTER_FILE
 
 

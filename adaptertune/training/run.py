@@ -28,7 +28,7 @@ from ..backbones import backbone_info
 from ..config import RunConfig, seeded_backbone
 from ..data import load_for_run, make_loader
 from ..recompute import recompute_frozen_mlps
-from ..regimes import count_parameters, prepare
+from ..regimes import count_parameters, prepare, regime
 from ..seeds import derive_seed
 from ..store import provenance
 from ..store import runs as results
@@ -170,7 +170,7 @@ class _Run:
         train_imgs = sum(r["train_images"] for r in history)
         train_secs = sum(r["train_seconds"] for r in history)
         if self.ctx.is_main:
-            if cfg.method == "full":
+            if regime(cfg.method).whole_model:
                 atomic_save_safetensors(model.state_dict(), self.path / results.MODEL_FILE)
             else:
                 save_adapters(model, self.path / results.ADAPTER_FILE, class_names=list(splits.class_names),
