@@ -87,7 +87,7 @@ def find_images(sources: Sequence[str | Path]) -> list[ImageItem]:
         elif path.is_dir():
             items += _folder(path)
         else:
-            raise FileNotFoundError(f"image source {path} does not exist (pass image files, a folder or an ImageFolder tree)")
+            raise ValueError(f"image source {path} does not exist: pass image files, a folder or an ImageFolder tree")
     if not items:
         raise ValueError(f"no images found in {[str(s) for s in sources]} (looked for {', '.join(IMG_EXTENSIONS)})")
     return items

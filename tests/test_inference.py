@@ -95,7 +95,7 @@ def test_find_images_files_folders_and_trees(tmp_path, tree):
     save_png(mixed / "cls" / "inner.png", random_images(1)[0])
     with pytest.raises(ValueError, match="top level and in subfolders"):
         find_images([mixed])
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(ValueError, match="does not exist"):
         find_images([tmp_path / "nowhere"])
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no images found"):
