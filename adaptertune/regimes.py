@@ -102,6 +102,7 @@ class Regime:
     probe: bool = False  # trains the head alone, so frozen features can be cached (head_mode='cached_features')
     recompute: bool = False  # frozen MLPs between trained modules may be recomputed in backward
     in_paper: bool = True  # one of the paper's regimes (the paper-recipe grids); else beyond the paper (tuned only)
+    speed_like: str | None = None  # plan with this regime's throughput prior until runs of its own are measured
     option_names: tuple[str, ...] = ()  # options ``prepare`` accepts besides the adapter's
     added: Callable[[str], bool] = field(default=lambda name: False)  # a tensor name this regime adds to the backbone
     # name -> shape of what its file holds besides the head, from the backbone and the file's options
@@ -239,12 +240,12 @@ register(Regime(
     "lora", "LoRA", "#edae49", "LoRA on qkv, fc1, fc2 (peft) + head, at AdapterTune r=16's budget",
     "L (4d·a + 2(d + h)·b) + d·C + C (a, b: matched ranks)", _apply_lora, _lora_count,
     lr_grid={"paper": (3e-4, 1e-3, 3e-3, 1e-2), "mini": (1e-3, 3e-3, 1e-2, 3e-2, 1e-1), "smoke": (1e-3, 1e-2)},
-    in_paper=False, option_names=lora.OPTION_NAMES, added=lora.is_lora_parameter,
+    in_paper=False, speed_like="adapter", option_names=lora.OPTION_NAMES, added=lora.is_lora_parameter,
     file_shapes=lambda model, options: lora.lora_shapes(model, **options)))
 register(Regime(
     "bitfit", "BitFit", "#66a182", "every bias + head", "L (7d + h) + 2d + d·C + C", _apply_bitfit, _bitfit_count,
     lr_grid={"paper": (3e-4, 1e-3, 3e-3, 1e-2), "mini": (1e-3, 3e-3, 1e-2, 3e-2, 1e-1), "smoke": (1e-3, 1e-2)},
-    in_paper=False, file_shapes=_bias_shapes))
+    in_paper=False, speed_like="adapter", file_shapes=_bias_shapes))
 
 
 def is_added_parameter(name: str) -> bool:

@@ -12,6 +12,7 @@ import pandas as pd
 
 from ..config import RunConfig
 from ..data import DATASETS
+from ..regimes import regime
 from ..store import runs as store
 from . import experiments
 
@@ -35,7 +36,9 @@ def measured_throughput(frame: pd.DataFrame) -> dict[tuple[str, str, str], float
 
 def estimate_seconds(cfg: RunConfig, measured: dict | None = None) -> float:
     """Rough wall time of one run: epochs × train images / throughput, plus val/test/train-eval passes."""
-    rate = (measured or {}).get((cfg.profile, cfg.backbone, cfg.method)) or THROUGHPUT.get(cfg.backbone, {}).get(cfg.method, 500)
+    prior = THROUGHPUT.get(cfg.backbone, {})
+    rate = ((measured or {}).get((cfg.profile, cfg.backbone, cfg.method)) or prior.get(cfg.method)
+            or prior.get(regime(cfg.method).speed_like, 500))
     spec = DATASETS.get(cfg.dataset)
     train, test = (spec.train_size, spec.test_size) if spec is not None else DEFAULT_SIZES
     if cfg.limit:

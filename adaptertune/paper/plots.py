@@ -21,7 +21,8 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from ..paths import figures_dir
 from .elbow import MeasuredElbow, PredictedElbow
-from .tables import METHOD_LABELS, method_label
+from ..regimes import REGIMES, regime
+from .tables import method_label
 
 # figure key -> file stem; the notebooks refer to figures by key only.
 FIGURES = {
@@ -47,8 +48,16 @@ FIGURES = {
     "multitask_predictions": "fig06_mixed_batch_predictions",
 }
 SMOKE_LABEL = "SMOKE — plumbing only, not results"
-REGIME_PALETTE = {METHOD_LABELS["head"]: "#8c8c8c", METHOD_LABELS["adapter"]: "#d1495b", METHOD_LABELS["full"]: "#00798c"}
-REGIME_ORDER = [METHOD_LABELS[m] for m in ("head", "adapter", "full")]
+
+
+def regime_palette() -> dict[str, str]:
+    """Each regime's label -> its colour, from the registry (read live)."""
+    return {r.label: r.colour for r in REGIMES.values()}
+
+
+def regime_order() -> list[str]:
+    """Regime labels in the registry's order: the hue order of every figure."""
+    return [r.label for r in REGIMES.values()]
 
 
 def set_style() -> None:
@@ -113,7 +122,7 @@ def placement_schematic(depth: int = 6, every: int = 1, start: int = 0) -> Figur
     step = 2.1
     fig, ax = plt.subplots(figsize=(1.5 + 1.6 * depth, 3.6))
     ax.set_xlim(-1.3, step * depth + 0.7), ax.set_ylim(-1.6, 1.7), ax.axis("off"), ax.set_aspect("equal")
-    frozen, train = "#c9d6df", REGIME_PALETTE[METHOD_LABELS["adapter"]]
+    frozen, train = "#c9d6df", regime("adapter").colour
 
     def box(x, y, w, h, fill, text, **kw):
         ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.04", fc=fill, ec="k", lw=1))
@@ -173,7 +182,7 @@ def early_training(steps: pd.DataFrame, max_epochs: float | None = None) -> Figu
         spread = wide["zero"].groupby(level="step").std(ddof=1)  # the scale a real drift would have to beat
         right.fill_between(spread.index, -spread, spread, color="#d1495b", alpha=0.12,
                            label="± sd of the zero-init loss over seeds")
-        right.axhline(0, color=REGIME_PALETTE["AdapterTune"], lw=1, ls="--", label="no difference")
+        right.axhline(0, color=regime("adapter").colour, lw=1, ls="--", label="no difference")
         right.legend(fontsize=8)
     else:
         right.text(0.5, 0.5, "needs runs of both inits with the same seeds", ha="center", va="center",
@@ -236,7 +245,7 @@ def tail(tails: pd.DataFrame, title: str = "") -> Figure:
                                              "tail_w_share": r"data-weighted: $\Sigma_{i>r}\tau_i^2 / \Sigma\tau_i^2$"})
     fig, ax = plt.subplots(figsize=(6.8, 4))
     sns.lineplot(data=long, x="rank", y="share", hue="spectrum", style="spectrum", markers=True, errorbar="sd", ax=ax,
-                 palette=["0.45", REGIME_PALETTE["AdapterTune"]])
+                 palette=["0.45", regime("adapter").colour])
     _log2_ranks(ax, tails["rank"])
     ax.set(xlabel="adapter rank r (log scale)", ylabel="share of the energy lost (0–1)", ylim=(0, 1.02),
            title=(title or "Eckart–Young tail of the task shift") + f"\nmean ± sd over n={n} blocks × runs")
@@ -273,7 +282,7 @@ def _accuracy_vs_rank(rank_runs: pd.DataFrame, label: str, ax: plt.Axes | None =
     """The measured rank curve both rank figures draw: mean ± sd test accuracy over seeds, log-r axis."""
     fig, ax = plt.subplots(figsize=(6.5, 4)) if ax is None else (ax.figure, ax)
     data = rank_runs.assign(acc=100 * rank_runs["test_acc"])
-    sns.lineplot(data=data, x="rank", y="acc", errorbar="sd", marker="o", color=REGIME_PALETTE["AdapterTune"], ax=ax,
+    sns.lineplot(data=data, x="rank", y="acc", errorbar="sd", marker="o", color=regime("adapter").colour, ax=ax,
                  label=label)
     ranks = sorted({int(r) for r in data["rank"]})
     ax.set(xscale="log", xlabel="adapter rank r", ylabel="test accuracy (%)")
@@ -313,7 +322,7 @@ def elbow_overlay(rank_runs: pd.DataFrame, tails: pd.DataFrame, predicted: Predi
         bottom.fill_between(r, 0, mean["nonlinear_share"], color="0.55", alpha=0.8,
                             label="nonlinear residual 1 − R² (no linear map captures it)")
         bottom.fill_between(r, mean["nonlinear_share"], mean["nonlinear_share"] + mean["lost_share"],
-                            color=REGIME_PALETTE["Full FT"], alpha=0.6,
+                            color=regime("full").colour, alpha=0.6,
                             label=r"linear tail $\Sigma_{i>r}\tau_i^2 / \mathrm{Var}(\Delta)$ (lost by the best rank-r map)")
         bottom.set(ylim=(0, 1.02), title=f"Theory: share of the task shift missed at rank r (mean over n={n} blocks × runs)")
     else:
@@ -346,7 +355,7 @@ def bound(table: pd.DataFrame, n: int | None = None) -> Figure:
     left.legend(title=None, fontsize=8)
     ratio = shown.assign(ratio=shown["mse"] / shown["bound"])
     sns.lineplot(data=ratio, x="rank", y="ratio", marker="o", color="k", ax=right, label="measured / bound")
-    right.axhline(1, color=REGIME_PALETTE["AdapterTune"], ls="--", lw=1, label="bound met with equality")
+    right.axhline(1, color=regime("adapter").colour, ls="--", lw=1, label="bound met with equality")
     right.set(yscale="log", ylim=(min(ratio["ratio"].min() / 3, 0.5), 2), xlabel="rank r (log scale)",
               ylabel="measured / bound", title="Tightness (below 1: the bound holds)")
     right.legend(fontsize=8, loc="center right")
@@ -359,6 +368,6 @@ def bound(table: pd.DataFrame, n: int | None = None) -> Figure:
     return fig
 
 
-__all__ = ["FIGURES", "REGIME_ORDER", "REGIME_PALETTE", "SMOKE_LABEL", "adapter_spectra", "bound", "early_training",
+__all__ = ["FIGURES", "regime_order", "regime_palette", "SMOKE_LABEL", "adapter_spectra", "bound", "early_training",
            "elbow_overlay", "figure_dir", "missing_runs", "placeholder", "placement_schematic", "save", "set_style", "spectra",
            "tail"]

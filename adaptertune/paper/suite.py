@@ -23,6 +23,7 @@ from . import claims, experiments, readme
 from .notebooks import (NotebookFailed, appendix_dir, check_parameters, compare_with_committed, execute, executed_dir,
                         notebook_title, notebooks, parse_param, render_html, write_index)
 from .plan import describe_plan, plan_frame
+from .protocols import include_beyond
 from .tuning import DIVERGED
 
 
@@ -119,12 +120,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-train", dest="train", action="store_false",
                         help="skip pretraining and the sweep: the notebooks render what the store holds")
     parser.add_argument("--log-output", action="store_true", help="stream notebook cell outputs")
+    parser.add_argument("--beyond", action="store_true",
+                        help="add the profile's optional beyond-the-paper regimes (LoRA, BitFit) to the tuned protocol's "
+                             "grids: the paper profile's plan, GPU-hour estimate and sweep with them (off by default)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     params = dict(parse_param(p) for p in args.param)
+    if args.beyond:
+        include_beyond(args.profile)
     try:
         return run_suite(args.profile, only=args.only, params=params, dry_run=args.dry_run, train=args.train,
                          log_output=args.log_output, say=lambda m: print(m, flush=True))

@@ -14,19 +14,15 @@ import pandas as pd
 from ..adapter import AdapterConfig
 from ..backbones import backbone_shape
 from ..data import DATASETS
-from ..regimes import expected_trainable
+from ..regimes import REGIMES, expected_trainable, methods, regime
 from . import stats
 
 from ..atomic import atomic_write_bytes
 from ..paths import figures_dir
 
-METHOD_ORDER = ("head", "adapter", "full")
-METHOD_LABELS = {"head": "Head-only", "adapter": "AdapterTune", "full": "Full FT"}
-
-
 def method_label(method: str) -> str:
-    """The regime's display name (an unknown method shows as itself)."""
-    return METHOD_LABELS.get(method, method)
+    """The regime's display name from its record (an unknown method shows as itself)."""
+    return REGIMES[method].label if method in REGIMES else method
 PAIR = ["dataset", "backbone"]
 
 
@@ -58,8 +54,17 @@ def pm(mean: float, std: float, n: int, digits: int = 2, expected_n: int | None 
 
 
 def _ordered_methods(methods) -> list[str]:
-    present = list(dict.fromkeys(methods))
-    return [m for m in METHOD_ORDER if m in present] + [m for m in present if m not in METHOD_ORDER]
+    present, order = list(dict.fromkeys(methods)), regime_order()
+    return [m for m in order if m in present] + [m for m in present if m not in order]
+
+
+def methods_in_paper() -> tuple[str, ...]:
+    return methods(in_paper=True)
+
+
+def regime_order() -> tuple[str, ...]:
+    """Rows of every table in the registry's order (read live: a newly registered regime is tabled too)."""
+    return methods()
 
 
 def main_table(df: pd.DataFrame, datasets: list[str] | None = None, backbones: list[str] | None = None,
@@ -75,7 +80,8 @@ def main_table(df: pd.DataFrame, datasets: list[str] | None = None, backbones: l
     whole_grid = backbones is not None
     datasets = list(datasets) if datasets is not None else sorted(summary["dataset"].unique())
     backbones = sorted(backbones if whole_grid else summary["backbone"].unique())
-    methods = _ordered_methods(list(METHOD_ORDER if whole_grid else ()) + list(summary["method"]))
+    # the whole grid: every paper regime's row (``—`` when missing), and the beyond-the-paper regimes that have runs
+    methods = _ordered_methods(list(methods_in_paper() if whole_grid else ()) + list(summary["method"]))
     rows = [(b, m) for b in backbones for m in methods]
     index = pd.MultiIndex.from_tuples([(b, method_label(m)) for b, m in rows], names=["backbone", "regime"])
     return pd.DataFrame([[cells.get((b, m, d), "—") for d in datasets] for b, m in rows], index=index,
@@ -266,7 +272,7 @@ def with_full_ft_fraction(params: pd.DataFrame) -> pd.DataFrame:
     Recomputed here from a table's own head/full rows (so it works on any counts frame, not only
     ``method.parameter_table``'s); this denominator, head included, reproduces the paper's 0.917% mean.
     """
-    plain = params[params["method"].isin(["head", "full"])]
+    plain = params[params["method"].map(lambda m: regime(m).whole_model)]  # its total is what full FT trains
     full_ft = plain.groupby(["backbone", "num_classes"])["total"].first().rename("full_ft_params")
     out = params.merge(full_ft, left_on=["backbone", "num_classes"], right_index=True, how="left")
     out["pct_of_full_ft"] = 100 * out["trainable"] / out["full_ft_params"]
@@ -324,7 +330,7 @@ def write_table(table: pd.DataFrame, name: str, profile: str, caption: str = "",
 
 __all__ = [
     "by_protocol", "gap_per_seed", "knob_slices", "main_table_by_protocol", "stack", "pair_difference_table", "pair_differences",
-    "METHOD_LABELS", "METHOD_ORDER", "compare", "core_pair_fractions", "method_label",
+    "regime_order", "compare", "core_pair_fractions", "method_label",
     "gain_table", "gap_table", "generalisation_gap", "init_table", "knob_table", "main_table", "measured_elbow",
     "pair_means", "placement_table", "pm", "rank_table", "seed_summary", "sensitivity_table", "tables_dir",
     "win_loss", "with_full_ft_fraction", "write_table",
