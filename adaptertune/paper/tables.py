@@ -68,11 +68,11 @@ def regime_order() -> tuple[str, ...]:
 
 
 def main_table(df: pd.DataFrame, datasets: list[str] | None = None, backbones: list[str] | None = None,
-               expected_n: int | None = None) -> pd.DataFrame:
+               expected_n: int | None = None, regimes: tuple[str, ...] = ()) -> pd.DataFrame:
     """Tab.2 / Tab.6: rows (backbone, regime), columns datasets, cells ``mean ± std`` of test accuracy.
 
-    Given ``datasets``/``backbones`` the table has every cell of that grid, a missing one shown as ``—``;
-    otherwise it spans what ``df`` holds.
+    Given ``datasets``/``backbones`` the table has every cell of that grid (the paper's regimes and ``regimes``), a
+    missing one shown as ``—``; otherwise it spans what ``df`` holds.
     """
     summary = seed_summary(df, ["backbone", "method", "dataset"])
     cells = {(b, m, d): pm(mean, std, n, expected_n=expected_n) for b, m, d, mean, std, n in
@@ -81,7 +81,7 @@ def main_table(df: pd.DataFrame, datasets: list[str] | None = None, backbones: l
     datasets = list(datasets) if datasets is not None else sorted(summary["dataset"].unique())
     backbones = sorted(backbones if whole_grid else summary["backbone"].unique())
     # the whole grid: every paper regime's row (``—`` when missing), and the beyond-the-paper regimes that have runs
-    methods = _ordered_methods(list(methods_in_paper() if whole_grid else ()) + list(summary["method"]))
+    methods = _ordered_methods(list(methods_in_paper() if whole_grid else ()) + list(regimes) + list(summary["method"]))
     rows = [(b, m) for b in backbones for m in methods]
     index = pd.MultiIndex.from_tuples([(b, method_label(m)) for b, m in rows], names=["backbone", "regime"])
     return pd.DataFrame([[cells.get((b, m, d), "—") for d in datasets] for b, m in rows], index=index,
@@ -97,8 +97,10 @@ def stack(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
 def main_table_by_protocol(frames: dict[str, pd.DataFrame], datasets: list[str], backbones: list[str],
                            seeds: int) -> pd.DataFrame:
     """Tab.2 under every protocol: rows (backbone, regime), columns ``dataset · protocol``, every cell of the grid
-    (``—`` when missing), ``(n=k)`` on cells with another number of seeds than ``seeds``."""
-    return by_protocol({p: main_table(df, datasets, backbones, seeds) for p, df in frames.items()}, datasets)
+    (``—`` when missing), ``(n=k)`` on cells with another number of seeds than ``seeds``. A regime that only one
+    protocol runs (LoRA, BitFit: tuned only) has a row under both, ``—`` where it was not run."""
+    present = tuple(dict.fromkeys(m for df in frames.values() if "method" in df for m in df["method"]))
+    return by_protocol({p: main_table(df, datasets, backbones, seeds, present) for p, df in frames.items()}, datasets)
 
 
 def by_protocol(tables: dict[str, pd.DataFrame], datasets: list[str]) -> pd.DataFrame:
