@@ -180,7 +180,7 @@ def _expected_shapes(model: nn.Module, file: AdapterFile, num_classes: int | Non
     shapes = {n: tuple(params[n].shape) for n in head_parameter_names(model)}
     if num_classes is not None:  # the head's outputs are the file's, its input width the model's
         shapes = {n: (num_classes,) + s[1:] for n, s in shapes.items()}
-    return shapes | regime(file.method).file_shapes(model, file.prepare_options)
+    return shapes | regime(file.method).shapes_in_file(model, file.prepare_options)
 
 
 def load_adapters(model: nn.Module, path: str | Path) -> nn.Module:

@@ -133,7 +133,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
         chosen = select_shard(configs, shard if shard is not None else shard_from_env())
         for cfg in chosen:
-            extra = f" rank={cfg.rank} every={cfg.every}" if cfg.method == "adapter" else ""
+            extra = f" rank={cfg.rank} every={cfg.every}" if cfg.adapter_config() is not None else ""
             print(f"{cfg.run_id}  {results.run_status(cfg.run_id, args.root):8s}  {cfg.dataset} {cfg.backbone} "
                   f"{cfg.method}{extra} seed={cfg.seed} epochs={cfg.epochs}")
         print(f"{len(chosen)} of {len(configs)} run(s) in this shard")

@@ -12,6 +12,7 @@ count as frozen too. Full fine-tuning changes nothing: every module follows ``mo
 """
 from __future__ import annotations
 
+import copy
 import types
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, NamedTuple
@@ -105,8 +106,18 @@ class Regime:
     speed_like: str | None = None  # plan with this regime's throughput prior until runs of its own are measured
     option_names: tuple[str, ...] = ()  # options ``prepare`` accepts besides the adapter's
     added: Callable[[str], bool] = field(default=lambda name: False)  # a tensor name this regime adds to the backbone
-    # name -> shape of what its file holds besides the head, from the backbone and the file's options
-    file_shapes: Callable[[nn.Module, dict[str, Any]], dict[str, tuple[int, ...]]] = field(default=lambda m, o: {})
+    # name -> shape of what its file holds besides the head, from the backbone and the file's options; the default
+    # prepares a copy of the backbone and reads what trains (right for any regime that only chooses what trains)
+    file_shapes: Callable[[nn.Module, dict[str, Any]], dict[str, tuple[int, ...]]] | None = None
+
+    def shapes_in_file(self, model: nn.Module, options: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        """What a file of this regime holds besides the head, on ``model``'s backbone."""
+        if self.file_shapes is not None:
+            return self.file_shapes(model, options)
+        probe = copy.deepcopy(model)
+        heads = set(head_parameter_names(probe))
+        self.apply(probe, dict(options))
+        return {n: tuple(p.shape) for n, p in probe.named_parameters() if p.requires_grad and n not in heads}
 
     def expected(self, shape: Shape, **options: Any) -> int:
         return self.trainable(shape, options)
@@ -226,7 +237,7 @@ def _bitfit_count(shape: Shape, options: dict[str, Any]) -> int:
 register(Regime(
     "head", "Head-only", "#8c8c8c", "the classifier head", "d·C + C", _apply_head, lambda s, o: head_count(s),
     lr_grid={"paper": (1e-3, 3e-3, 1e-2, 3e-2), "mini": (1e-3, 1e-2, 3e-2, 1e-1), "smoke": (1e-3, 1e-2)},
-    multitask=True, probe=True))
+    multitask=True, probe=True, file_shapes=lambda model, options: {}))
 register(Regime(
     "adapter", "AdapterTune", "#d1495b", "adapters + head", "⌈(L − start)/every⌉ (2dr + r + d) + d·C + C",
     _apply_adapter, _adapter_count,

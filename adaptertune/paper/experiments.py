@@ -247,7 +247,7 @@ class GridRuns:
         label = ", ".join(self.names)
         if self.complete:
             return f"All {total} runs of grid(s) {label} ({self.profile}) are in the run store."
-        shown = ", ".join(f"{c.dataset}/{c.backbone}/{c.method}" + (f" r={c.rank}" if c.method == "adapter" else "")
+        shown = ", ".join(f"{c.dataset}/{c.backbone}/{c.method}" + (f" r={c.rank}" if c.adapter_config() is not None else "")
                           + f" lr={c.lr:g} seed={c.seed}" for c in self.missing[:6])
         more = f" and {len(self.missing) - 6} more" if len(self.missing) > 6 else ""
         waiting = (f" {self.pending} tuned-protocol cell(s) wait for their learning-rate selection runs, so their "
