@@ -1,6 +1,6 @@
-"""Adapter files: only the trained tensors (adapters + head, or any regime's trained tensors + head) in safetensors, with enough metadata to
-refuse a file that does not belong to the model it is loaded onto, and to use it for inference (class names,
-the input config the adapters were trained with). Never unpickled.
+"""Adapter files: only the trained tensors (adapters + head, or any regime's trained tensors + head) in safetensors,
+with enough metadata to refuse a file that does not belong to the model it is loaded onto, and to use it for inference
+(class names, the input config the adapters were trained with). Never unpickled.
 
 Metadata added later (``data_config``) is optional when reading: older files load as before, and the field is
 an error only where it is needed (:meth:`AdapterFile.require_class_names`).
@@ -78,7 +78,8 @@ def save_adapters(model: nn.Module, path: str | Path, class_names: list[str] | N
         "regime_options": json.dumps(regime_options(model)), "head_names": json.dumps(head_parameter_names(model)),
         "embed_dim": str(embed_dim(model)), "depth": str(len(transformer_blocks(model))),
         "class_names": json.dumps([str(c) for c in class_names] if class_names is not None else None),
-        "data_config": json.dumps(check_data_config(data_config if data_config is not None else backbone_data_config(model))),
+        "data_config": json.dumps(check_data_config(data_config if data_config is not None
+                                                    else backbone_data_config(model))),
         "adaptertune_version": __version__,
     }
     return atomic_save_safetensors(tensors, path, metadata=meta)
@@ -97,7 +98,8 @@ def read_adapter_file(path: str | Path) -> tuple[dict[str, str], dict[str, torch
     except Exception as err:  # safetensors raises its own error types for truncation/corruption
         raise ValueError(f"{path} is not a readable safetensors adapter file (corrupt or truncated?): {err}") from err
     if meta.get("format") != FORMAT:
-        raise ValueError(f"{path} is not an adaptertune adapter file: format={meta.get('format')!r}, expected {FORMAT!r}")
+        raise ValueError(f"{path} is not an adaptertune adapter file: format={meta.get('format')!r}, "
+                         f"expected {FORMAT!r}")
     return meta, tensors
 
 
@@ -166,10 +168,12 @@ def open_adapter_file(path: str | Path) -> AdapterFile:
             data_config=check_data_config(data_cfg) if data_cfg is not None else None, tensors=tensors,
             options=dict(options), head_names=tuple(heads) if heads is not None else None)
     except (KeyError, TypeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: the adapter file's metadata is incomplete or malformed ({type(err).__name__}: {err})") from err
+        raise ValueError(f"{path}: the adapter file's metadata is incomplete or malformed "
+                         f"({type(err).__name__}: {err})") from err
     kind = regime(parsed.method) if isinstance(parsed.method, str) and parsed.method else None
     if kind is None or kind.whole_model or kind.adapter_options != (parsed.config is not None):
-        raise ValueError(f"{path}: method={parsed.method!r} with adapter_config={raw_cfg!r} is not a valid adapter file")
+        raise ValueError(f"{path}: method={parsed.method!r} with adapter_config={raw_cfg!r} is not a valid adapter "
+                         "file")
     if class_names is not None and len(class_names) != parsed.num_classes:
         raise ValueError(f"{path}: {len(class_names)} class names for a head with {parsed.num_classes} outputs")
     return parsed
@@ -216,7 +220,8 @@ def check_fits(model: nn.Module, file: AdapterFile, any_head_size: bool = False)
     if cfg is not None:
         dim, depth = embed_dim(model), len(transformer_blocks(model))
         if cfg.rank > dim or cfg.start >= depth:
-            raise ValueError(f"{file.path} has rank={cfg.rank}, start={cfg.start}; this model has embed_dim={dim}, depth={depth}")
+            raise ValueError(f"{file.path} has rank={cfg.rank}, start={cfg.start}; this model has embed_dim={dim}, "
+                             f"depth={depth}")
     expected = _expected_shapes(model, file, file.num_classes if any_head_size else None)
     got = {k: tuple(v.shape) for k, v in file.tensors.items()}
     if got != expected:

@@ -114,13 +114,14 @@ class RunConfig:
             raise ValueError(f"recompute_frozen_mlp={share!r} is not allowed: use a share in [0, 1] of the frozen MLPs "
                              f"(true = 1, false = 0) or leave it unset (adapter runs: {RECOMPUTE_DEFAULT})")
         if share and not kind.recompute:
-            raise ValueError(f"recompute_frozen_mlp={share!r} is not allowed with method={self.method!r}: it recomputes "
-                             "frozen MLPs between adapters and needs method='adapter'")
+            raise ValueError(f"recompute_frozen_mlp={share!r} is not allowed with method={self.method!r}: it "
+                             "recomputes frozen MLPs between adapters and needs method='adapter'")
         _check_str(self, "checkpoint", optional=True)
         _check_str(self, "device", optional=True)
         if not isinstance(self.snapshot_epochs, tuple) or not all(
                 isinstance(e, int) and not isinstance(e, bool) and 1 <= e < self.epochs for e in self.snapshot_epochs):
-            raise ValueError(f"snapshot_epochs={self.snapshot_epochs!r} is not allowed: use a tuple of epochs between 1 "
+            raise ValueError(f"snapshot_epochs={self.snapshot_epochs!r} is not allowed: use a tuple of epochs "
+                             "between 1 "
                              f"and epochs-1={self.epochs - 1} (the last epoch's weights are kept anyway)")
 
     # -- construction from files / dicts -------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""LoRA on timm ViTs through peft, at AdapterTune's parameter budget: the baseline users of PEFT libraries ask for first.
+"""LoRA on timm ViTs through peft, at AdapterTune's parameter budget: the baseline PEFT users ask for first.
 
 LoRA goes on every block's fused ``attn.qkv`` and on the MLP (``mlp.fc1``, ``mlp.fc2``), with ``lora_alpha`` equal to
 the rank (scale 1, like the adapters' default) and no dropout. B starts at zero, so the adapted model starts exactly at
@@ -9,7 +9,8 @@ timm model (no ``PeftModel`` wrapper); the frozen Linear moves to ``<name>.base_
 The ranks are chosen per backbone so the trainable count matches AdapterTune at r=16 on every block within 5%: among
 the qkv rank ``a`` and MLP rank ``b`` in 1..16 whose per-block count ``4 d a + 2 (d + h) b`` is within 5% of the
 adapter's ``2 d 16 + 16 + d``, the most even pair (smallest ``|a - b|``), then the closest count, then the smaller
-``a``. One shared rank cannot match (r=2 is 12-15% short, r=3 far over); ViTs with ``h = 4d`` get a=3, b=2. ``d`` is the width, ``h`` the MLP's hidden width, ``L`` the depth; the head is the same on both sides.
+``a``. One shared rank cannot match (r=2 is 12-15% short, r=3 far over); ViTs with ``h = 4d`` get a=3, b=2. ``d`` is
+the width, ``h`` the MLP's hidden width, ``L`` the depth; the head is the same on both sides.
 """
 from __future__ import annotations
 

@@ -153,12 +153,6 @@ def methods(in_paper: bool | None = None) -> tuple[str, ...]:
     return tuple(n for n, r in REGIMES.items() if in_paper is None or r.in_paper == in_paper)
 
 
-def __getattr__(name: str) -> Any:
-    if name == "METHODS":  # always the live registry
-        return methods()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def _apply_head(model: nn.Module, options: dict[str, Any]) -> dict[str, Any]:
     heads = set(head_parameter_names(model))
     for name, p in model.named_parameters():
@@ -176,7 +170,8 @@ def _apply_adapter(model: nn.Module, options: dict[str, Any]) -> dict[str, Any]:
     if adapter_config(model) is None:
         add_adapters(model, **options)
     elif options:
-        raise ValueError(f"model already has adapters ({adapter_config(model)}); drop the adapter options {sorted(options)}")
+        raise ValueError(f"model already has adapters ({adapter_config(model)}); drop the adapter options "
+                         f"{sorted(options)}")
     heads = set(head_parameter_names(model))
     for name, p in model.named_parameters():
         p.requires_grad_(name in heads or is_adapter_parameter(name))
@@ -279,7 +274,8 @@ def prepare(model: nn.Module, method: str, **options: Any) -> nn.Module:
     """
     r = regime(method)
     if getattr(model, METHOD_ATTR, None) is not None:
-        raise ValueError(f"model was already prepared for method={getattr(model, METHOD_ATTR)!r}; prepare a fresh model")
+        raise ValueError(f"model was already prepared for method={getattr(model, METHOD_ATTR)!r}; prepare a fresh "
+                         "model")
     allowed = set(AdapterConfig.field_names()) if r.adapter_options else set(r.option_names)
     if set(options) - allowed:
         raise ValueError(f"options {sorted(set(options) - allowed)} do not apply to method={method!r}"
@@ -338,7 +334,7 @@ def expected_trainable(depth: int, dim: int, num_classes: int, method: str = "ad
 
 
 __all__ = [
-    "METHODS", "REGIMES", "ParamCount", "Regime", "Shape", "classifier", "count_parameters", "expected_trainable",
+    "REGIMES", "ParamCount", "Regime", "Shape", "classifier", "count_parameters", "expected_trainable",
     "head_parameter_names", "is_added_parameter", "methods", "model_shape", "prepare", "prepared_method", "regime",
     "regime_options", "register", "trained_names", "unregister", "ADAPTER_ATTR",
 ]

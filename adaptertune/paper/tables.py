@@ -198,7 +198,7 @@ def gap_table(gaps: pd.DataFrame) -> pd.DataFrame:
     """Generalisation gap per (protocol and) regime over every run of ``generalisation_gap``: mean, sample sd, n."""
     by = (["protocol"] if "protocol" in gaps.columns else []) + ["method"]
     table = gaps.groupby(by)["gap_points"].agg(["mean", "std", "count"]).reset_index()
-    table["order"] = table["method"].map({m: i for i, m in enumerate(METHOD_ORDER)})
+    table["order"] = table["method"].map({m: i for i, m in enumerate(regime_order())})
     table = table.sort_values(by[:-1] + ["order"]).drop(columns="order")
     table.insert(len(by) - 1, "regime", table.pop("method").map(method_label))
     return table.rename(columns={"mean": "gap_mean_points", "std": "gap_std_points", "count": "runs"}).reset_index(drop=True)
