@@ -293,17 +293,6 @@ def ensure_backbones(profile: str, verbose: bool = False, root: str | Path | Non
     return pretrain_mini(profile, names=protocol(profile).pretrained_backbones(), verbose=verbose, root=root)
 
 
-def find_run(runs: pd.DataFrame, **match) -> str:
-    """The run_id of the one row matching every ``column=value`` (e.g. dataset, backbone, method, seed)."""
-    mask = pd.Series(True, index=runs.index)
-    for key, value in match.items():
-        mask &= runs[key] == value
-    hits = runs.loc[mask, "run_id"].tolist()
-    if len(hits) != 1:
-        raise LookupError(f"{len(hits)} finished runs match {match} (expected exactly 1); run the grid first")
-    return hits[0]
-
-
 def pick_runs(runs: pd.DataFrame, by: str, order: tuple | None = None, **match) -> dict:
     """``{value of column by: run_id}`` over the rows matching every ``column=value``; each value at most once,
     in the given ``order`` of values (values missing from the store are left out)."""
@@ -334,6 +323,6 @@ def curves(runs: pd.DataFrame, kind: str = "steps", keep: tuple[str, ...] = ("me
 
 __all__ = ["GRIDS", "MAIN_REGIMES", "PAPER_BACKBONES", "PAPER_CORE", "PAPER_EXTENDED", "PROTOCOLS", "PROTOCOL_NAMES",
            "Controls", "GridRuns", "Protocol", "all_configs", "budget_rank", "config", "curves", "ensure_backbones",
-           "dose_cells", "dose_frame", "find_run", "grid", "load_grid", "protocol_frames", "seed_backbone_bases", "selection_cells",
+           "dose_cells", "dose_frame", "grid", "load_grid", "protocol_frames", "seed_backbone_bases", "selection_cells",
            "settled_runs", "make_command", "pending_cells", "pick_runs", "plan", "protocol", "recipe",
            "select", "sensitivity_defaults"]

@@ -100,13 +100,6 @@ def probe_images(run_id: str, images: int, root: str | Path | None = None) -> Te
     return torch.stack([splits.test[i][0] for i in pick])
 
 
-def run_shifts(run_id: str, images: int = 512, root: str | Path | None = None,
-               max_tokens: int | None = 20000) -> list[tuple[np.ndarray, np.ndarray]]:
-    """:func:`block_shifts` of a stored full-FT or adapter run against its own pretrained backbone, on test images."""
-    pretrained, trained = _models(run_id, root)
-    return block_shifts(pretrained, trained, probe_images(run_id, images, root), max_tokens=max_tokens)
-
-
 def _frames(fits, blocks: list[int], ranks, top, energies, **columns) -> dict[str, pd.DataFrame]:
     spectrum, summary = spectra_table(fits, ranks, top=top, energies=energies, blocks=blocks)
     tails = tail_curves(fits, ranks, blocks=blocks)
@@ -145,4 +138,4 @@ def analyse_runs(run_rows: pd.DataFrame, ranks: Sequence[int], images: int = 512
     return {k: pd.concat(v, ignore_index=True) if v else empty[k] for k, v in parts.items()}
 
 
-__all__ = ["adapter_linearisation", "analyse_runs", "block_shifts", "probe_images", "run_shifts"]
+__all__ = ["adapter_linearisation", "analyse_runs", "block_shifts", "probe_images"]

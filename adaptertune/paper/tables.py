@@ -223,15 +223,6 @@ def rank_table(df: pd.DataFrame) -> pd.DataFrame:
     return knob_table(df[df["method"] == "adapter"], "rank").astype({"rank": int})
 
 
-def measured_elbow(rank_df: pd.DataFrame, tol_points: float = 0.5) -> int | None:
-    """Smallest rank whose mean accuracy is within ``tol_points`` of the best rank's (None without adapter runs)."""
-    table = rank_table(rank_df)
-    if table.empty:
-        return None
-    best = table["mean_points"].max()
-    return int(table.loc[table["mean_points"] >= best - tol_points, "rank"].min())
-
-
 def placement_table(df: pd.DataFrame) -> pd.DataFrame:
     """Tab.4 (placement): every × start, accuracy with its cost in trainable parameters (the ``start`` lowest blocks
     also leave the backward graph). Measured speed is not a column: it changes between machines and runs, so the
@@ -333,7 +324,7 @@ def write_table(table: pd.DataFrame, name: str, profile: str, caption: str = "",
 __all__ = [
     "by_protocol", "gap_per_seed", "knob_slices", "main_table_by_protocol", "stack", "pair_difference_table", "pair_differences",
     "regime_order", "compare", "core_pair_fractions", "method_label",
-    "gain_table", "gap_table", "generalisation_gap", "init_table", "knob_table", "main_table", "measured_elbow",
+    "gain_table", "gap_table", "generalisation_gap", "init_table", "knob_table", "main_table",
     "pair_means", "placement_table", "pm", "rank_table", "seed_summary", "sensitivity_table", "tables_dir",
     "win_loss", "with_full_ft_fraction", "write_table",
 ]
