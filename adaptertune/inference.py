@@ -231,5 +231,51 @@ def write_predictions(result: Predictions, path: str | Path) -> Path:
     return atomic_write_bytes(path, buf.getvalue().encode())
 
 
-__all__ = ["ImageItem", "Predictions", "TaskScore", "eval_transform", "find_images", "predict", "required_class_names",
+def describe_tasks(model: MultiTask, where: str) -> str:
+    """One line naming every task the model serves and where its backbone came from."""
+    parts = []
+    for name in model.task_names:
+        info = model.task(name)
+        kind = f"rank {info.config.rank} from block {info.first_block})" if info.config else "head only)"
+        parts.append(f"{name} ({info.num_classes} classes, {kind}")
+    return f"{len(model.task_names)} task(s) on one frozen backbone, {where}: " + ", ".join(parts)
+
+
+def describe_inputs(model: MultiTask, images: int, device: str) -> str:
+    cfg = model.data_config
+    return (f"input {'x'.join(map(str, cfg['input_size']))}, mean {cfg['mean']}, std {cfg['std']}, crop_pct "
+            f"{cfg['crop_pct']}, {cfg['interpolation']}; {images} image(s) on {device}")
+
+
+def sample_lines(result: Predictions, show: int) -> list[str]:
+    """The first ``show`` predictions of every task, top-3 each."""
+    lines = []
+    for task in result.tasks:
+        for r in [r for r in result.rows if r["task"] == task][:show]:
+            label = f" (true: {r['label']})" if r["label"] is not None else ""
+            lines.append(f"  {task}  {'/'.join(Path(r['image']).parts[-2:])}{label}: "
+                         + ", ".join(f"{c} {p:.1%}" for c, p in r["top"][:3]))
+    return lines
+
+
+def score_lines(scores: dict[str, TaskScore]) -> list[str]:
+    """Each task's accuracy on the labelled images and its per-class table with the most common confusion."""
+    lines = []
+    for task, sc in scores.items():
+        if not sc.scored:
+            lines.append(f"{task}: no folder label names one of its classes (labels: {', '.join(sc.unknown_labels[:8])})")
+            continue
+        extra = (f"; {sc.labelled - sc.scored} image(s) with other labels {list(sc.unknown_labels)} not scored"
+                 if sc.unknown_labels else "")
+        lines.append(f"{task}: accuracy {sc.accuracy:.2%} ({sc.correct}/{sc.scored} labelled images){extra}")
+        width = max([len("true class")] + [len(c["class"]) for c in sc.per_class])
+        lines.append(f"  {'true class':{width}s}  {'n':>5s}  {'acc':>7s}  most often confused with")
+        for c in sc.per_class:
+            confused = f"{c['top_confusion']} ({c['confusion_n']})" if c["top_confusion"] else "-"
+            lines.append(f"  {c['class']:{width}s}  {c['n']:5d}  {c['accuracy']:7.1%}  {confused}")
+    return lines
+
+
+__all__ = [
+    "describe_inputs", "describe_tasks", "sample_lines", "score_lines","ImageItem", "Predictions", "TaskScore", "eval_transform", "find_images", "predict", "required_class_names",
            "score", "write_predictions"]
