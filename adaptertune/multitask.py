@@ -31,7 +31,7 @@ from .adapter import Adapter, AdapterConfig, grouped_residual
 from .adapter_files import AdapterFile, backbone_fingerprint, check_fits, open_adapter_file
 from .backbones import data_config as backbone_data_config
 from .data.transforms import check_data_config
-from .inject import adapter_config, embed_dim, transformer_blocks
+from .inject import adapter_config, embed_dim, transformer_blocks, vit_features, vit_tokens, with_residual
 from .regimes import REGIMES, head_parameter_names, prepared_method, regime
 
 TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]*")
@@ -310,7 +310,7 @@ class MultiTask(nn.Module):
             lo += count
         rows_of = _GroupRows(spans, images.device)
         b = self.backbone
-        x = b.norm_pre(b.patch_drop(b._pos_embed(b.patch_embed(images))))
+        x = vit_tokens(b, images)
         for i, block in enumerate(transformer_blocks(b)):
             x = block(x)
             by_rank: dict[int, list[str]] = {}
@@ -326,7 +326,7 @@ class MultiTask(nn.Module):
                     part.add_(delta)
                 else:
                     x.index_add_(0, rows, delta.to(x.dtype))  # under autocast the residual may be narrower
-        features = b.forward_head(b.norm(x), pre_logits=True)
+        features = vit_features(b, x)
         out: list[Tensor | None] = [None] * len(order)
         positions = order.tolist()
         for name, (lo, hi) in spans.items():
@@ -353,7 +353,7 @@ class MultiTask(nn.Module):
         b = self.backbone
         first = {n: self._info[n].first_block for n in names}
         adapters = {n: self.tasks_[n].adapters for n in names}
-        x = b.norm_pre(b.patch_drop(b._pos_embed(b.patch_embed(images))))
+        x = vit_tokens(b, images)
         plain: Tensor | None = x
         streams: dict[str, Tensor] = {}
         for i, block in enumerate(transformer_blocks(b)):
@@ -366,14 +366,14 @@ class MultiTask(nn.Module):
                 else:
                     continue
                 adapter = adapters[name][str(i)] if str(i) in adapters[name] else None
-                streams[name] = y if adapter is None else y + adapter(y)
+                streams[name] = y if adapter is None else with_residual(adapter, y)
             plain = out
         pooled: dict[int, Tensor] = {}
         logits = {}
         for name in names:
             stream = streams.get(name, plain)  # head-only tasks end on the plain stream and share its features
             if id(stream) not in pooled:
-                pooled[id(stream)] = b.forward_head(b.norm(stream), pre_logits=True)
+                pooled[id(stream)] = vit_features(b, stream)
             logits[name] = self.tasks_[name].head(pooled[id(stream)])
         return logits
 
