@@ -21,12 +21,11 @@ from torch import nn
 from .adapter import AdapterConfig
 from .backbones import ALIASES, create_backbone
 from .paths import looks_like_path
+from .profiles import PROFILES
 from .regimes import regime
 from .seeds import derive_seed
 
 PRECISIONS = ("fp32", "bf16")
-# smoke: plumbing only (CI); mini: the offline CPU protocol; paper: the exact protocol (GPU + downloads).
-PROFILES = ("smoke", "mini", "paper")
 HEAD_MODES = ("augmented", "cached_features")
 ADAPTER_FIELDS = AdapterConfig.field_names()
 # Share of the differentiated frozen MLPs an adapter run recomputes in backward by default: the cheapest variant that

@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..backbones import backbone_shape, mini_variant
 from ..config import PROFILES, RunConfig
+from ..profiles import profile_record
 from ..regimes import methods
 from ..store import runs as results
 from ..store.table import load_results
@@ -210,8 +211,9 @@ def plan(profile: str, names: tuple[str, ...] = GRIDS, runs: pd.DataFrame | None
 
 def make_command(profile: str, names: tuple[str, ...]) -> str:
     """The one command that trains the missing runs of ``names`` (the whole suite for the offline profiles)."""
-    if profile in ("smoke", "mini"):
-        return f"make {profile}" if profile == "mini" else "python -m adaptertune.paper.suite --profile smoke"
+    command = profile_record(profile).suite_command
+    if command is not None:
+        return command
     return "python -m adaptertune sweep --profile " + profile + "".join(f" --grid {n}" for n in names)
 
 
@@ -288,7 +290,7 @@ def _diverged(store: pd.DataFrame) -> pd.Series:
 
 def ensure_backbones(profile: str, verbose: bool = False, root: str | Path | None = None) -> dict:
     """Pretrain the mini backbones of ``profile`` if missing (cached after the first call); paper: nothing to do."""
-    if profile == "paper":
+    if not profile_record(profile).pretrains_backbones:
         return {}
     return pretrain_mini(profile, names=protocol(profile).pretrained_backbones(), verbose=verbose, root=root)
 

@@ -12,6 +12,7 @@ import pandas as pd
 
 from ..config import RunConfig
 from ..data import DATASETS
+from ..profiles import profile_record
 from ..regimes import regime
 from ..store import runs as store
 from . import experiments
@@ -66,8 +67,9 @@ def plan_frame(profile: str, root: str | Path | None = None) -> pd.DataFrame:
 def describe_plan(profile: str, table: pd.DataFrame) -> str:
     todo = table[table["status"] != "finished"]
     secs = todo["est_s"].sum()
-    unit = "GPU-hours" if profile == "paper" else "CPU time"
-    amount = f"{secs / 3600:.1f} GPU-hours" if profile == "paper" else f"~{secs / 60:.1f} min"
+    on_gpu = profile_record(profile).on_gpu
+    unit = "GPU-hours" if on_gpu else "CPU time"
+    amount = f"{secs / 3600:.1f} GPU-hours" if on_gpu else f"~{secs / 60:.1f} min"
     by_grid = {g: int(table["grids"].str.split(",").map(lambda gs: g in gs).sum()) for g in experiments.GRIDS}
     projected = int((table["status"] == "projected").sum())
     return (f"[suite] profile {profile}: {len(table)} runs ({', '.join(f'{g} {n}' for g, n in by_grid.items() if n)}; "

@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from ..paths import figures_dir
+from ..profiles import SMOKE_STAMP, profile_record
 from .elbow import MeasuredElbow, PredictedElbow
 from ..regimes import REGIMES, regime
 from .tables import method_label
@@ -47,7 +48,7 @@ FIGURES = {
     "examples": "fig05_misclassified_examples",
     "multitask_predictions": "fig06_mixed_batch_predictions",
 }
-SMOKE_LABEL = "SMOKE — plumbing only, not results"
+SMOKE_LABEL = SMOKE_STAMP
 
 
 def regime_palette() -> dict[str, str]:
@@ -74,10 +75,11 @@ def save(fig: Figure, key: str, profile: str, out_dir: str | Path | None = None)
     """Write ``<stem>.png`` and ``<stem>.pdf``; on profile smoke the figure is stamped first."""
     if key not in FIGURES:
         raise ValueError(f"figure key {key!r} is unknown: choose one of {sorted(FIGURES)}")
-    if profile == "smoke":
-        fig.text(0.5, 0.5, SMOKE_LABEL, ha="center", va="center", rotation=20, fontsize=16, color="red", alpha=0.55,
+    stamp = profile_record(profile).stamp if profile is not None else None
+    if stamp:
+        fig.text(0.5, 0.5, stamp, ha="center", va="center", rotation=20, fontsize=16, color="red", alpha=0.55,
                  fontweight="bold", transform=fig.transFigure, zorder=1000)
-        fig.suptitle(SMOKE_LABEL, color="red", fontweight="bold")
+        fig.suptitle(stamp, color="red", fontweight="bold")
     out = Path(out_dir) if out_dir is not None else figure_dir(profile)
     out.mkdir(parents=True, exist_ok=True)
     paths = {ext: out / f"{FIGURES[key]}.{ext}" for ext in ("png", "pdf")}

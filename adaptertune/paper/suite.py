@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..config import PROFILES
+from ..profiles import PROFILES, profile_record
 from ..training.sweep import sweep
 from ..training.threads import apply_threads
 from . import claims, experiments, readme
@@ -38,7 +38,7 @@ def train_grids(profile: str, names: tuple[str, ...] = experiments.GRIDS, shard:
     if pinned is not None and used != pinned:
         say(f"[suite] warning: profile {profile} pins {pinned} threads (its numbers depend on it); running with {used}")
     say(f"[suite] {used} CPU thread(s) per run ({'profile ' + profile if threads is None and pinned else why})")
-    if profile != "paper":
+    if profile_record(profile).pretrains_backbones:
         say(f"[suite] mini backbones ({profile}): pretraining if missing")
         experiments.ensure_backbones(profile, verbose=True, root=root)
     seen: set[str] = set()
@@ -101,7 +101,7 @@ def run_suite(profile: str, only: list[str] | None = None, params: dict | None =
     if only is None:
         written = claims.assemble(profile)
         say(f"[suite] claims: {written['claims']}; controls: {written['controls']}")
-        if profile == "mini":  # the README and docs show the mini profile's results, included from their files
+        if profile_record(profile).documented:  # the README and docs include its results from their files
             refreshed = readme.sync_all(only="figures/")
             say(f"[suite] documents: {sum(map(len, refreshed.values()))} included block(s) refreshed from figures/")
         say(compare_with_committed(profile))

@@ -19,6 +19,7 @@ from . import stats
 
 from ..atomic import atomic_write_bytes
 from ..paths import figures_dir
+from ..profiles import profile_record
 
 def method_label(method: str) -> str:
     """The regime's display name from its record (an unknown method shows as itself)."""
@@ -310,7 +311,8 @@ def write_table(table: pd.DataFrame, name: str, profile: str, caption: str = "",
         raise ValueError(f"table name {name!r} is not allowed: use a plain file stem like 'tab2_main'")
     out = Path(out_dir) if out_dir is not None else tables_dir(profile)
     out.mkdir(parents=True, exist_ok=True)
-    warn = "SMOKE — plumbing only, not results. " if profile == "smoke" else ""
+    stamp = profile_record(profile).stamp
+    warn = f"{stamp}. " if stamp else ""
     keep_index = not isinstance(table.index, pd.RangeIndex)
     flat = table.reset_index() if keep_index else table  # CSV / Markdown: index levels become plain columns
     head = f"**{warn}{caption}**\n\n" if (warn or caption) else ""
