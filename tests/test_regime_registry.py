@@ -141,3 +141,25 @@ def test_no_branch_on_a_regime_name_outside_the_registry():
             if BRANCH.search(line) or NAME_TUPLE.search(line):
                 found.append(f"{path.relative_to(PACKAGE.parent)}:{k}: {line.strip()}")
     assert not found, "ask the regime's record (adaptertune.regimes) instead of its name:\n" + "\n".join(found)
+
+
+def test_beyond_the_paper_regimes_join_the_tuned_protocol_only(monkeypatch):
+    from adaptertune.paper import experiments, protocols
+
+    mini_selection = {c.method for c in experiments.grid("selection", "mini")}
+    assert {"lora", "bitfit"} <= mini_selection
+    assert not {"lora", "bitfit"} & {c.method for c in experiments.grid("main", "mini")}  # the paper recipe: none
+    assert not {"lora", "bitfit"} & {c.method for c in experiments.grid("selection", "paper")}  # off by default
+    monkeypatch.setitem(protocols.PROTOCOLS, "paper", protocols.PROTOCOLS["paper"])
+    protocols.include_beyond("paper")
+    assert {"lora", "bitfit"} <= {c.method for c in experiments.grid("selection", "paper")}
+
+
+def test_a_profile_is_a_record():
+    from adaptertune.profiles import PROFILES, profile_record
+
+    assert PROFILES == ("smoke", "mini", "paper")
+    assert profile_record("smoke").stamp and not profile_record("mini").stamp
+    assert profile_record("paper").on_gpu and not profile_record("paper").pretrains_backbones
+    with pytest.raises(ValueError, match="choose one of"):
+        profile_record("tiny")
