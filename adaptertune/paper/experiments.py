@@ -20,7 +20,6 @@ from ..profiles import profile_record
 from ..regimes import methods
 from ..store import runs as results
 from ..store.table import load_results
-from ..training.pretrain import pretrain_mini
 from ..training.sweep import unique
 from . import tuning
 from .protocols import (PAPER_BACKBONES, PAPER_CORE, PAPER_EXTENDED, PROTOCOL_NAMES, PROTOCOLS, Controls, Protocol,
@@ -288,13 +287,6 @@ def _diverged(store: pd.DataFrame) -> pd.Series:
     return (store["status"] == "failed") & store["error"].fillna("").str.startswith(tuning.DIVERGED)
 
 
-def ensure_backbones(profile: str, verbose: bool = False, root: str | Path | None = None) -> dict:
-    """Pretrain the mini backbones of ``profile`` if missing (cached after the first call); paper: nothing to do."""
-    if not profile_record(profile).pretrains_backbones:
-        return {}
-    return pretrain_mini(profile, names=protocol(profile).pretrained_backbones(), verbose=verbose, root=root)
-
-
 def pick_runs(runs: pd.DataFrame, by: str, order: tuple | None = None, **match) -> dict:
     """``{value of column by: run_id}`` over the rows matching every ``column=value``; each value at most once,
     in the given ``order`` of values (values missing from the store are left out)."""
@@ -324,7 +316,7 @@ def curves(runs: pd.DataFrame, kind: str = "steps", keep: tuple[str, ...] = ("me
 
 
 __all__ = ["GRIDS", "MAIN_REGIMES", "PAPER_BACKBONES", "PAPER_CORE", "PAPER_EXTENDED", "PROTOCOLS", "PROTOCOL_NAMES",
-           "Controls", "GridRuns", "Protocol", "all_configs", "budget_rank", "config", "curves", "ensure_backbones",
+           "Controls", "GridRuns", "Protocol", "all_configs", "budget_rank", "config", "curves",
            "dose_cells", "dose_frame", "grid", "load_grid", "protocol_frames", "seed_backbone_bases", "selection_cells",
            "settled_runs", "make_command", "pending_cells", "pick_runs", "plan", "protocol", "recipe",
            "select", "sensitivity_defaults"]

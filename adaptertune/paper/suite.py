@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from ..profiles import PROFILES, profile_record
+from ..training.pretrain import pretrain_mini
 from ..training.sweep import sweep
 from ..training.threads import apply_threads
 from . import claims, experiments, readme
@@ -25,6 +26,13 @@ from .notebooks import (NotebookFailed, appendix_dir, check_parameters, compare_
 from .plan import describe_plan, plan_frame
 from .protocols import include_beyond
 from .tuning import DIVERGED
+
+
+def ensure_backbones(profile: str, verbose: bool = False, root: str | Path | None = None) -> dict:
+    """Pretrain the mini backbones of ``profile`` if missing (cached after the first call); paper: nothing to do."""
+    if not profile_record(profile).pretrains_backbones:
+        return {}
+    return pretrain_mini(profile, names=experiments.protocol(profile).pretrained_backbones(), verbose=verbose, root=root)
 
 
 def train_grids(profile: str, names: tuple[str, ...] = experiments.GRIDS, shard: tuple[int, int] | None = None,
@@ -40,7 +48,7 @@ def train_grids(profile: str, names: tuple[str, ...] = experiments.GRIDS, shard:
     say(f"[suite] {used} CPU thread(s) per run ({'profile ' + profile if threads is None and pinned else why})")
     if profile_record(profile).pretrains_backbones:
         say(f"[suite] mini backbones ({profile}): pretraining if missing")
-        experiments.ensure_backbones(profile, verbose=True, root=root)
+        ensure_backbones(profile, verbose=True, root=root)
     seen: set[str] = set()
     for _ in range(len(names) + 2):  # each round can only unlock runs that depend on the previous one's
         configs = experiments.all_configs(profile, names, experiments.settled_runs(root))
