@@ -3,13 +3,14 @@ regime's name outside the registry."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
 import adaptertune as at
-from adaptertune.adapter_files import open_adapter_file
+from adaptertune.adapter_files import check_fits, open_adapter_file
 from adaptertune.lora import TOLERANCE, matched_ranks
 from adaptertune.regimes import Regime, methods, model_shape, regime, register, unregister
 from helpers import perturb_trainable
@@ -74,8 +75,13 @@ def test_new_regimes_start_at_the_pretrained_function_and_their_files_round_trip
     fresh = at.load_adapters(at.create_backbone("mini-s", 5, pretrained=False), path)
     assert torch.equal(fresh.eval()(x), after)
     torch.manual_seed(1)
-    with pytest.raises(ValueError, match="trained on another backbone"):
+    with pytest.raises(ValueError, match="trained on another backbone: mini-s with fingerprint") as err:
         at.load_adapters(at.create_backbone("mini-s", 5, pretrained=False), path)
+    assert "''" not in str(err.value)  # an empty tag is left out, not printed as ''
+    extra = replace(open_adapter_file(path), tensors={**open_adapter_file(path).tensors, "blocks.0.x": torch.zeros(2)})
+    with pytest.raises(ValueError, match=re.escape("the file holds [('blocks.0.x', (2,))] where this model expects "
+                                                   "nothing else (name, shape)")):
+        check_fits(fresh, extra)
     torch.manual_seed(0)
     with pytest.raises(ValueError, match="cannot share one frozen backbone"):
         at.MultiTask(at.create_backbone("mini-s", 5, pretrained=False), {"task": path})
