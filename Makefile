@@ -27,10 +27,12 @@ paper:  ## the exact paper protocol (GPU + downloads)
 rehearse:  ## the paper profile end to end on CPU, offline (random weights in a local hub cache, a 224-px fixture; ~3 min)
 	$(BIN)/python benchmarks/rehearse.py
 
-test:   ## the whole suite, as CI runs it
+test:   ## the whole suite, as CI runs it: the linter (ruff), then pytest
+	$(BIN)/python -m ruff check .
 	$(BIN)/python -m pytest -q
 
-test-fast:  ## the edit-test loop: everything but the tests marked slow (under a minute)
+test-fast:  ## the edit-test loop: the linter, then everything but the tests marked slow (under a minute)
+	$(BIN)/python -m ruff check .
 	$(BIN)/python -m pytest -q -m "not slow"
 
 bench:  ## speed and memory: the regimes side by side (bench.*), then many tasks on one backbone (multitask.*)

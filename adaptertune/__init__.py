@@ -18,7 +18,7 @@ from .inference import ImageItem, Predictions, eval_transform, find_images, pred
 from .inject import add_adapters, adapter_config, adapter_modules
 from .multitask import BlockCost, MultiTask, TaskInfo
 from .recompute import recompute_frozen_mlps
-from .regimes import METHODS, ParamCount, count_parameters, expected_trainable, prepare
+from .regimes import REGIMES, ParamCount, Regime, count_parameters, expected_trainable, prepare, register
 
 # public name -> module that defines it, imported on first access (PEP 562)
 _LAZY = {
@@ -42,7 +42,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "METHODS", "Adapter", "AdapterConfig", "AdapterFile", "BlockCost", "ImageItem", "MultiTask", "ParamCount",
+    "REGIMES", "Regime", "register", "Adapter", "AdapterConfig", "AdapterFile", "BlockCost", "ImageItem", "MultiTask", "ParamCount",
     "Predictions", "PretrainedWeightsError", "RunConfig", "TaskInfo", "__version__", "adapter_config", "adapter_modules",
     "add_adapters", "backbone_fingerprint", "backbone_info", "count_parameters", "create_backbone", "data_config",
     "eval_transform", "expected_trainable", "find_images", "load_adapters", "load_model", "load_results",

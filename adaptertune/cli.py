@@ -139,7 +139,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
         chosen = select_shard(configs, shard if shard is not None else shard_from_env())
         for cfg in chosen:
-            extra = f" rank={cfg.rank} every={cfg.every}" if cfg.method == "adapter" else ""
+            extra = f" rank={cfg.rank} every={cfg.every}" if cfg.adapter_config() is not None else ""
             print(f"{cfg.run_id}  {results.run_status(cfg.run_id, args.root):8s}  {cfg.dataset} {cfg.backbone} "
                   f"{cfg.method}{extra} seed={cfg.seed} epochs={cfg.epochs}")
         print(f"{len(chosen)} of {len(configs)} run(s) in this shard")
@@ -191,107 +191,20 @@ THREADS_HELP = ("CPU threads for this process (default: $SLURM_CPUS_PER_TASK, $O
                 "among shards, else all cores)")
 
 
-def _adapter_specs(specs: list[str], root: str | None) -> list[tuple[str, Path, str | None]]:
-    """``[NAME=]FILE`` or ``[NAME=]RUN_ID`` -> (task name, adapter file, run id or None); default names: the run's
-    dataset (run ids), the file's stem, or its run folder for a store's ``adapters.safetensors``."""
-    import re
-
-    from .store import runs
-
-    out = []
-    for spec in specs:
-        name, ref = spec.split("=", 1) if "=" in spec and not Path(spec).exists() else (None, spec)
-        if Path(ref).is_file():
-            path = Path(ref)
-            default = path.parent.name if path.name == runs.ADAPTER_FILE else path.stem
-            out.append((name or default, path, None))
-        elif re.fullmatch(r"[0-9a-f]{12}", ref):
-            path = runs.adapter_file_for_run(ref, root)
-            out.append((name or Path(runs.load_config(ref, root).dataset).name, path, ref))
-        else:
-            raise ValueError(f"adapter {ref!r} is neither an adapter file nor a run id (12 hex digits) of the store "
-                             f"{runs.store_root(root)}")
-    names = [n for n, _, _ in out]
-    doubled = sorted({n for n in names if names.count(n) > 1})
-    if doubled:
-        raise ValueError(f"duplicate task names {doubled}: name each adapter, e.g. "
-                         f"{doubled[0]}_a=ADAPTER {doubled[0]}_b=ADAPTER")
-    return out
-
-
-def _class_name_overrides(values: list[str], tasks: list[str]) -> dict[str, list[str]]:
-    """``--class-names [TASK=]FILE`` (one name per line); a bare FILE only when there is one task."""
-    out = {}
-    for value in values:
-        task, file = value.split("=", 1) if "=" in value and not Path(value).exists() else (None, value)
-        if task is None:
-            if len(tasks) != 1:
-                raise ValueError(f"--class-names {value}: say which task it is for (TASK=FILE; tasks {tasks})")
-            task = tasks[0]
-        if task not in tasks:
-            raise ValueError(f"--class-names {value}: unknown task {task!r}; tasks are {tasks}")
-        out[task] = [line.strip() for line in Path(file).read_text().splitlines() if line.strip()]
-    return out
-
-
-def _predict_backbone(args: argparse.Namespace, specs: list[tuple[str, Path, str | None]]):
-    """The shared backbone: a run's own (rebuilt as trained) if any adapter is a run id, else the one the first file
-    names (or --backbone / --checkpoint), created with pretrained weights of --profile."""
-    from . import create_backbone, open_adapter_file
-    from .store.models import backbone_for_run
-
-    run_ids = [rid for _, _, rid in specs if rid is not None]
-    if run_ids and not args.backbone:
-        from .store.runs import load_config
-
-        cfg = load_config(run_ids[0], args.root)
-        return backbone_for_run(run_ids[0], args.root), f"{cfg.backbone} as run {run_ids[0]} trained it ({cfg.profile})"
-    first = open_adapter_file(specs[0][1])
-    name = args.backbone or first.backbone
-    return (create_backbone(name, first.num_classes, checkpoint=args.checkpoint, profile=args.profile),
-            f"{name} ({'checkpoint ' + args.checkpoint if args.checkpoint else 'profile ' + args.profile + ' weights'})")
-
-
-def _print_scores(scores: dict, result) -> None:
-    for task, sc in scores.items():
-        if not sc.scored:
-            print(f"{task}: no folder label names one of its classes (labels: {', '.join(sc.unknown_labels[:8])})")
-            continue
-        extra = f"; {sc.labelled - sc.scored} image(s) with other labels {list(sc.unknown_labels)} not scored" if sc.unknown_labels else ""
-        print(f"{task}: accuracy {sc.accuracy:.2%} ({sc.correct}/{sc.scored} labelled images){extra}")
-        width = max([len("true class")] + [len(c["class"]) for c in sc.per_class])
-        print(f"  {'true class':{width}s}  {'n':>5s}  {'acc':>7s}  most often confused with")
-        for c in sc.per_class:
-            confused = f"{c['top_confusion']} ({c['confusion_n']})" if c["top_confusion"] else "-"
-            print(f"  {c['class']:{width}s}  {c['n']:5d}  {c['accuracy']:7.1%}  {confused}")
-
-
 def _cmd_predict(args: argparse.Namespace) -> int:
     import torch
 
-    from . import MultiTask
-    from .inference import find_images, predict, score, write_predictions
+    from .inference import (describe_inputs, describe_tasks, find_images, predict, sample_lines, score, score_lines,
+                            write_predictions)
+    from .store.serve import serve
     from .training.loop import show_progress
 
-    specs = _adapter_specs(args.adapters, args.root)
-    overrides = _class_name_overrides(args.class_names, [n for n, _, _ in specs])
     items = find_images(args.images)
-    backbone, where = _predict_backbone(args, specs)
-    try:
-        model = MultiTask(backbone, [(n, p) for n, p, _ in specs], class_names=overrides)
-    except ValueError as err:
-        if "another backbone" not in str(err):
-            raise
-        raise ValueError(f"{err}\n  (the backbone was {where}; for a file from the run store pass its run id, for a "
-                         "mini backbone check --profile, or pass the right --backbone / --checkpoint)") from None
+    model, where = serve(args.adapters, args.root, args.class_names, args.backbone, args.checkpoint, args.profile)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
-    cfg = model.data_config
-    print(f"{len(model.task_names)} task(s) on one frozen backbone, {where}: " + ", ".join(
-        f"{n} ({i.num_classes} classes, " + (f"rank {i.config.rank} from block {i.first_block})" if i.config else "head only)")
-        for n, i in ((n, model.task(n)) for n in model.task_names)))
-    print(f"input {'x'.join(map(str, cfg['input_size']))}, mean {cfg['mean']}, std {cfg['std']}, crop_pct "
-          f"{cfg['crop_pct']}, {cfg['interpolation']}; {len(items)} image(s) on {device}")
+    print(describe_tasks(model, where))
+    print(describe_inputs(model, len(items), device))
     result = predict(model, items, batch_size=args.batch_size, top_k=args.top_k, num_workers=args.num_workers,
                      progress=show_progress(args.progress))
     for path, why in result.skipped:
@@ -303,12 +216,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         raise ValueError("no image could be decoded: nothing to predict")
     out = write_predictions(result, args.out)
     print(f"{decoded} image(s) x {len(result.tasks)} task(s) -> {out}")
-    for task in result.tasks:
-        for r in [r for r in result.rows if r["task"] == task][: args.show]:
-            label = f" (true: {r['label']})" if r["label"] is not None else ""
-            print(f"  {task}  {'/'.join(Path(r['image']).parts[-2:])}{label}: "
-                  + ", ".join(f"{c} {p:.1%}" for c, p in r["top"][:3]))
-    _print_scores(score(result, {n: list(model.task(n).class_names) for n in result.tasks}), result)
+    print("\n".join(sample_lines(result, args.show) + score_lines(
+        score(result, {n: list(model.task(n).class_names) for n in result.tasks}))))
     return 0
 
 

@@ -23,7 +23,7 @@ from .adapter import AdapterConfig
 from .backbones import ALIASES, create_backbone
 from .paths import looks_like_path
 from .profiles import PROFILES
-from .regimes import METHODS
+from .regimes import regime
 from .seeds import derive_seed
 
 # fp32: strict fp32, TF32 off (the paper's recipe); tf32: fp32 tensors, TF32 matmuls and convolutions on CUDA;
@@ -82,14 +82,16 @@ class RunConfig:
     def __post_init__(self) -> None:
         _check_str(self, "dataset")
         _check_str(self, "backbone")
-        _check_choice(self, "method", METHODS)
+        if not isinstance(self.method, str):
+            raise ValueError(f"method={self.method!r} is not allowed: use a registered regime's name")
+        kind = regime(self.method)  # an unknown name raises, listing the registered regimes
         _check_choice(self, "precision", PRECISIONS)
         _check_choice(self, "profile", PROFILES)
         _check_choice(self, "head_mode", HEAD_MODES)
-        if self.head_mode == "cached_features" and self.method != "head":
+        if self.head_mode == "cached_features" and not kind.probe:
             raise ValueError(f"head_mode='cached_features' is not allowed with method={self.method!r}: it is a "
                              "linear probe on frozen features and needs method='head' (or use head_mode='augmented')")
-        if self.method == "adapter":
+        if kind.adapter_options:
             missing = [f for f in ADAPTER_FIELDS if getattr(self, f) is None]
             if missing:
                 raise ValueError(f"method='adapter' needs {missing} (got None)")
@@ -115,14 +117,15 @@ class RunConfig:
         if share is not None and not (isinstance(share, (int, float)) and 0 <= share <= 1):
             raise ValueError(f"recompute_frozen_mlp={share!r} is not allowed: use a share in [0, 1] of the frozen MLPs "
                              f"(true = 1, false = 0) or leave it unset (adapter runs: {RECOMPUTE_DEFAULT})")
-        if share and self.method != "adapter":
-            raise ValueError(f"recompute_frozen_mlp={share!r} is not allowed with method={self.method!r}: it recomputes "
-                             "frozen MLPs between adapters and needs method='adapter'")
+        if share and not kind.recompute:
+            raise ValueError(f"recompute_frozen_mlp={share!r} is not allowed with method={self.method!r}: it "
+                             "recomputes frozen MLPs between adapters and needs method='adapter'")
         _check_str(self, "checkpoint", optional=True)
         _check_str(self, "device", optional=True)
         if not isinstance(self.snapshot_epochs, tuple) or not all(
                 isinstance(e, int) and not isinstance(e, bool) and 1 <= e < self.epochs for e in self.snapshot_epochs):
-            raise ValueError(f"snapshot_epochs={self.snapshot_epochs!r} is not allowed: use a tuple of epochs between 1 "
+            raise ValueError(f"snapshot_epochs={self.snapshot_epochs!r} is not allowed: use a tuple of epochs "
+                             "between 1 "
                              f"and epochs-1={self.epochs - 1} (the last epoch's weights are kept anyway)")
 
     # -- construction from files / dicts -------------------------------------------------------------
@@ -152,7 +155,7 @@ class RunConfig:
         """Canonical form: adapter fields are None unless method='adapter'; backbone aliases become timm names
         (``vit-s16`` and ``vit_small_patch16_224`` are one run); local paths made absolute."""
         changes: dict[str, Any] = {"backbone": ALIASES.get(self.backbone, self.backbone)}
-        if self.method != "adapter":
+        if not regime(self.method).adapter_options:
             changes |= {f: None for f in ADAPTER_FIELDS}
         if self.checkpoint is not None:
             changes["checkpoint"] = str(Path(self.checkpoint).expanduser().resolve())
@@ -167,7 +170,7 @@ class RunConfig:
     @property
     def recompute_share(self) -> float:
         """The share of the differentiated frozen MLPs this run recomputes (0 for head-only and full FT)."""
-        if self.method != "adapter":
+        if not regime(self.method).recompute:
             return 0.0
         return RECOMPUTE_DEFAULT if self.recompute_frozen_mlp is None else float(self.recompute_frozen_mlp)
 
@@ -191,11 +194,11 @@ class RunConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     def adapter_options(self) -> dict[str, Any]:
-        return {f: getattr(self, f) for f in ADAPTER_FIELDS} if self.method == "adapter" else {}
+        return {f: getattr(self, f) for f in ADAPTER_FIELDS} if regime(self.method).adapter_options else {}
 
     def adapter_config(self) -> AdapterConfig | None:
         """The run's adapters as an :class:`AdapterConfig` (None unless method='adapter')."""
-        return AdapterConfig(**self.adapter_options()) if self.method == "adapter" else None
+        return AdapterConfig(**self.adapter_options()) if regime(self.method).adapter_options else None
 
 
 def seeded_backbone(cfg: RunConfig, num_classes: int) -> nn.Module:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -86,7 +87,7 @@ def find_images(sources: Sequence[str | Path]) -> list[ImageItem]:
         elif path.is_dir():
             items += _folder(path)
         else:
-            raise FileNotFoundError(f"image source {path} does not exist (pass image files, a folder or an ImageFolder tree)")
+            raise ValueError(f"image source {path} does not exist: pass image files, a folder or an ImageFolder tree")
     if not items:
         raise ValueError(f"no images found in {[str(s) for s in sources]} (looked for {', '.join(IMG_EXTENSIONS)})")
     return items
@@ -107,6 +108,10 @@ def _folder(path: Path) -> list[ImageItem]:
     return [ImageItem(p) for p in top]
 
 
+# PIL names the open file object (``<_io.BufferedReader name='x.png'>``); the caller prints the path itself
+_FILE_REPR = re.compile(r"\s*<_io\.\w+ name=[^>]*>")
+
+
 class _ImageFiles(Dataset):
     """Decodes and transforms one image per item; a failure is returned as its reason, not raised."""
 
@@ -120,7 +125,7 @@ class _ImageFiles(Dataset):
         try:
             return index, self.transform(default_loader(str(self.items[index].path))), None
         except Exception as err:  # PIL raises several types for unreadable, truncated or non-image files
-            return index, None, f"{type(err).__name__}: {err}"
+            return index, None, f"{type(err).__name__}: {_FILE_REPR.sub('', str(err)).strip()}"
 
 
 def _collate(batch: list[tuple[int, Tensor | None, str | None]]) -> tuple[list[int], Tensor | None, list[tuple[int, str]]]:
@@ -226,5 +231,51 @@ def write_predictions(result: Predictions, path: str | Path) -> Path:
     return atomic_write_bytes(path, buf.getvalue().encode())
 
 
-__all__ = ["ImageItem", "Predictions", "TaskScore", "eval_transform", "find_images", "predict", "required_class_names",
+def describe_tasks(model: MultiTask, where: str) -> str:
+    """One line naming every task the model serves and where its backbone came from."""
+    parts = []
+    for name in model.task_names:
+        info = model.task(name)
+        kind = f"rank {info.config.rank} from block {info.first_block})" if info.config else "head only)"
+        parts.append(f"{name} ({info.num_classes} classes, {kind}")
+    return f"{len(model.task_names)} task(s) on one frozen backbone, {where}: " + ", ".join(parts)
+
+
+def describe_inputs(model: MultiTask, images: int, device: str) -> str:
+    cfg = model.data_config
+    return (f"input {'x'.join(map(str, cfg['input_size']))}, mean {cfg['mean']}, std {cfg['std']}, crop_pct "
+            f"{cfg['crop_pct']}, {cfg['interpolation']}; {images} image(s) on {device}")
+
+
+def sample_lines(result: Predictions, show: int) -> list[str]:
+    """The first ``show`` predictions of every task, top-3 each."""
+    lines = []
+    for task in result.tasks:
+        for r in [r for r in result.rows if r["task"] == task][:show]:
+            label = f" (true: {r['label']})" if r["label"] is not None else ""
+            lines.append(f"  {task}  {'/'.join(Path(r['image']).parts[-2:])}{label}: "
+                         + ", ".join(f"{c} {p:.1%}" for c, p in r["top"][:3]))
+    return lines
+
+
+def score_lines(scores: dict[str, TaskScore]) -> list[str]:
+    """Each task's accuracy on the labelled images and its per-class table with the most common confusion."""
+    lines = []
+    for task, sc in scores.items():
+        if not sc.scored:
+            lines.append(f"{task}: no folder label names one of its classes (labels: {', '.join(sc.unknown_labels[:8])})")
+            continue
+        extra = (f"; {sc.labelled - sc.scored} image(s) with other labels {list(sc.unknown_labels)} not scored"
+                 if sc.unknown_labels else "")
+        lines.append(f"{task}: accuracy {sc.accuracy:.2%} ({sc.correct}/{sc.scored} labelled images){extra}")
+        width = max([len("true class")] + [len(c["class"]) for c in sc.per_class])
+        lines.append(f"  {'true class':{width}s}  {'n':>5s}  {'acc':>7s}  most often confused with")
+        for c in sc.per_class:
+            confused = f"{c['top_confusion']} ({c['confusion_n']})" if c["top_confusion"] else "-"
+            lines.append(f"  {c['class']:{width}s}  {c['n']:5d}  {c['accuracy']:7.1%}  {confused}")
+    return lines
+
+
+__all__ = [
+    "describe_inputs", "describe_tasks", "sample_lines", "score_lines","ImageItem", "Predictions", "TaskScore", "eval_transform", "find_images", "predict", "required_class_names",
            "score", "write_predictions"]

@@ -38,10 +38,26 @@ def embed_dim(model: nn.Module) -> int:
     return dim
 
 
+def with_residual(adapter: nn.Module, output: Tensor) -> Tensor:
+    """A block's output with its adapter's residual added: ``h + A(h)`` (the hook here and MultiTask share it)."""
+    return output + adapter(output)
+
+
+def vit_tokens(model: nn.Module, images: Tensor) -> Tensor:
+    """A timm VisionTransformer's tokens before its first block (patch and position embedding, patch dropout, the
+    pre-norm), as its ``forward_features`` computes them; code that runs the blocks itself starts here."""
+    return model.norm_pre(model.patch_drop(model._pos_embed(model.patch_embed(images))))
+
+
+def vit_features(model: nn.Module, tokens: Tensor) -> Tensor:
+    """The pooled, normed features the head reads, from the last block's tokens (timm's ``forward_head``)."""
+    return model.forward_head(model.norm(tokens), pre_logits=True)
+
+
 def _add_adapter_residual(module: nn.Module, args: tuple, output: Tensor) -> Tensor:
     if not isinstance(output, Tensor):
         raise TypeError(f"adapted block {type(module).__name__} returned {type(output).__name__}; expected a token tensor")
-    return output + getattr(module, ADAPTER_ATTR)(output)
+    return with_residual(getattr(module, ADAPTER_ATTR), output)
 
 
 def adapter_config(model: nn.Module) -> AdapterConfig | None:

@@ -31,8 +31,8 @@ from .adapter import Adapter, AdapterConfig, grouped_residual
 from .adapter_files import AdapterFile, backbone_fingerprint, check_fits, open_adapter_file
 from .backbones import data_config as backbone_data_config
 from .data.transforms import check_data_config
-from .inject import adapter_config, embed_dim, transformer_blocks
-from .regimes import head_parameter_names, prepared_method
+from .inject import adapter_config, embed_dim, transformer_blocks, vit_features, vit_tokens, with_residual
+from .regimes import REGIMES, head_parameter_names, prepared_method, regime
 
 TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]*")
 # the parts of the input config that change what the network sees; all tasks of one model must agree on them
@@ -138,6 +138,7 @@ class MultiTask(nn.Module):
             raise ValueError(f"duplicate task names {doubled}: every task needs its own name")
         for name, source in pairs:
             self.add_task(name, source, (class_names or {}).get(name))
+        self.train(False)  # inference only, from construction on (nn.Module starts in training mode)
 
     # -- the tasks --------------------------------------------------------------------------------------------------
     @property
@@ -164,6 +165,10 @@ class MultiTask(nn.Module):
             raise ValueError(f"duplicate task name {name!r}: this model already has tasks {list(self._info)}; "
                              "remove it first or choose another name")
         file = source if isinstance(source, AdapterFile) else open_adapter_file(source)
+        if not regime(file.method).multitask:
+            raise ValueError(f"task {name!r}: {file.path} is a {regime(file.method).label} file ({file.method!r}), which "
+                             "changes the backbone's own layers, so it cannot share one frozen backbone with other "
+                             f"tasks; load it alone with load_adapters (MultiTask serves {list(_served())})")
         file.check_backbone(self._fingerprint)
         check_fits(self.backbone, file, any_head_size=True)
         names = list(class_names) if class_names is not None else file.class_names
@@ -305,7 +310,7 @@ class MultiTask(nn.Module):
             lo += count
         rows_of = _GroupRows(spans, images.device)
         b = self.backbone
-        x = b.norm_pre(b.patch_drop(b._pos_embed(b.patch_embed(images))))
+        x = vit_tokens(b, images)
         for i, block in enumerate(transformer_blocks(b)):
             x = block(x)
             by_rank: dict[int, list[str]] = {}
@@ -321,7 +326,7 @@ class MultiTask(nn.Module):
                     part.add_(delta)
                 else:
                     x.index_add_(0, rows, delta.to(x.dtype))  # under autocast the residual may be narrower
-        features = b.forward_head(b.norm(x), pre_logits=True)
+        features = vit_features(b, x)
         out: list[Tensor | None] = [None] * len(order)
         positions = order.tolist()
         for name, (lo, hi) in spans.items():
@@ -348,7 +353,7 @@ class MultiTask(nn.Module):
         b = self.backbone
         first = {n: self._info[n].first_block for n in names}
         adapters = {n: self.tasks_[n].adapters for n in names}
-        x = b.norm_pre(b.patch_drop(b._pos_embed(b.patch_embed(images))))
+        x = vit_tokens(b, images)
         plain: Tensor | None = x
         streams: dict[str, Tensor] = {}
         for i, block in enumerate(transformer_blocks(b)):
@@ -361,14 +366,14 @@ class MultiTask(nn.Module):
                 else:
                     continue
                 adapter = adapters[name][str(i)] if str(i) in adapters[name] else None
-                streams[name] = y if adapter is None else y + adapter(y)
+                streams[name] = y if adapter is None else with_residual(adapter, y)
             plain = out
         pooled: dict[int, Tensor] = {}
         logits = {}
         for name in names:
             stream = streams.get(name, plain)  # head-only tasks end on the plain stream and share its features
             if id(stream) not in pooled:
-                pooled[id(stream)] = b.forward_head(b.norm(stream), pre_logits=True)
+                pooled[id(stream)] = vit_features(b, stream)
             logits[name] = self.tasks_[name].head(pooled[id(stream)])
         return logits
 
@@ -388,3 +393,8 @@ class MultiTask(nn.Module):
 
 
 __all__ = ["BATCHED_ATOL", "BATCHED_RTOL", "MODES", "BlockCost", "MultiTask", "TaskInfo"]
+
+
+def _served() -> tuple[str, ...]:
+    """The regimes whose files MultiTask can serve (their records say so)."""
+    return tuple(n for n, r in REGIMES.items() if r.multitask)

@@ -115,7 +115,7 @@ def bench_backbone(name: str, batch: int, args: argparse.Namespace, device: torc
     fwd = {n: (M.Compiled(m, backend=args.compile_backend) if args.compile else m) for n, m in models.items()}
     opts = {r.name: M.make_optimizer(models[r.name], args.optimizer) for r in regimes}
     log(f"  training: {len(regimes)} regimes round-robin, {args.warmup} warm-up + >= {args.steps} timed rounds")
-    steps = {r.name: (lambda n=r.name: M.train_step(fwd[n], opts[n], x, y, args.precision, device, args.clip))
+    steps = {r.name: (lambda n=r.name: M.train_step(fwd[n], opts[n], x, y, args.precision, device, args.clip))  # noqa: F821
              for r in regimes}
     train_times = M.time_round_robin(steps, args.warmup, args.steps, device, log, min_seconds=args.min_seconds)
     for r in regimes:
@@ -137,7 +137,7 @@ def bench_backbone(name: str, batch: int, args: argparse.Namespace, device: torc
         models[n].eval()
     reps = max(args.steps, args.infer_steps)
     log(f"  inference: {infer} round-robin, {args.warmup} warm-up + >= {reps} timed rounds")
-    infer_times = M.time_round_robin({n: (lambda n=n: M.infer_step(fwd[n], x, args.precision, device)) for n in infer},
+    infer_times = M.time_round_robin({n: (lambda n=n: M.infer_step(fwd[n], x, args.precision, device)) for n in infer},  # noqa: F821
                                      args.warmup, reps, device, log, min_seconds=args.min_seconds / 2)
     for n in infer:
         t = infer_times[n]

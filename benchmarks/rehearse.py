@@ -55,7 +55,7 @@ from adaptertune.backbones import PAPER_BACKBONES  # noqa: E402
 from adaptertune.config import RunConfig  # noqa: E402
 from adaptertune.data.transforms import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from adaptertune.paper import experiments  # noqa: E402
-from adaptertune.regimes import METHODS, head_parameter_names  # noqa: E402
+from adaptertune.regimes import head_parameter_names, methods, regime  # noqa: E402
 from adaptertune.store import runs as store  # noqa: E402
 from adaptertune.store.table import load_results  # noqa: E402
 from benchmarks.hub_cache import hub_repo_id, write_hub_entry  # noqa: E402
@@ -116,7 +116,7 @@ def planned_runs() -> list[RunConfig]:
     if set(EXPECTED_NORMALISATION) != set(PAPER_BACKBONES):
         raise ValueError(f"EXPECTED_NORMALISATION covers {sorted(EXPECTED_NORMALISATION)}, the paper backbones are "
                          f"{sorted(PAPER_BACKBONES)}: state what each new tag was trained with")
-    grid = [experiments.config(PROFILE, DATASET, GRID_BACKBONE, m, 0) for m in METHODS]
+    grid = [experiments.config(PROFILE, DATASET, GRID_BACKBONE, m, 0) for m in methods(in_paper=True)]
     quick = [experiments.config(PROFILE, DATASET, b, "adapter", 0, **QUICK) for b in PAPER_BACKBONES if b != GRID_BACKBONE]
     return grid + quick
 
@@ -203,7 +203,7 @@ def check_run(report: Rehearsal, cfg: RunConfig, results_root: Path, weights: Pa
                  list(data["input_size"]) == [3, 224, 224] and data["crop_pct"] == tag_cfg.crop_pct
                  and data["interpolation"] == tag_cfg.interpolation and f"Resize(size={resize}" in eval_tf
                  and "CenterCrop(size=(224, 224))" in eval_tf, f"data config {data}; eval transform {eval_tf}")
-    if cfg.method in ("head", "adapter"):
+    if not regime(cfg.method).whole_model:
         with safe_open(str(store.run_path(cfg.run_id, results_root) / store.ADAPTER_FILE), framework="pt") as f:
             recorded = f.metadata()["backbone_fingerprint"]
         expected = cached_fingerprint(weights, cfg.backbone, int(result["dataset"]["num_classes"]))

@@ -94,7 +94,7 @@ def test_corrupt_file_is_refused(tmp_path, damage):
 
 
 def test_missing_file_and_full_model(tmp_path):
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ValueError, match="does not exist: pass the path"):
         load_adapters(trained(rank=2), tmp_path / "nope.safetensors")
     with pytest.raises(ValueError, match="'full'"):
         save_adapters(trained("full"), tmp_path / "full.safetensors")

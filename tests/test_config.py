@@ -15,7 +15,7 @@ def tiny(**changes) -> RunConfig:
 
 
 @pytest.mark.parametrize("changes, needle", [
-    ({"method": "lora"}, "('head', 'full', 'adapter')"),
+    ({"method": "ssf"}, "('head', 'adapter', 'full', 'lora', 'bitfit')"),
     ({"precision": "fp16"}, "('fp32', 'tf32', 'bf16')"),
     ({"profile": "big"}, "('smoke', 'mini', 'paper')"),
     ({"head_mode": "cached_features"}, "needs method='head'"),

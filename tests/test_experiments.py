@@ -73,16 +73,17 @@ def test_tuned_grids_grow_as_the_selection_settles(isolated_home):
     from adaptertune.paper import tuning
 
     assert experiments.grid("tuned", "smoke") == [] and experiments.pending_cells("tuned", "smoke", pd.DataFrame(
-        columns=["run_id", "status", "val_acc", "error"])) == 3
+        columns=["run_id", "status", "val_acc", "error"])) == 5  # the paper's three regimes, LoRA and BitFit
     selection = experiments.grid("selection", "smoke")
-    assert len(selection) == 2 * 3 + 2 + 2 * 3  # two rates per main regime, from scratch, and the dose's own searches
+    assert len(selection) == 2 * 5 + 2 + 2 * 3  # two rates per tuned regime, from scratch, and the dose's own searches
     for cfg in selection:  # settle every candidate: the larger rate wins everywhere
         store.write_json(store.run_path(cfg.run_id) / "result.json",
                          {"run_id": cfg.run_id, "status": "finished", "config": cfg.resolved().to_dict(),
                           "metrics": {"val_acc": cfg.lr, "test_acc": 0.5}})
     settled = experiments.settled_runs()
     tuned = experiments.grid("tuned", "smoke", settled)
-    assert {(c.method, c.lr) for c in tuned} == {("head", 1e-2), ("adapter", 1e-2), ("full", 1e-3)}
+    assert {(c.method, c.lr) for c in tuned} == {("head", 1e-2), ("adapter", 1e-2), ("full", 1e-3), ("lora", 1e-2),
+                                                 ("bitfit", 1e-2)}
     assert experiments.pending_cells("tuned", "smoke", settled) == 0
     budget = experiments.grid("budget", "smoke", settled)
     assert [(c.rank, c.lr) for c in budget] == [(experiments.budget_rank("smoke", "mini-s"), 1e-2)]
@@ -93,7 +94,7 @@ def test_tuned_grids_grow_as_the_selection_settles(isolated_home):
     assert [c.pretrained for c in experiments.grid("scratch", "smoke", settled)] == [False]
     assert tuning.choose(settled, "smoke", "fmnist_target", "mini-s", "scratch").lr == 1e-3
     grid = experiments.load_grid("smoke", "tuned", "selection")
-    assert grid.pending == 0 and len(grid.select("tuned")) == 3  # each final (one seed) is its selection run
+    assert grid.pending == 0 and len(grid.select("tuned")) == 5  # each final (one seed) is its selection run
 
 
 def test_budget_rank_is_the_papers_relative_rank():

@@ -95,7 +95,7 @@ def test_find_images_files_folders_and_trees(tmp_path, tree):
     save_png(mixed / "cls" / "inner.png", random_images(1)[0])
     with pytest.raises(ValueError, match="top level and in subfolders"):
         find_images([mixed])
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(ValueError, match="does not exist"):
         find_images([tmp_path / "nowhere"])
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no images found"):
@@ -108,6 +108,7 @@ def test_predictions_equal_the_model_and_undecodable_images_are_skipped(served, 
     items = find_images([tree])
     result = predict(mt, items, batch_size=4, top_k=3)
     assert [str(p.name) for p, _ in result.skipped] == ["broken.png"] and "UnidentifiedImageError" in result.skipped[0][1]
+    assert "<_io." not in result.skipped[0][1]  # the reason, not PIL's file object (the path is printed beside it)
     good = [i for i in items if i.path.name != "broken.png"]
     assert len(result.rows) == 2 * len(good)
     tf = eval_transform(mt.data_config)

@@ -321,7 +321,9 @@ def test_backbone_must_be_a_bare_vit(zoo):
 
 def test_inference_only(zoo):
     backbone, _, files = zoo
-    mt = MultiTask(backbone, files).train()
+    mt = MultiTask(backbone, files)
+    assert not any(m.training for m in mt.modules())  # from construction on, as documented
+    mt.train()
     assert not any(m.training for m in mt.modules())
     assert not any(p.requires_grad for p in mt.parameters())
 

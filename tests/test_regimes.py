@@ -86,9 +86,9 @@ def test_gradient_reaches_every_adapter():
 
 
 def test_prepare_errors():
-    with pytest.raises(ValueError, match="method='lora'"):
-        prepare(small_vit(), "lora")
-    with pytest.raises(ValueError, match="only apply to method='adapter'"):
+    with pytest.raises(ValueError, match="method='ssf'"):
+        prepare(small_vit(), "ssf")
+    with pytest.raises(ValueError, match="do not apply to method='head'"):
         prepare(small_vit(), "head", rank=4)
     model = prepare(small_vit(), "head")
     with pytest.raises(ValueError, match="already prepared"):

@@ -14,7 +14,7 @@ from adaptertune.backbones import PAPER_BACKBONES, PretrainedWeightsError, backb
 from adaptertune.cli import build_parser
 from adaptertune.config import RunConfig
 from adaptertune.paper import experiments
-from adaptertune.regimes import METHODS
+from adaptertune.regimes import methods
 from benchmarks import rehearse
 from benchmarks.hub_cache import hub_repo_id, write_hub_entry
 
@@ -65,7 +65,7 @@ def test_the_planned_runs_are_grid_runs_or_short_runs_of_every_backbone():
     runs = rehearse.planned_runs()
     main = {c.run_id for c in experiments.grid("main", "paper")}
     grid_runs = [c for c in runs if c.run_id in main]
-    assert sorted(c.method for c in grid_runs) == sorted(METHODS)
+    assert sorted(c.method for c in grid_runs) == sorted(methods(in_paper=True))
     assert {c.backbone for c in grid_runs} == {rehearse.GRID_BACKBONE}
     assert {c.backbone for c in runs} == set(PAPER_BACKBONES)
     assert all(c.profile == "paper" and c.dataset == rehearse.DATASET for c in runs)

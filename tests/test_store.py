@@ -116,5 +116,5 @@ def test_cli_run_then_results_table(isolated_home, capsys):
     assert summary["run_id"] in table and "test_acc" in table
     assert main(["results", "--format", "csv"]) == 0
     assert capsys.readouterr().out.startswith("dataset,backbone,method,rank")
-    assert main(["run", "--dataset", "digits", "--backbone", "mini-s", "--method", "lora"]) == 2
+    assert main(["run", "--dataset", "digits", "--backbone", "mini-s", "--method", "ssf"]) == 2
     assert "choose one of" in capsys.readouterr().err

@@ -32,7 +32,7 @@ def test_expand_takes_the_product_and_drops_duplicates():
     ({"base": BASE, "grd": {}}, "unknown sweep key(s) ['grd']"),
     ({"base": {**BASE, "lrate": 1}, "grid": {}}, "unknown config key(s) ['lrate']"),
     ({"base": BASE, "grid": {"method": "head"}}, "non-empty list"),
-    ({"base": BASE, "grid": {"method": ["lora"]}}, "choose one of"),
+    ({"base": BASE, "grid": {"method": ["ssf"]}}, "choose one of"),
 ])
 def test_expand_rejects_bad_sweeps(spec, needle):
     with pytest.raises(ValueError) as err:

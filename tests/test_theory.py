@@ -217,7 +217,6 @@ def test_adapter_linearisation_is_the_jacobian_at_zero():
 
 
 def test_block_shifts_of_an_adapted_model_are_its_residuals():
-    spec = MINI_BACKBONES["mini-s"]
     pre, adapted = _twins(seed=14)
     add_adapters(adapted, rank=4, every=2, init="random", init_std=0.05)
     pairs = shifts.block_shifts(pre, adapted, torch.randn(3, 1, 28, 28))

@@ -60,7 +60,7 @@ def test_scratch_searches_full_fine_tunings_grid_from_random_init():
     assert [c.lr for c in configs] == list(tuning.candidates("mini", "full"))
     assert all(c.method == "full" and c.pretrained is False for c in configs)
     with pytest.raises(ValueError, match="unknown to the tuned protocol"):
-        tuning.arm("lora")
+        tuning.arm("ssf")
 
 
 def test_selection_table_and_its_description():

@@ -53,11 +53,6 @@ class DatasetSpec:
     def download_command(self) -> str:
         return f"python -m adaptertune.data download {self.name}"
 
-    @property
-    def download_hint(self) -> str:
-        """One line for listings; the full, path-specific message comes with DatasetNotFoundError."""
-        return f"{self.download_command}  (source: {self.url})"
-
 
 # Source = the five upper-body garments (fine-grained: the backbone must learn shape and texture);
 # target = trousers, footwear and bags, object types the source never shows: a real, near-domain transfer.

@@ -23,7 +23,7 @@ from ..data import load_dataset, load_for_run, make_loader
 from ..store import runs as store
 from ..training.distributed import DistContext
 from ..training.loop import extract_features
-from ..training.pretrain import SOURCE_DATASET
+from ..profiles import profile_record
 from .tables import method_label, pair_differences, pair_means
 
 
@@ -100,7 +100,7 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 def source_dataset(profile: str) -> str | None:
     """The pretraining corpus as a loadable dataset: fmnist_source for the mini backbones; None for ImageNet."""
-    return SOURCE_DATASET if profile in ("mini", "smoke") else None
+    return profile_record(profile).source_dataset
 
 
 def shift_measures(pairs: pd.DataFrame, profile: str, images: int = 1000) -> pd.DataFrame:

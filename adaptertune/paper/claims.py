@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..atomic import atomic_write_bytes
+from ..profiles import profile_record
 from .controls import Finding
 from .protocols import PROTOCOL_NAMES
 from .tables import tables_dir
@@ -89,7 +90,8 @@ def assemble(profile: str) -> dict[str, Path]:
     """``claims.md`` and ``controls.md`` under ``figures/tables/<profile>/`` from the recorded verdicts."""
     verdicts, findings = collected(profile)
     out = tables_dir(profile)
-    warn = "**SMOKE — plumbing only, not results.**\n\n" if profile == "smoke" else ""
+    stamp = profile_record(profile).stamp
+    warn = f"**{stamp}.**\n\n" if stamp else ""
     return {"claims": atomic_write_bytes(out / "claims.md", (warn + claims_markdown(profile, verdicts)).encode()),
             "controls": atomic_write_bytes(out / "controls.md", (warn + controls_markdown(profile, findings)).encode())}
 

@@ -16,10 +16,10 @@ import pandas as pd
 
 from ..backbones import backbone_shape, mini_variant
 from ..config import PROFILES, RunConfig
-from ..regimes import METHODS
+from ..profiles import profile_record
+from ..regimes import methods
 from ..store import runs as results
 from ..store.table import load_results
-from ..training.pretrain import pretrain_mini
 from ..training.sweep import unique
 from . import tuning
 from .protocols import (PAPER_BACKBONES, PAPER_CORE, PAPER_EXTENDED, PROTOCOL_NAMES, PROTOCOLS, Controls, Protocol,
@@ -29,7 +29,7 @@ from .protocols import (PAPER_BACKBONES, PAPER_CORE, PAPER_EXTENDED, PROTOCOL_NA
 # protocol's learning-rate search; "scratch", "budget", "dose" and "backbone_seed" are the controls.
 GRIDS = ("main", "tuned", "selection", "seeds", "extended", "rank", "placement", "init", "sensitivity", "theory",
          "scratch", "budget", "dose", "backbone_seed", "multitask")
-MAIN_REGIMES = ("head", "adapter", "full")
+MAIN_REGIMES = methods(in_paper=True)  # the paper-recipe grids; the tuned protocol adds Protocol.beyond
 
 
 def _product(profile: str, datasets, backbones, methods, seeds, replicated: bool = False, **changes) -> list[RunConfig]:
@@ -78,9 +78,9 @@ def budget_rank(profile: str, backbone: str) -> int:
 
 
 def selection_cells(profile: str) -> list[tuple[str, str, str]]:
-    """(dataset, backbone, regime) of every learning-rate search: the main regimes and the from-scratch control."""
+    """(dataset, backbone, regime) of every learning-rate search: the tuned regimes and the from-scratch control."""
     p = protocol(profile)
-    cells = [(d, b, r) for b in p.backbones for d in p.datasets for r in MAIN_REGIMES]
+    cells = [(d, b, r) for b in p.backbones for d in p.datasets for r in p.tuned_regimes]
     cells += [(d, b, "scratch") for b in p.controls.scratch for d in p.datasets]
     return cells + dose_cells(profile)
 
@@ -121,11 +121,11 @@ def grid(name: str, profile: str, runs: pd.DataFrame | None = None, assume_pendi
     p, c = protocol(profile), protocol(profile).controls
     runs = runs if runs is not None else pd.DataFrame(columns=["run_id", "val_acc"])
     if name == "main":
-        configs = _product(profile, p.datasets, p.backbones, METHODS, p.seeds, replicated=True)
+        configs = _product(profile, p.datasets, p.backbones, MAIN_REGIMES, p.seeds, replicated=True)
     elif name == "selection":
         configs = [x for cell in selection_cells(profile) for x in tuning.selection_configs(profile, *cell)]
     elif name == "tuned":
-        configs = [x for b in p.backbones for d in p.datasets for r in MAIN_REGIMES
+        configs = [x for b in p.backbones for d in p.datasets for r in p.tuned_regimes
                    for x in tuning.final_configs(runs, profile, d, b, r, assume=a, replicated=True)]
     elif name == "seeds":
         # the other seeds on the base backbone (replicate 0): between-seed spread beside between-pretraining spread
@@ -143,9 +143,9 @@ def grid(name: str, profile: str, runs: pd.DataFrame | None = None, assume_pendi
         configs = [x for cell in dose_cells(profile)
                    for x in tuning.final_configs(runs, profile, *cell, seeds=c.dose_seeds, assume=a)]
     elif name == "backbone_seed":
-        configs = _product(profile, p.datasets, c.seed_backbones, METHODS, (p.selection_seed,))
+        configs = _product(profile, p.datasets, c.seed_backbones, MAIN_REGIMES, (p.selection_seed,))
     elif name == "extended":
-        configs = _product(profile, p.extended, p.backbones, METHODS, p.seeds)
+        configs = _product(profile, p.extended, p.backbones, MAIN_REGIMES, p.seeds)
     elif name == "rank":
         configs = [x for d, b, ranks in rank_pairs(profile) for r in ranks
                    for x in _ablation(profile, runs, a, pair=(d, b), rank=r)]
@@ -213,7 +213,7 @@ def pending_cells(name: str, profile: str, runs: pd.DataFrame) -> int:
     """How many cells of a tuned-protocol grid still wait for their learning-rate choice (0 for the fixed grids)."""
     p, c = protocol(profile), protocol(profile).controls
     waiting = {
-        "tuned": [(d, b, r) for b in p.backbones for d in p.datasets for r in MAIN_REGIMES],
+        "tuned": [(d, b, r) for b in p.backbones for d in p.datasets for r in p.tuned_regimes],
         "scratch": [(d, b, "scratch") for b in c.scratch for d in p.datasets],
         "budget": [(d, b, "adapter") for b in p.backbones for d in p.datasets] if c.budget_ratio else [],
         "dose": dose_cells(profile),
@@ -269,8 +269,9 @@ def plan(profile: str, names: tuple[str, ...] = GRIDS, runs: pd.DataFrame | None
 
 def make_command(profile: str, names: tuple[str, ...]) -> str:
     """The one command that trains the missing runs of ``names`` (the whole suite for the offline profiles)."""
-    if profile in ("smoke", "mini"):
-        return f"make {profile}" if profile == "mini" else "python -m adaptertune.paper.suite --profile smoke"
+    command = profile_record(profile).suite_command
+    if command is not None:
+        return command
     return "python -m adaptertune sweep --profile " + profile + "".join(f" --grid {n}" for n in names)
 
 
@@ -306,7 +307,7 @@ class GridRuns:
         label = ", ".join(self.names)
         if self.complete:
             return f"All {total} runs of grid(s) {label} ({self.profile}) are in the run store."
-        shown = ", ".join(f"{c.dataset}/{c.backbone}/{c.method}" + (f" r={c.rank}" if c.method == "adapter" else "")
+        shown = ", ".join(f"{c.dataset}/{c.backbone}/{c.method}" + (f" r={c.rank}" if c.adapter_config() is not None else "")
                           + f" lr={c.lr:g} seed={c.seed}" for c in self.missing[:6])
         more = f" and {len(self.missing) - 6} more" if len(self.missing) > 6 else ""
         waiting = (f" {self.pending} tuned-protocol cell(s) wait for their learning-rate selection runs, so their "
@@ -345,24 +346,6 @@ def _diverged(store: pd.DataFrame) -> pd.Series:
     return (store["status"] == "failed") & store["error"].fillna("").str.startswith(tuning.DIVERGED)
 
 
-def ensure_backbones(profile: str, verbose: bool = False, root: str | Path | None = None) -> dict:
-    """Pretrain the mini backbones of ``profile`` if missing (cached after the first call); paper: nothing to do."""
-    if profile == "paper":
-        return {}
-    return pretrain_mini(profile, names=protocol(profile).pretrained_backbones(), verbose=verbose, root=root)
-
-
-def find_run(runs: pd.DataFrame, **match) -> str:
-    """The run_id of the one row matching every ``column=value`` (e.g. dataset, backbone, method, seed)."""
-    mask = pd.Series(True, index=runs.index)
-    for key, value in match.items():
-        mask &= runs[key] == value
-    hits = runs.loc[mask, "run_id"].tolist()
-    if len(hits) != 1:
-        raise LookupError(f"{len(hits)} finished runs match {match} (expected exactly 1); run the grid first")
-    return hits[0]
-
-
 def pick_runs(runs: pd.DataFrame, by: str, order: tuple | None = None, **match) -> dict:
     """``{value of column by: run_id}`` over the rows matching every ``column=value``; each value at most once,
     in the given ``order`` of values (values missing from the store are left out)."""
@@ -392,7 +375,7 @@ def curves(runs: pd.DataFrame, kind: str = "steps", keep: tuple[str, ...] = ("me
 
 
 __all__ = ["GRIDS", "MAIN_REGIMES", "PAPER_BACKBONES", "PAPER_CORE", "PAPER_EXTENDED", "PROTOCOLS", "PROTOCOL_NAMES",
-           "Controls", "GridRuns", "Protocol", "all_configs", "budget_rank", "config", "curves", "ensure_backbones",
-           "dose_cells", "dose_frame", "find_run", "grid", "load_grid", "protocol_frames", "seed_backbone_bases", "selection_cells",
+           "Controls", "GridRuns", "Protocol", "all_configs", "budget_rank", "config", "curves",
+           "dose_cells", "dose_frame", "grid", "load_grid", "protocol_frames", "seed_backbone_bases", "selection_cells",
            "settled_runs", "make_command", "pending_cells", "pick_runs", "plan", "protocol", "recipe",
            "select", "sensitivity_defaults"]

@@ -14,7 +14,8 @@ from matplotlib.figure import Figure
 from ..adapter import AdapterConfig
 from ..store.table import load_results
 from . import experiments, result_plots
-from .tables import METHOD_LABELS, knob_table, method_label
+from ..regimes import methods
+from .tables import knob_table, method_label
 
 KNOBS = ["method", "rank", "every", "start", "init", "scale", "lr", "weight_decay", "epochs"]
 METRICS = ("test_acc", "best_val_acc", "train_eval_acc")
@@ -26,12 +27,12 @@ def _label(value) -> str:
     return f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
 
 
-def pair_view(df: pd.DataFrame, dataset: str, backbone: str, regimes: tuple[str, ...] = ("head", "adapter", "full"),
+def pair_view(df: pd.DataFrame, dataset: str, backbone: str, regimes: tuple[str, ...] | None = None,
               metric: str = "test_acc") -> pd.DataFrame:
     """Seed summaries of ``metric`` for every distinct configuration of one pair, restricted to ``regimes``."""
     if metric not in METRICS:
         raise ValueError(f"metric={metric!r} is not allowed: choose one of {METRICS}")
-    rows = df[(df["dataset"] == dataset) & (df["backbone"] == backbone) & df["method"].isin(regimes)]
+    rows = df[(df["dataset"] == dataset) & (df["backbone"] == backbone) & df["method"].isin(regimes or methods())]
     if rows.empty:
         return pd.DataFrame(columns=KNOBS + ["seeds", metric])
     rows = rows.assign(test_acc=rows[metric]) if metric != "test_acc" else rows
@@ -61,9 +62,10 @@ def recipe_runs(df: pd.DataFrame, dataset: str, backbone: str) -> pd.DataFrame:
     return rows[at_recipe & ((rows["method"] != "adapter") | default_adapter)]
 
 
-def render(df: pd.DataFrame, dataset: str, backbone: str, regimes: tuple[str, ...] = ("head", "adapter", "full"),
+def render(df: pd.DataFrame, dataset: str, backbone: str, regimes: tuple[str, ...] | None = None,
            metric: str = "test_acc") -> tuple[Figure | None, pd.DataFrame]:
     """The rank curve of this pair's recipe runs (references: head / full) and a table of every configuration."""
+    regimes = regimes or methods()
     rows = recipe_runs(df, dataset, backbone)
     adapters = rows[rows["method"] == "adapter"]
     fig = None
@@ -93,8 +95,8 @@ def show(df: pd.DataFrame | None = None, root=None, profile: str | None = None):
     pairs = state["df"][["dataset", "backbone"]].drop_duplicates()
     dataset = widgets.Dropdown(options=sorted(pairs["dataset"].unique()), description="dataset")
     backbone = widgets.Dropdown(options=sorted(pairs["backbone"].unique()), description="backbone")
-    regimes = widgets.SelectMultiple(options=[(METHOD_LABELS[m], m) for m in ("head", "adapter", "full")],
-                                     value=("head", "adapter", "full"), description="regimes")
+    regimes = widgets.SelectMultiple(options=[(method_label(m), m) for m in methods()], value=methods(),
+                                     description="regimes")
     metric = widgets.Dropdown(options=METRICS, description="metric")
     reload = widgets.Button(description="Reload store")
     out = widgets.Output()

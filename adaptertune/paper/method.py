@@ -10,8 +10,7 @@ import torch
 from ..adapter import AdapterConfig
 from ..backbones import MINI_BACKBONES, PAPER_BACKBONES, create_backbone
 from ..inject import adapter_modules
-from ..inject import embed_dim, transformer_blocks
-from ..regimes import count_parameters, expected_trainable, prepare
+from ..regimes import count_parameters, methods as registered, model_shape, prepare, regime, regime_options
 
 
 @dataclass(frozen=True)
@@ -53,19 +52,22 @@ def identity_at_init(backbone: str, num_classes: int = 10, *, pretrained: bool =
 
 def parameter_row(backbone: str, num_classes: int, method: str = "adapter", rank: int = AdapterConfig.rank,
                   every: int = AdapterConfig.every, start: int = AdapterConfig.start) -> dict:
-    """Counts on a freshly built model, beside PAPER.md's closed-form count (they must agree)."""
-    options = {"rank": rank, "every": every, "start": start} if method == "adapter" else {}
+    """Counts on a freshly built model, beside the regime record's closed-form count (they must agree)."""
+    kind = regime(method)
+    options = {"rank": rank, "every": every, "start": start} if kind.adapter_options else {}
     model = create_backbone(backbone, num_classes, pretrained=False)
     full_ft = count_parameters(model).total  # what full fine-tuning trains: backbone + head (the paper's denominator)
-    bare = full_ft - (embed_dim(model) * num_classes + num_classes)
+    shape = model_shape(model)
+    bare = shape.backbone_params
     prepare(model, method, **options)
     counts = count_parameters(model)
-    formula = expected_trainable(len(transformer_blocks(model)), embed_dim(model), num_classes, method, rank=rank,
-                                 every=every, start=start, backbone_params=bare)
+    chosen = regime_options(model)  # LoRA's matched ranks
     return {
-        "backbone": backbone, "method": method, "rank": rank if method == "adapter" else None,
-        "every": every if method == "adapter" else None, "num_classes": num_classes,
-        "trainable": counts.trainable, "formula": formula, "total": counts.total, "backbone_params": bare,
+        "backbone": backbone, "method": method, "rank": rank if kind.adapter_options else None,
+        "every": every if kind.adapter_options else None,
+        "options": ", ".join(f"{k}={v}" for k, v in chosen.items()) or None, "num_classes": num_classes,
+        "trainable": counts.trainable, "formula": kind.expected(shape, **options, **chosen), "total": counts.total,
+        "backbone_params": bare,
         "pct_of_backbone": 100.0 * counts.trainable / bare,
         "pct_of_full_ft": 100.0 * counts.trainable / full_ft,
     }
@@ -73,13 +75,14 @@ def parameter_row(backbone: str, num_classes: int, method: str = "adapter", rank
 
 def parameter_table(backbones: list[str] | None = None, num_classes: int = 100,
                     ranks: tuple[int, ...] = (AdapterConfig.rank,),
-                    everys: tuple[int, ...] = (1, 2), methods: tuple[str, ...] = ("head", "adapter", "full")) -> pd.DataFrame:
-    """One row per backbone × regime (× rank × every for adapters), as % of full FT and of the bare backbone."""
+                    everys: tuple[int, ...] = (1, 2), methods: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """One row per backbone × regime (× rank × every for adapters), as % of full FT and of the bare backbone; every
+    registered regime unless ``methods`` (LoRA at AdapterTune r=16's budget: both counts side by side)."""
     backbones = backbones or list(PAPER_BACKBONES) + list(MINI_BACKBONES)
     rows = []
     for name in backbones:
-        for method in methods:
-            if method == "adapter":
+        for method in methods or registered():
+            if regime(method).adapter_options:
                 rows += [parameter_row(name, num_classes, method, r, e) for r in ranks for e in everys]
             else:
                 rows.append(parameter_row(name, num_classes, method))

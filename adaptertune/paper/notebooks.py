@@ -15,6 +15,7 @@ from papermill.exceptions import PapermillExecutionError
 
 from ..atomic import atomic_write_bytes
 from ..paths import checkout_root, figures_dir, home, notebooks_dir
+from ..profiles import profile_record
 
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 CELL_TIMEOUT_S = 1800  # a cell that runs longer is a hang, reported as a failure of that cell (notebooks never train)
@@ -141,7 +142,8 @@ def write_index(profile: str, pages: list[tuple[Path, str, float]], out_dir: Pat
     """``index.html`` linking every rendered notebook, with its title and execution time."""
     items = "\n".join(f'<li><a href="{html.escape(p.name)}">{html.escape(p.stem)}</a> — {html.escape(title)} '
                       f"<small>({secs:.0f} s)</small></li>" for p, title, secs in pages)
-    warn = ('<p style="color:red;font-weight:bold">SMOKE — plumbing only, not results.</p>' if profile == "smoke" else "")
+    stamp = profile_record(profile).stamp
+    warn = f'<p style="color:red;font-weight:bold">{stamp}.</p>' if stamp else ""
     text = (f"<!doctype html>\n<html><head><meta charset='utf-8'><title>adaptertune appendix ({profile})</title></head>"
             f"<body><h1>adaptertune — notebook appendix, profile <code>{profile}</code></h1>{warn}\n<ol>\n{items}\n</ol>\n"
             f"<p>Tables: <code>figures/tables/{profile}/</code>; figures: <code>figures/{profile}/</code>; executed notebooks: "

@@ -21,6 +21,8 @@ from ..atomic import atomic_write_bytes
 from ..config import PROFILES, RunConfig
 from ..data import DATASETS
 from ..paths import home
+from ..profiles import profile_record
+from ..regimes import regime
 from ..store import runs as store
 from ..training.sweep import shard_of
 from . import experiments
@@ -100,8 +102,9 @@ def estimate_seconds(cfg: RunConfig, measured: dict | None = None, scenario: Sce
     and regime (it already includes the data path it ran with)."""
     rate = (measured or {}).get((cfg.profile, cfg.backbone, cfg.method))
     if rate is None:
-        rate = THROUGHPUT.get(cfg.backbone, {}).get(cfg.method, 500)
-        if cfg.profile == "paper":
+        prior = THROUGHPUT.get(cfg.backbone, {})
+        rate = prior.get(cfg.method) or prior.get(regime(cfg.method).speed_like, 500)
+        if profile_record(cfg.profile).on_gpu:
             precision = scenario.precision if scenario is not None and scenario.precision else cfg.precision
             rate *= PRECISION_SPEEDUP[precision]
             rate = min(rate, data_rate(cfg.dataset, scenario or CURRENT))
@@ -170,8 +173,8 @@ def plan_report(profile: str, table: pd.DataFrame) -> str:
 
 
 THROUGHPUT_NOTE = "(images/s: " + "; ".join(
-    f"{b.split('_patch')[0]} " + "/".join(str(v[m]) for m in ("full", "adapter", "head"))
-    for b, v in THROUGHPUT.items() if not b.startswith("mini")) + " for full/adapter/head)"
+    f"{b.split('_patch')[0]} " + "/".join(str(v[m]) for m in v)
+    for b, v in THROUGHPUT.items() if not b.startswith("mini")) + " for " + "/".join(THROUGHPUT["vit_small_patch16_224"]) + ")"
 
 
 def plan_file(profile: str) -> Path:
@@ -188,8 +191,9 @@ def write_plan(profile: str, table: pd.DataFrame) -> Path:
 def describe_plan(profile: str, table: pd.DataFrame) -> str:
     todo = table[table["status"] != "finished"]
     secs = todo["est_s"].sum()
-    unit = "GPU-hours" if profile == "paper" else "CPU time"
-    amount = f"{secs / 3600:.1f} GPU-hours" if profile == "paper" else f"~{secs / 60:.1f} min"
+    on_gpu = profile_record(profile).on_gpu
+    unit = "GPU-hours" if on_gpu else "CPU time"
+    amount = f"{secs / 3600:.1f} GPU-hours" if on_gpu else f"~{secs / 60:.1f} min"
     by_grid = {g: int(table["grids"].str.split(",").map(lambda gs: g in gs).sum()) for g in experiments.GRIDS}
     projected = int((table["status"] == "projected").sum())
     return (f"[suite] profile {profile}: {len(table)} runs ({', '.join(f'{g} {n}' for g, n in by_grid.items() if n)}; "

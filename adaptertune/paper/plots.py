@@ -20,8 +20,10 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from ..paths import figures_dir
+from ..profiles import SMOKE_STAMP, profile_record
 from .elbow import MeasuredElbow, PredictedElbow
-from .tables import METHOD_LABELS, method_label
+from ..regimes import REGIMES, regime
+from .tables import method_label
 
 # figure key -> file stem; the notebooks refer to figures by key only.
 FIGURES = {
@@ -46,9 +48,17 @@ FIGURES = {
     "examples": "fig05_misclassified_examples",
     "multitask_predictions": "fig06_mixed_batch_predictions",
 }
-SMOKE_LABEL = "SMOKE — plumbing only, not results"
-REGIME_PALETTE = {METHOD_LABELS["head"]: "#8c8c8c", METHOD_LABELS["adapter"]: "#d1495b", METHOD_LABELS["full"]: "#00798c"}
-REGIME_ORDER = [METHOD_LABELS[m] for m in ("head", "adapter", "full")]
+SMOKE_LABEL = SMOKE_STAMP
+
+
+def regime_palette() -> dict[str, str]:
+    """Each regime's label -> its colour, from the registry (read live)."""
+    return {r.label: r.colour for r in REGIMES.values()}
+
+
+def regime_order() -> list[str]:
+    """Regime labels in the registry's order: the hue order of every figure."""
+    return [r.label for r in REGIMES.values()]
 
 
 def set_style() -> None:
@@ -65,10 +75,11 @@ def save(fig: Figure, key: str, profile: str, out_dir: str | Path | None = None)
     """Write ``<stem>.png`` and ``<stem>.pdf``; on profile smoke the figure is stamped first."""
     if key not in FIGURES:
         raise ValueError(f"figure key {key!r} is unknown: choose one of {sorted(FIGURES)}")
-    if profile == "smoke":
-        fig.text(0.5, 0.5, SMOKE_LABEL, ha="center", va="center", rotation=20, fontsize=16, color="red", alpha=0.55,
+    stamp = profile_record(profile).stamp if profile is not None else None
+    if stamp:
+        fig.text(0.5, 0.5, stamp, ha="center", va="center", rotation=20, fontsize=16, color="red", alpha=0.55,
                  fontweight="bold", transform=fig.transFigure, zorder=1000)
-        fig.suptitle(SMOKE_LABEL, color="red", fontweight="bold")
+        fig.suptitle(stamp, color="red", fontweight="bold")
     out = Path(out_dir) if out_dir is not None else figure_dir(profile)
     out.mkdir(parents=True, exist_ok=True)
     paths = {ext: out / f"{FIGURES[key]}.{ext}" for ext in ("png", "pdf")}
@@ -113,7 +124,7 @@ def placement_schematic(depth: int = 6, every: int = 1, start: int = 0) -> Figur
     step = 2.1
     fig, ax = plt.subplots(figsize=(1.5 + 1.6 * depth, 3.6))
     ax.set_xlim(-1.3, step * depth + 0.7), ax.set_ylim(-1.6, 1.7), ax.axis("off"), ax.set_aspect("equal")
-    frozen, train = "#c9d6df", REGIME_PALETTE[METHOD_LABELS["adapter"]]
+    frozen, train = "#c9d6df", regime("adapter").colour
 
     def box(x, y, w, h, fill, text, **kw):
         ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.04", fc=fill, ec="k", lw=1))
@@ -173,7 +184,7 @@ def early_training(steps: pd.DataFrame, max_epochs: float | None = None) -> Figu
         spread = wide["zero"].groupby(level="step").std(ddof=1)  # the scale a real drift would have to beat
         right.fill_between(spread.index, -spread, spread, color="#d1495b", alpha=0.12,
                            label="± sd of the zero-init loss over seeds")
-        right.axhline(0, color=REGIME_PALETTE["AdapterTune"], lw=1, ls="--", label="no difference")
+        right.axhline(0, color=regime("adapter").colour, lw=1, ls="--", label="no difference")
         right.legend(fontsize=8)
     else:
         right.text(0.5, 0.5, "needs runs of both inits with the same seeds", ha="center", va="center",
@@ -236,7 +247,7 @@ def tail(tails: pd.DataFrame, title: str = "") -> Figure:
                                              "tail_w_share": r"data-weighted: $\Sigma_{i>r}\tau_i^2 / \Sigma\tau_i^2$"})
     fig, ax = plt.subplots(figsize=(6.8, 4))
     sns.lineplot(data=long, x="rank", y="share", hue="spectrum", style="spectrum", markers=True, errorbar="sd", ax=ax,
-                 palette=["0.45", REGIME_PALETTE["AdapterTune"]])
+                 palette=["0.45", regime("adapter").colour])
     _log2_ranks(ax, tails["rank"])
     ax.set(xlabel="adapter rank r (log scale)", ylabel="share of the energy lost (0–1)", ylim=(0, 1.02),
            title=(title or "Eckart–Young tail of the task shift") + f"\nmean ± sd over n={n} blocks × runs")
@@ -273,7 +284,7 @@ def _accuracy_vs_rank(rank_runs: pd.DataFrame, label: str, ax: plt.Axes | None =
     """The measured rank curve both rank figures draw: mean ± sd test accuracy over seeds, log-r axis."""
     fig, ax = plt.subplots(figsize=(6.5, 4)) if ax is None else (ax.figure, ax)
     data = rank_runs.assign(acc=100 * rank_runs["test_acc"])
-    sns.lineplot(data=data, x="rank", y="acc", errorbar="sd", marker="o", color=REGIME_PALETTE["AdapterTune"], ax=ax,
+    sns.lineplot(data=data, x="rank", y="acc", errorbar="sd", marker="o", color=regime("adapter").colour, ax=ax,
                  label=label)
     ranks = sorted({int(r) for r in data["rank"]})
     ax.set(xscale="log", xlabel="adapter rank r", ylabel="test accuracy (%)")
@@ -313,7 +324,7 @@ def elbow_overlay(rank_runs: pd.DataFrame, tails: pd.DataFrame, predicted: Predi
         bottom.fill_between(r, 0, mean["nonlinear_share"], color="0.55", alpha=0.8,
                             label="nonlinear residual 1 − R² (no linear map captures it)")
         bottom.fill_between(r, mean["nonlinear_share"], mean["nonlinear_share"] + mean["lost_share"],
-                            color=REGIME_PALETTE["Full FT"], alpha=0.6,
+                            color=regime("full").colour, alpha=0.6,
                             label=r"linear tail $\Sigma_{i>r}\tau_i^2 / \mathrm{Var}(\Delta)$ (lost by the best rank-r map)")
         bottom.set(ylim=(0, 1.02), title=f"Theory: share of the task shift missed at rank r (mean over n={n} blocks × runs)")
     else:
@@ -346,7 +357,7 @@ def bound(table: pd.DataFrame, n: int | None = None) -> Figure:
     left.legend(title=None, fontsize=8)
     ratio = shown.assign(ratio=shown["mse"] / shown["bound"])
     sns.lineplot(data=ratio, x="rank", y="ratio", marker="o", color="k", ax=right, label="measured / bound")
-    right.axhline(1, color=REGIME_PALETTE["AdapterTune"], ls="--", lw=1, label="bound met with equality")
+    right.axhline(1, color=regime("adapter").colour, ls="--", lw=1, label="bound met with equality")
     right.set(yscale="log", ylim=(min(ratio["ratio"].min() / 3, 0.5), 2), xlabel="rank r (log scale)",
               ylabel="measured / bound", title="Tightness (below 1: the bound holds)")
     right.legend(fontsize=8, loc="center right")
@@ -359,6 +370,6 @@ def bound(table: pd.DataFrame, n: int | None = None) -> Figure:
     return fig
 
 
-__all__ = ["FIGURES", "REGIME_ORDER", "REGIME_PALETTE", "SMOKE_LABEL", "adapter_spectra", "bound", "early_training",
+__all__ = ["FIGURES", "regime_order", "regime_palette", "SMOKE_LABEL", "adapter_spectra", "bound", "early_training",
            "elbow_overlay", "figure_dir", "missing_runs", "placeholder", "placement_schematic", "save", "set_style", "spectra",
            "tail"]

@@ -10,11 +10,12 @@ verdict is reported under both.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..backbones import PAPER_BACKBONES as PAPER_BACKBONE_TAGS
 from ..backbones import backbone_shape, replicate_name
 from ..config import PRECISIONS, RunConfig
+from ..regimes import methods, regime
 
 PROTOCOL_NAMES = ("paper-recipe", "tuned")
 PRECISION_ENV = "ADAPTERTUNE_PRECISION"
@@ -57,7 +58,6 @@ class Protocol:
     ablation: tuple[str, str]  # (dataset, backbone)
     ranks: tuple[int, ...]
     sensitivity: dict[str, tuple[float, ...]]
-    lr_grid: dict[str, tuple[float, ...]]  # per regime: the tuned protocol's candidate learning rates
     near: tuple[str, ...]  # datasets close to the pretraining domain, and those far from it (the failure claim)
     far: tuple[str, ...]
     per_dataset: dict[str, dict] = field(default_factory=dict)  # recipe overrides for one dataset
@@ -76,6 +76,21 @@ class Protocol:
     precision: str = "fp32"  # config.PRECISIONS; $ADAPTERTUNE_PRECISION overrides it (precision_of)
     extended_note: str = ""
     lr_grid_note: str = ""
+    # regimes beyond the paper (LoRA, BitFit) in the tuned protocol's selection and tuned grids; ``optional_beyond``
+    # are the ones :func:`include_beyond` adds (the paper profile: an option, off by default)
+    beyond: tuple[str, ...] = ()
+    optional_beyond: tuple[str, ...] = ()
+
+    @property
+    def lr_grid(self) -> dict[str, tuple[float, ...]]:
+        """Per regime: the tuned protocol's candidate learning rates (each regime's record holds its grids)."""
+        profile = self.recipe["profile"]
+        return {name: regime(name).lr_grid[profile] for name in methods() if profile in regime(name).lr_grid}
+
+    @property
+    def tuned_regimes(self) -> tuple[str, ...]:
+        """The regimes of the tuned protocol's main comparison: the paper's and the profile's beyond-the-paper ones."""
+        return methods(in_paper=True) + self.beyond
 
     @property
     def ablation_depth(self) -> int:
@@ -96,12 +111,11 @@ PROTOCOLS: dict[str, Protocol] = {
                     num_workers=None),  # decode workers: the cores per GPU (training.run.resolve_workers)
         ablation=("cifar10", "vit_small_patch16_224"), ranks=(1, 2, 4, 8, 16, 32, 64),
         sensitivity={"lr": (1e-4, 5e-4, 1e-3, 5e-3), "weight_decay": (0.0, 0.01, 0.05, 0.1), "scale": (0.5, 1.0, 4.0)},
-        lr_grid={"head": (1e-3, 3e-3, 1e-2, 3e-2), "adapter": (3e-4, 1e-3, 3e-3, 1e-2),
-                 "full": (1e-5, 3e-5, 1e-4, 3e-4)},
         near=("cifar10", "cifar100", "pets"), far=("svhn", "food101"),
         controls=Controls(scratch=("vit_small_patch16_224",)),
         precision="bf16",  # the fast recipe (bf16 autocast + TF32), a documented deviation; the paper's: fp32
         extended_note="the paper's extended benchmark (Flowers102, FGVC-Aircraft, ImageNet-R, Tiny-ImageNet)",
+        optional_beyond=methods(in_paper=False),
         lr_grid_note=("full fine-tuning of supervised ViTs with AdamW at batch 128 usually runs at 1e-5 to 1e-4; "
                       "adapters and heads start from scratch and take larger rates. Each grid spans 1.5 decades around "
                       "the usual value; adapter and head include the paper's 1e-3, so those runs are shared."),
@@ -117,13 +131,12 @@ PROTOCOLS: dict[str, Protocol] = {
         per_dataset={"fmnist_lowdata": dict(epochs=20, batch_size=32), "digits": dict(epochs=15, batch_size=64)},
         ablation=("fmnist_target", "mini-s"), ranks=(1, 2, 4, 8, 16, 32, 64),
         sensitivity={"lr": (1 / 3, 1.0, 3.0), "weight_decay": (0.0, 0.05, 0.5), "scale": (0.5, 1.0, 4.0)},
-        lr_grid={"head": (1e-3, 1e-2, 3e-2, 1e-1), "adapter": (1e-3, 3e-3, 1e-2, 3e-2, 1e-1),
-                 "full": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)},
         near=("fmnist_target", "fmnist_lowdata"), far=("digits",),
         init_seeds=tuple(range(8)),
         controls=Controls(scratch=("mini-s",), budget_ratio=24, dose_backbones=("mini-s.e2", "mini-s.e4"),
                           dose_datasets=("fmnist_target", "digits"), dose_random=True, dose_seeds=(0,)),
-        threads=1, replicates=True, ablation_tuned=True, pair_ranks=(1, 4, 16, 64), init_stds=(1e-4, 1e-2),
+        threads=1, beyond=methods(in_paper=False), replicates=True, ablation_tuned=True, pair_ranks=(1, 4, 16, 64),
+        init_stds=(1e-4, 1e-2),
         extended_note="paper-only: the offline mini protocol has no stand-in for the extended datasets",
         lr_grid_note=("a pilot on mini-s put full fine-tuning's best rate near 1e-3 to 3e-3 and the adapter's near 1e-2 "
                       "(issue #11), whose grids were full {1e-4..3e-3}, adapter {1e-3..3e-2}, head {1e-3, 1e-2, 3e-2}; "
@@ -135,11 +148,10 @@ PROTOCOLS: dict[str, Protocol] = {
         recipe=dict(epochs=1, batch_size=32, lr=1e-3, weight_decay=0.05, warmup_epochs=0, limit=64, profile="smoke",
                     log_every=1, train_eval_limit=64),
         ablation=("fmnist_target", "mini-s"), ranks=(1, 4, 16), sensitivity={"scale": (1.0, 4.0)}, ablation_tuned=True,
-        lr_grid={"head": (1e-3, 1e-2), "adapter": (1e-3, 1e-2), "full": (1e-4, 1e-3)},
         near=("fmnist_target",), far=(),
         controls=Controls(scratch=("mini-s",), budget_ratio=24, dose_backbones=("mini-s.e1",),
                           dose_datasets=("fmnist_target",), dose_random=True, seed_backbones=("mini-s.p1",)),
-        extended_note="paper-only (smoke: plumbing only)",
+        extended_note="paper-only (smoke: plumbing only)", beyond=methods(in_paper=False),
         lr_grid_note="two rates per regime: plumbing only",
     ),
 }
@@ -166,6 +178,14 @@ def precision_of(profile: str) -> str:
     return chosen
 
 
+def include_beyond(profile: str) -> Protocol:
+    """Add the profile's optional beyond-the-paper regimes (LoRA, BitFit) to its tuned protocol, for this process: the
+    paper profile's plan and GPU-hour estimate with them (``suite --beyond``). Off by default."""
+    p = protocol(profile)
+    PROTOCOLS[profile] = replace(p, beyond=tuple(dict.fromkeys(p.beyond + p.optional_beyond)))
+    return PROTOCOLS[profile]
+
+
 def recipe(profile: str, dataset: str) -> dict:
     """The profile's recipe with its precision and the dataset's overrides applied."""
     p = protocol(profile)
@@ -178,4 +198,4 @@ def config(profile: str, dataset: str, backbone: str, method: str, seed: int = 0
 
 
 __all__ = ["PRECISION_ENV", "precision_of", "PAPER_BACKBONES", "PAPER_CORE", "PAPER_EXTENDED", "PROTOCOLS",
-           "PROTOCOL_NAMES", "Controls", "Protocol", "config", "protocol", "recipe", "seated"]
+           "PROTOCOL_NAMES", "Controls", "Protocol", "config", "include_beyond", "protocol", "recipe", "seated"]

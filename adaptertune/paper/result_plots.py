@@ -11,10 +11,11 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from .plots import REGIME_ORDER, REGIME_PALETTE, _or_placeholder, missing_runs
+from ..regimes import regime
+from .plots import _or_placeholder, missing_runs, regime_order, regime_palette
 from .tables import method_label
 
-ADAPTER_COLOUR = REGIME_PALETTE["AdapterTune"]
+ADAPTER_COLOUR = regime("adapter").colour
 
 
 def _regime(df: pd.DataFrame) -> pd.DataFrame:
@@ -35,7 +36,7 @@ def main_results(df: pd.DataFrame, datasets: list[str] | None = None) -> Figure:
     data = _regime(df).assign(acc=lambda d: 100 * d["test_acc"])
     grid = sns.catplot(data=data, x="dataset", y="acc", hue="regime", col="backbone", row="protocol", kind="bar",
                        errorbar="sd", order=[d for d in datasets if d in set(data["dataset"])] if datasets else None,
-                       hue_order=[r for r in REGIME_ORDER if r in set(data["regime"])], palette=REGIME_PALETTE,
+                       hue_order=[r for r in regime_order() if r in set(data["regime"])], palette=regime_palette(),
                        height=3.2, aspect=1.3, sharey=True)
     grid.set_axis_labels("", "test accuracy (%)")
     grid.set_titles("{row_name} · {col_name}")
@@ -47,8 +48,8 @@ def main_results(df: pd.DataFrame, datasets: list[str] | None = None) -> Figure:
 def generalisation_gap(gaps: pd.DataFrame) -> Figure:
     """``train_eval_acc − test_acc`` (points) per regime and dataset; rows protocols, columns backbones."""
     grid = sns.catplot(data=gaps, x="dataset", y="gap_points", hue="regime", col="backbone", row="protocol", kind="bar",
-                       errorbar="sd", hue_order=[r for r in REGIME_ORDER if r in set(gaps["regime"])],
-                       palette=REGIME_PALETTE, height=3.2, aspect=1.3)
+                       errorbar="sd", hue_order=[r for r in regime_order() if r in set(gaps["regime"])],
+                       palette=regime_palette(), height=3.2, aspect=1.3)
     grid.set_axis_labels("", "train − test accuracy (points)")
     grid.set_titles("{row_name} · {col_name}")
     for ax in grid.axes.flat:
@@ -72,7 +73,7 @@ def lr_selection(table: pd.DataFrame) -> Figure:
         regime=lambda d: d["regime"].map(lambda r: CONTROL_LABELS.get(r, method_label(r))),
         cell=lambda d: d["backbone"] + " · " + d["dataset"])
     grid = sns.relplot(data=data, x="lr", y="val_acc", hue="regime", col="cell", col_wrap=3, kind="line", marker="o",
-                       palette={**REGIME_PALETTE, **CONTROL_PALETTE}, height=2.8, aspect=1.2, estimator=None,
+                       palette={**regime_palette(), **CONTROL_PALETTE}, height=2.8, aspect=1.2, estimator=None,
                        facet_kws={"sharey": False})
     for cell, ax in grid.axes_dict.items():
         chosen = data[(data["cell"] == cell) & data["chosen"]]
@@ -98,7 +99,7 @@ def rank_curve(rank_runs: pd.DataFrame, references: pd.DataFrame | None = None, 
     if references is not None and len(references):
         for method, acc in references.groupby("method")["test_acc"].mean().items():
             label = method_label(method)
-            ax.axhline(100 * acc, ls="--", color=REGIME_PALETTE.get(label, "0.5"), label=f"{label} (mean)")
+            ax.axhline(100 * acc, ls="--", color=regime_palette().get(label, "0.5"), label=f"{label} (mean)")
     if elbow is not None:
         text = f"no elbow inside the grid (r={elbow} is its edge)" if at_edge else f"measured elbow r={elbow}"
         ax.axvline(elbow, color="k", ls=":", lw=1.2, label=text)
@@ -199,7 +200,7 @@ def dose_response(table: pd.DataFrame) -> Figure:
         part = table[table["dataset"] == dataset].sort_values("source_val_acc")
         err = np.vstack([part["full_lead_points"] - part["low"], part["high"] - part["full_lead_points"]])
         ax.errorbar(part["source_val_acc"], part["full_lead_points"], yerr=np.nan_to_num(err), fmt="o-", capsize=3,
-                    color=REGIME_PALETTE["Full FT"])
+                    color=regime("full").colour)
         for _, row in part.iterrows():
             ax.annotate(row["backbone"], (row["source_val_acc"], row["full_lead_points"]), fontsize=7,
                         xytext=(4, -10), textcoords="offset points")
@@ -222,7 +223,7 @@ def per_class(errors: pd.DataFrame, title: str = "") -> Figure:
     """Heatmap of per-class error rates (%): rows classes, columns regimes."""
     wide = errors.pivot_table(index="class_name", columns="regime", values="error", aggfunc="mean")
     wide = wide.reindex(errors.sort_values("class")["class_name"].unique())  # class-index order, not alphabetical
-    wide = wide[[r for r in REGIME_ORDER if r in wide.columns]] * 100
+    wide = wide[[r for r in regime_order() if r in wide.columns]] * 100
     fig, ax = plt.subplots(figsize=(1.6 + 1.3 * wide.shape[1], 0.9 + 0.32 * len(wide)))
     sns.heatmap(wide, annot=True, fmt=".1f", cmap="rocket_r", ax=ax, cbar_kws={"label": "error (%)"})
     n = errors.groupby("regime")["seed"].nunique().min()

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from ..backbones import create_backbone
 from ..data import load_for_run
 from ..inject import adapter_modules, transformer_blocks
+from ..regimes import regime
 from ..store import models, runs
 from .theory import ENERGIES, KIND_ADAPTER, KIND_FULL, KIND_LINEARISED, estimate_shift, linear_map, spectra_table, tail_curves
 
@@ -82,8 +83,9 @@ def adapter_linearisation(adapter: nn.Module) -> np.ndarray:
 def _models(run_id: str, root: str | Path | None) -> tuple[nn.Module, nn.Module]:
     """The run's trained network and its pretrained backbone (same architecture and head size)."""
     cfg = runs.load_config(run_id, root)
-    if cfg.method not in ("full", "adapter"):
-        raise ValueError(f"run {run_id} is method={cfg.method!r}: a block shift is measured on a 'full' or 'adapter' run")
+    if not (regime(cfg.method).whole_model or regime(cfg.method).adapter_options):
+        raise ValueError(f"run {run_id} is method={cfg.method!r}: a block shift is measured on a run that trains the "
+                         "whole backbone (full) or adapters")
     trained = models.load_model(run_id, root)
     num_classes = trained.get_classifier().out_features
     pretrained = create_backbone(cfg.backbone, num_classes, pretrained=cfg.pretrained, checkpoint=cfg.checkpoint,
@@ -96,13 +98,6 @@ def probe_images(run_id: str, images: int, root: str | Path | None = None) -> Te
     splits = load_for_run(runs.load_config(run_id, root))
     pick = torch.randperm(len(splits.test), generator=torch.Generator().manual_seed(0))[:images].tolist()
     return torch.stack([splits.test[i][0] for i in pick])
-
-
-def run_shifts(run_id: str, images: int = 512, root: str | Path | None = None,
-               max_tokens: int | None = 20000) -> list[tuple[np.ndarray, np.ndarray]]:
-    """:func:`block_shifts` of a stored full-FT or adapter run against its own pretrained backbone, on test images."""
-    pretrained, trained = _models(run_id, root)
-    return block_shifts(pretrained, trained, probe_images(run_id, images, root), max_tokens=max_tokens)
 
 
 def _frames(fits, blocks: list[int], ranks, top, energies, **columns) -> dict[str, pd.DataFrame]:
@@ -125,8 +120,8 @@ def analyse_runs(run_rows: pd.DataFrame, ranks: Sequence[int], images: int = 512
         pretrained, trained = _models(row.run_id, root)
         pairs = block_shifts(pretrained, trained, probe_images(row.run_id, images, root))
         tag = {"run_id": row.run_id, "dataset": row.dataset, "seed": int(row.seed),
-               "adapter_rank": float(row.rank) if row.method == "adapter" else np.nan}
-        if row.method == "full":
+               "adapter_rank": float(row.rank) if regime(row.method).adapter_options else np.nan}
+        if regime(row.method).whole_model:
             blocks = list(range(len(pairs)))
             found = [_frames([estimate_shift(H, D) for H, D in pairs], blocks, ranks, top, energies, kind=KIND_FULL, **tag)]
         else:
@@ -143,4 +138,4 @@ def analyse_runs(run_rows: pd.DataFrame, ranks: Sequence[int], images: int = 512
     return {k: pd.concat(v, ignore_index=True) if v else empty[k] for k, v in parts.items()}
 
 
-__all__ = ["adapter_linearisation", "analyse_runs", "block_shifts", "probe_images", "run_shifts"]
+__all__ = ["adapter_linearisation", "analyse_runs", "block_shifts", "probe_images"]

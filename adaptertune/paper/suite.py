@@ -17,7 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from ..config import PROFILES
+from ..profiles import PROFILES, profile_record
+from ..training.pretrain import pretrain_mini
 from ..training.settings import add_precision_option, add_settings_options, settings_from
 from ..training.sweep import sweep, with_settings
 from ..training.threads import apply_threads
@@ -25,8 +26,15 @@ from . import claims, experiments, readme
 from .notebooks import (NotebookFailed, appendix_dir, check_parameters, compare_with_committed, execute, executed_dir,
                         notebook_title, notebooks, parse_param, render_html, write_index)
 from .plan import describe_plan, plan_frame, write_plan
-from .protocols import PRECISION_ENV
+from .protocols import PRECISION_ENV, include_beyond
 from .tuning import DIVERGED
+
+
+def ensure_backbones(profile: str, verbose: bool = False, root: str | Path | None = None) -> dict:
+    """Pretrain the mini backbones of ``profile`` if missing (cached after the first call); paper: nothing to do."""
+    if not profile_record(profile).pretrains_backbones:
+        return {}
+    return pretrain_mini(profile, names=experiments.protocol(profile).pretrained_backbones(), verbose=verbose, root=root)
 
 
 def train_grids(profile: str, names: tuple[str, ...] = experiments.GRIDS, shard: tuple[int, int] | None = None,
@@ -41,9 +49,9 @@ def train_grids(profile: str, names: tuple[str, ...] = experiments.GRIDS, shard:
     if pinned is not None and used != pinned:
         say(f"[suite] warning: profile {profile} pins {pinned} threads (its numbers depend on it); running with {used}")
     say(f"[suite] {used} CPU thread(s) per run ({'profile ' + profile if threads is None and pinned else why})")
-    if profile != "paper":
+    if profile_record(profile).pretrains_backbones:
         say(f"[suite] mini backbones ({profile}): pretraining if missing")
-        experiments.ensure_backbones(profile, verbose=True, root=root)
+        ensure_backbones(profile, verbose=True, root=root)
     seen: set[str] = set()
     for _ in range(len(names) + 2):  # each round can only unlock runs that depend on the previous one's
         configs = experiments.all_configs(profile, names, experiments.settled_runs(root))
@@ -107,7 +115,7 @@ def run_suite(profile: str, only: list[str] | None = None, params: dict | None =
     if only is None:
         written = claims.assemble(profile)
         say(f"[suite] claims: {written['claims']}; controls: {written['controls']}")
-        if profile == "mini":  # the README and docs show the mini profile's results, included from their files
+        if profile_record(profile).documented:  # the README and docs include its results from their files
             refreshed = readme.sync_all(only="figures/")
             say(f"[suite] documents: {sum(map(len, refreshed.values()))} included block(s) refreshed from figures/")
         say(compare_with_committed(profile))
@@ -128,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-output", action="store_true", help="stream notebook cell outputs")
     add_settings_options(parser)
     add_precision_option(parser)
+    parser.add_argument("--beyond", action="store_true",
+                        help="add the profile's optional beyond-the-paper regimes (LoRA, BitFit) to the tuned protocol's "
+                             "grids: the paper profile's plan, GPU-hour estimate and sweep with them (off by default)")
     return parser
 
 
@@ -136,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     params = dict(parse_param(p) for p in args.param)
     if args.precision:  # the grids and the notebooks (papermill inherits the environment) read it
         os.environ[PRECISION_ENV] = args.precision
+    if args.beyond:
+        include_beyond(args.profile)
     try:
         return run_suite(args.profile, only=args.only, params=params, dry_run=args.dry_run, train=args.train,
                          log_output=args.log_output, say=lambda m: print(m, flush=True),

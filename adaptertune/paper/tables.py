@@ -14,19 +14,16 @@ import pandas as pd
 from ..adapter import AdapterConfig
 from ..backbones import backbone_shape
 from ..data import DATASETS
-from ..regimes import expected_trainable
+from ..regimes import REGIMES, expected_trainable, methods, regime
 from . import stats
 
 from ..atomic import atomic_write_bytes
 from ..paths import figures_dir
-
-METHOD_ORDER = ("head", "adapter", "full")
-METHOD_LABELS = {"head": "Head-only", "adapter": "AdapterTune", "full": "Full FT"}
-
+from ..profiles import profile_record
 
 def method_label(method: str) -> str:
-    """The regime's display name (an unknown method shows as itself)."""
-    return METHOD_LABELS.get(method, method)
+    """The regime's display name from its record (an unknown method shows as itself)."""
+    return REGIMES[method].label if method in REGIMES else method
 PAIR = ["dataset", "backbone"]
 
 
@@ -58,16 +55,25 @@ def pm(mean: float, std: float, n: int, digits: int = 2, expected_n: int | None 
 
 
 def _ordered_methods(methods) -> list[str]:
-    present = list(dict.fromkeys(methods))
-    return [m for m in METHOD_ORDER if m in present] + [m for m in present if m not in METHOD_ORDER]
+    present, order = list(dict.fromkeys(methods)), regime_order()
+    return [m for m in order if m in present] + [m for m in present if m not in order]
+
+
+def methods_in_paper() -> tuple[str, ...]:
+    return methods(in_paper=True)
+
+
+def regime_order() -> tuple[str, ...]:
+    """Rows of every table in the registry's order (read live: a newly registered regime is tabled too)."""
+    return methods()
 
 
 def main_table(df: pd.DataFrame, datasets: list[str] | None = None, backbones: list[str] | None = None,
-               expected_n: int | None = None) -> pd.DataFrame:
+               expected_n: int | None = None, regimes: tuple[str, ...] = ()) -> pd.DataFrame:
     """Tab.2 / Tab.6: rows (backbone, regime), columns datasets, cells ``mean ± std`` of test accuracy.
 
-    Given ``datasets``/``backbones`` the table has every cell of that grid, a missing one shown as ``—``;
-    otherwise it spans what ``df`` holds.
+    Given ``datasets``/``backbones`` the table has every cell of that grid (the paper's regimes and ``regimes``), a
+    missing one shown as ``—``; otherwise it spans what ``df`` holds.
     """
     summary = seed_summary(df, ["backbone", "method", "dataset"])
     cells = {(b, m, d): pm(mean, std, n, expected_n=expected_n) for b, m, d, mean, std, n in
@@ -75,7 +81,8 @@ def main_table(df: pd.DataFrame, datasets: list[str] | None = None, backbones: l
     whole_grid = backbones is not None
     datasets = list(datasets) if datasets is not None else sorted(summary["dataset"].unique())
     backbones = sorted(backbones if whole_grid else summary["backbone"].unique())
-    methods = _ordered_methods(list(METHOD_ORDER if whole_grid else ()) + list(summary["method"]))
+    # the whole grid: every paper regime's row (``—`` when missing), and the beyond-the-paper regimes that have runs
+    methods = _ordered_methods(list(methods_in_paper() if whole_grid else ()) + list(regimes) + list(summary["method"]))
     rows = [(b, m) for b in backbones for m in methods]
     index = pd.MultiIndex.from_tuples([(b, method_label(m)) for b, m in rows], names=["backbone", "regime"])
     return pd.DataFrame([[cells.get((b, m, d), "—") for d in datasets] for b, m in rows], index=index,
@@ -91,8 +98,10 @@ def stack(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
 def main_table_by_protocol(frames: dict[str, pd.DataFrame], datasets: list[str], backbones: list[str],
                            seeds: int) -> pd.DataFrame:
     """Tab.2 under every protocol: rows (backbone, regime), columns ``dataset · protocol``, every cell of the grid
-    (``—`` when missing), ``(n=k)`` on cells with another number of seeds than ``seeds``."""
-    return by_protocol({p: main_table(df, datasets, backbones, seeds) for p, df in frames.items()}, datasets)
+    (``—`` when missing), ``(n=k)`` on cells with another number of seeds than ``seeds``. A regime that only one
+    protocol runs (LoRA, BitFit: tuned only) has a row under both, ``—`` where it was not run."""
+    present = tuple(dict.fromkeys(m for df in frames.values() if "method" in df for m in df["method"]))
+    return by_protocol({p: main_table(df, datasets, backbones, seeds, present) for p, df in frames.items()}, datasets)
 
 
 def by_protocol(tables: dict[str, pd.DataFrame], datasets: list[str]) -> pd.DataFrame:
@@ -190,7 +199,7 @@ def gap_table(gaps: pd.DataFrame) -> pd.DataFrame:
     """Generalisation gap per (protocol and) regime over every run of ``generalisation_gap``: mean, sample sd, n."""
     by = (["protocol"] if "protocol" in gaps.columns else []) + ["method"]
     table = gaps.groupby(by)["gap_points"].agg(["mean", "std", "count"]).reset_index()
-    table["order"] = table["method"].map({m: i for i, m in enumerate(METHOD_ORDER)})
+    table["order"] = table["method"].map({m: i for i, m in enumerate(regime_order())})
     table = table.sort_values(by[:-1] + ["order"]).drop(columns="order")
     table.insert(len(by) - 1, "regime", table.pop("method").map(method_label))
     return table.rename(columns={"mean": "gap_mean_points", "std": "gap_std_points", "count": "runs"}).reset_index(drop=True)
@@ -213,15 +222,6 @@ def knob_table(df: pd.DataFrame, knob: str, extra: tuple[str, ...] = ("trainable
 def rank_table(df: pd.DataFrame) -> pd.DataFrame:
     """Tab.3: test accuracy per adapter rank, with trainable parameters."""
     return knob_table(df[df["method"] == "adapter"], "rank").astype({"rank": int})
-
-
-def measured_elbow(rank_df: pd.DataFrame, tol_points: float = 0.5) -> int | None:
-    """Smallest rank whose mean accuracy is within ``tol_points`` of the best rank's (None without adapter runs)."""
-    table = rank_table(rank_df)
-    if table.empty:
-        return None
-    best = table["mean_points"].max()
-    return int(table.loc[table["mean_points"] >= best - tol_points, "rank"].min())
 
 
 def placement_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -266,7 +266,7 @@ def with_full_ft_fraction(params: pd.DataFrame) -> pd.DataFrame:
     Recomputed here from a table's own head/full rows (so it works on any counts frame, not only
     ``method.parameter_table``'s); this denominator, head included, reproduces the paper's 0.917% mean.
     """
-    plain = params[params["method"].isin(["head", "full"])]
+    plain = params[params["method"].map(lambda m: regime(m).whole_model)]  # its total is what full FT trains
     full_ft = plain.groupby(["backbone", "num_classes"])["total"].first().rename("full_ft_params")
     out = params.merge(full_ft, left_on=["backbone", "num_classes"], right_index=True, how="left")
     out["pct_of_full_ft"] = 100 * out["trainable"] / out["full_ft_params"]
@@ -311,7 +311,8 @@ def write_table(table: pd.DataFrame, name: str, profile: str, caption: str = "",
         raise ValueError(f"table name {name!r} is not allowed: use a plain file stem like 'tab2_main'")
     out = Path(out_dir) if out_dir is not None else tables_dir(profile)
     out.mkdir(parents=True, exist_ok=True)
-    warn = "SMOKE — plumbing only, not results. " if profile == "smoke" else ""
+    stamp = profile_record(profile).stamp
+    warn = f"{stamp}. " if stamp else ""
     keep_index = not isinstance(table.index, pd.RangeIndex)
     flat = table.reset_index() if keep_index else table  # CSV / Markdown: index levels become plain columns
     head = f"**{warn}{caption}**\n\n" if (warn or caption) else ""
@@ -324,8 +325,8 @@ def write_table(table: pd.DataFrame, name: str, profile: str, caption: str = "",
 
 __all__ = [
     "by_protocol", "gap_per_seed", "knob_slices", "main_table_by_protocol", "stack", "pair_difference_table", "pair_differences",
-    "METHOD_LABELS", "METHOD_ORDER", "compare", "core_pair_fractions", "method_label",
-    "gain_table", "gap_table", "generalisation_gap", "init_table", "knob_table", "main_table", "measured_elbow",
+    "regime_order", "compare", "core_pair_fractions", "method_label",
+    "gain_table", "gap_table", "generalisation_gap", "init_table", "knob_table", "main_table",
     "pair_means", "placement_table", "pm", "rank_table", "seed_summary", "sensitivity_table", "tables_dir",
     "win_loss", "with_full_ft_fraction", "write_table",
 ]

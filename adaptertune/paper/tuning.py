@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import RunConfig
+from ..regimes import REGIMES
 from .protocols import config, protocol, seated
 
 
@@ -31,19 +32,23 @@ class Arm:
         return {} if self.pretrained else {"pretrained": False}
 
 
-ARMS: dict[str, Arm] = {
-    "head": Arm("head", "head"),
-    "adapter": Arm("adapter", "adapter"),
-    "full": Arm("full", "full"),
+# every registered regime is an arm of its own name; the controls add arms on a random-init backbone
+CONTROL_ARMS: dict[str, Arm] = {
     "scratch": Arm("scratch", "full", pretrained=False, grid_from="full"),
     "random_adapter": Arm("random_adapter", "adapter", pretrained=False, grid_from="adapter"),  # adapters, random backbone
 }
 
 
+def arms() -> dict[str, Arm]:
+    """The arms the tuned protocol knows: one per registered regime (read live), then the controls'."""
+    return {name: Arm(name, name) for name in REGIMES} | CONTROL_ARMS
+
+
 def arm(name: str) -> Arm:
-    if name not in ARMS:
-        raise ValueError(f"regime {name!r} is unknown to the tuned protocol: choose one of {tuple(ARMS)}")
-    return ARMS[name]
+    known = arms()
+    if name not in known:
+        raise ValueError(f"regime {name!r} is unknown to the tuned protocol: choose one of {tuple(known)}")
+    return known[name]
 
 
 def candidates(profile: str, regime: str) -> tuple[float, ...]:
@@ -184,5 +189,5 @@ def describe_selection(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["ARMS", "describe_selection", "DIVERGED", "Arm", "Choice", "arm", "candidates", "cell_config", "choose", "final_configs", "selection_configs",
+__all__ = ["CONTROL_ARMS", "arms", "describe_selection", "DIVERGED", "Arm", "Choice", "arm", "candidates", "cell_config", "choose", "final_configs", "selection_configs",
            "selection_table"]

@@ -10,7 +10,7 @@ from torch import nn
 from ..adapter_files import load_adapters
 from ..backbones import INFO_ATTR, create_backbone
 from ..config import RunConfig, seeded_backbone
-from ..regimes import prepare
+from ..regimes import prepare, regime
 from .runs import ADAPTER_FILE, MODEL_FILE, existing_run, load_config, read_result
 
 
@@ -21,12 +21,12 @@ def load_model(run_id: str, root: str | Path | None = None, device: str = "cpu")
     if result.get("status") != "finished":
         raise ValueError(f"run {run_id!r} is {result.get('status', 'missing')!r}, not finished: it has no final weights")
     num_classes = int(result["dataset"]["num_classes"])
-    if cfg.method == "full":  # every tensor is in the file: no need for (possibly remote) pretrained weights
+    if regime(cfg.method).whole_model:  # every tensor is in the file: no need for (possibly remote) pretrained weights
         model = create_backbone(cfg.backbone, num_classes, pretrained=False, profile=cfg.profile)
         info = result.get("backbone")
         if info:
             setattr(model, INFO_ATTR, dict(info))
-        prepare(model, "full")
+        prepare(model, cfg.method)
         model.load_state_dict(load_file(str(path / MODEL_FILE)), strict=True)
     else:
         model = _backbone(cfg, num_classes)
@@ -44,8 +44,9 @@ def backbone_for_run(run_id: str, root: str | Path | None = None) -> nn.Module:
     several runs' adapter files from one :class:`adaptertune.MultiTask`. Built exactly as for training (same head
     size, same seed), so a random-weight backbone is rebuilt bit for bit too."""
     cfg, result = load_config(run_id, root), read_result(run_id, root) or {}
-    if cfg.method == "full":
-        raise ValueError(f"run {run_id!r} fine-tuned the whole backbone (method 'full'): it has no adapter file to serve")
+    if regime(cfg.method).whole_model:
+        raise ValueError(f"run {run_id!r} trained the whole backbone (method {cfg.method!r}): it has no adapter file "
+                         "to serve")
     if "dataset" not in result:
         raise ValueError(f"run {run_id!r} has not started (no result.json with its dataset): nothing to rebuild")
     return _backbone(cfg, int(result["dataset"]["num_classes"])).eval()

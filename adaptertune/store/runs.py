@@ -21,8 +21,11 @@ import pandas as pd
 from ..atomic import atomic_write_bytes
 from ..config import RunConfig
 from ..paths import results_dir
+from ..regimes import regime
 
 STATUSES = ("running", "finished", "failed")
+# The run directory's layout: every writer (training.run) and reader uses these names.
+CONFIG_FILE, RESULT_FILE, METRICS_FILE, STEPS_FILE = "config.json", "result.json", "metrics.jsonl", "steps.jsonl"
 ADAPTER_FILE, MODEL_FILE, PREDICTIONS_FILE = "adapters.safetensors", "model.safetensors", "predictions.npz"
 
 
@@ -76,7 +79,7 @@ def read_json(path: Path) -> Any:
 
 # -- reading one run --------------------------------------------------------------------------------
 def read_result(run_id: str, root: str | Path | None = None) -> dict | None:
-    path = run_path(run_id, root) / "result.json"
+    path = run_path(run_id, root) / RESULT_FILE
     return read_json(path) if path.is_file() else None
 
 
@@ -88,13 +91,13 @@ def run_status(run_id: str, root: str | Path | None = None) -> str:
 
 def existing_run(run_id: str, root: str | Path | None) -> Path:
     path = run_path(run_id, root)
-    if not (path / "config.json").is_file():
+    if not (path / CONFIG_FILE).is_file():
         raise FileNotFoundError(f"no run {run_id!r} in the store {store_root(root)} (list runs with `python -m adaptertune results`)")
     return path
 
 
 def load_config(run_id: str, root: str | Path | None = None) -> RunConfig:
-    return RunConfig.from_dict(read_json(existing_run(run_id, root) / "config.json"))
+    return RunConfig.from_dict(read_json(existing_run(run_id, root) / CONFIG_FILE))
 
 
 def adapter_file_for_run(run_id: str, root: str | Path | None = None) -> Path:
@@ -103,8 +106,8 @@ def adapter_file_for_run(run_id: str, root: str | Path | None = None) -> Path:
     cfg, result = load_config(run_id, root), read_result(run_id, root) or {}
     if result.get("status") != "finished":
         raise ValueError(f"run {run_id!r} is {result.get('status', 'missing')!r}, not finished: it has no adapter file")
-    if cfg.method == "full":
-        raise ValueError(f"run {run_id!r} fine-tuned the whole backbone (method 'full'): it has no adapter file")
+    if regime(cfg.method).whole_model:
+        raise ValueError(f"run {run_id!r} trained the whole backbone (method {cfg.method!r}): it has no adapter file")
     return path / ADAPTER_FILE
 
 
@@ -116,12 +119,12 @@ def read_jsonl(path: Path) -> pd.DataFrame:
 
 def load_metrics(run_id: str, root: str | Path | None = None) -> pd.DataFrame:
     """One row per finished epoch: epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds, images_per_s."""
-    return read_jsonl(existing_run(run_id, root) / "metrics.jsonl")
+    return read_jsonl(existing_run(run_id, root) / METRICS_FILE)
 
 
 def load_steps(run_id: str, root: str | Path | None = None) -> pd.DataFrame:
     """Training loss and lr every ``log_every`` steps (columns step, epoch, loss, lr); empty if not logged."""
-    return read_jsonl(existing_run(run_id, root) / "steps.jsonl")
+    return read_jsonl(existing_run(run_id, root) / STEPS_FILE)
 
 
 def load_predictions(run_id: str, root: str | Path | None = None) -> dict[str, np.ndarray]:
@@ -134,7 +137,7 @@ def load_predictions(run_id: str, root: str | Path | None = None) -> dict[str, n
 
 
 __all__ = [
-    "ADAPTER_FILE", "MODEL_FILE", "PREDICTIONS_FILE", "STATUSES", "adapter_file_for_run", "existing_run", "load_config",
+    "ADAPTER_FILE", "CONFIG_FILE", "METRICS_FILE", "MODEL_FILE", "RESULT_FILE", "STEPS_FILE", "PREDICTIONS_FILE", "STATUSES", "adapter_file_for_run", "existing_run", "load_config",
     "load_metrics", "load_predictions", "load_steps", "read_json", "read_jsonl", "read_result", "run_path", "run_status",
     "snapshot_path", "store_root",
     "write_json", "write_jsonl", "write_predictions",

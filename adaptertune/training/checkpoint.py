@@ -18,6 +18,7 @@ from safetensors import safe_open
 from torch import nn
 
 from ..atomic import atomic_save_safetensors
+from ..regimes import regime
 
 FORMAT = "adaptertune-checkpoint/1"
 CHECKPOINT_FILE = "checkpoint.safetensors"
@@ -25,7 +26,7 @@ CHECKPOINT_FILE = "checkpoint.safetensors"
 
 def trained_state(model: nn.Module, method: str) -> dict[str, torch.Tensor]:
     """What a checkpoint must keep: the whole state for full FT, else only the trainable parameters."""
-    if method == "full":
+    if regime(method).whole_model:
         return dict(model.state_dict())
     return {n: p for n, p in model.named_parameters() if p.requires_grad}
 

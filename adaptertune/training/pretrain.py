@@ -16,12 +16,13 @@ from safetensors.torch import load_file
 
 from ..atomic import atomic_save_safetensors
 from ..backbones import mini_variant, mini_weights_path, spec_dict
+from ..profiles import MINI_SOURCE
 from ..config import RunConfig
 from ..store import runs as results
 from ..store.provenance import environment
 from .run import run
 
-SOURCE_DATASET = "fmnist_source"
+SOURCE_DATASET = MINI_SOURCE
 # Per profile: the recipe of the pretraining runs. mini: both mini backbones in about 7 minutes on 2 CPU cores; their
 # source accuracies are in each backbone's provenance JSON (and notebook 05), not restated here. Pretraining skips
 # augmentation: in an early trial augmented pretraining was still under-fitting after 12 epochs (the adaptation runs

@@ -32,7 +32,7 @@ from ..config import RunConfig, seeded_backbone
 from ..data import load_for_run, make_loader
 from ..data.loader import WorkerPool
 from ..recompute import recompute_frozen_mlps
-from ..regimes import count_parameters, prepare
+from ..regimes import count_parameters, prepare, regime
 from ..seeds import derive_seed
 from ..store import lock, provenance
 from ..store import runs as results
@@ -103,7 +103,7 @@ class _Run:
     def fail(self, err: BaseException) -> None:
         self.record.update(status="failed", error=f"{type(err).__name__}: {err}", finished_at=_now(),
                            traceback=traceback.format_exc()[-4000:], wall_s=self._wall())
-        self.write("result.json", self.record)
+        self.write(results.RESULT_FILE, self.record)
 
     def _wall(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.t0
@@ -121,7 +121,7 @@ class _Run:
             backbone=backbone_info(model),
             dataset={"name": splits.name, "num_classes": splits.num_classes, "class_names": list(splits.class_names),
                      "sizes": {k: len(getattr(splits, k)) for k in ("train", "val", "test")}, "info": splits.info})
-        self.write("result.json", self.record)
+        self.write(results.RESULT_FILE, self.record)
         eval_bs = max(1, (cfg.eval_batch_size or cfg.batch_size) // ctx.world_size)
         workers = resolve_workers(cfg.num_workers, ctx.device)
         self.record["numerics"]["num_workers"] = workers
@@ -148,8 +148,8 @@ class _Run:
             state["resumed_from"] = state.get("resumed_from", []) + [state["epoch"]]
             self.elapsed_before = state["elapsed_s"]
             self.log(f"[{cfg.run_id}] resuming after epoch {state['epoch']}/{cfg.epochs} from {ckpt}")
-        self.write("metrics.jsonl", state["history"])  # drops lines written after the checkpoint
-        self.write("steps.jsonl", state["steps"])
+        self.write(results.METRICS_FILE, state["history"])  # drops lines written after the checkpoint
+        self.write(results.STEPS_FILE, state["steps"])
         wrapped = net
         if ctx.active:
             ids = [ctx.device.index] if ctx.device.type == "cuda" else None
@@ -183,8 +183,8 @@ class _Run:
                 save_checkpoint(ckpt, model, cfg.method, optimizer, state)
                 if epoch + 1 in cfg.snapshot_epochs:
                     atomic_save_safetensors(model.state_dict(), results.snapshot_path(self.path, epoch + 1))
-            self.write("metrics.jsonl", state["history"])
-            self.write("steps.jsonl", state["steps"])
+            self.write(results.METRICS_FILE, state["history"])
+            self.write(results.STEPS_FILE, state["steps"])
             self.log(f"[{cfg.run_id}] epoch {epoch + 1}/{cfg.epochs}  train loss {row['train_loss']:.4f} acc "
                      f"{row['train_acc']:.2%}  val loss {row['val_loss']:.4f} acc {row['val_acc']:.2%}  lr {row['lr']:.2e}  "
                      f"{row['seconds']:.1f}s  {row['images_per_s']:.0f} img/s")
@@ -201,7 +201,7 @@ class _Run:
         train_imgs = sum(r["train_images"] for r in history)
         train_secs = sum(r["train_seconds"] for r in history)
         if self.ctx.is_main:
-            if cfg.method == "full":
+            if regime(cfg.method).whole_model:
                 atomic_save_safetensors(model.state_dict(), self.path / results.MODEL_FILE)
             else:
                 save_adapters(model, self.path / results.ADAPTER_FILE, class_names=list(splits.class_names),
@@ -217,7 +217,7 @@ class _Run:
                      "train_loss": last.get("train_loss"), "train_eval_acc": train_eval["acc"], "train_eval_n": n,
                      "train_images_per_s": train_imgs / train_secs if train_secs > 0 else None,
                      "epochs_done": state["epoch"]})
-        self.write("result.json", self.record)
+        self.write(results.RESULT_FILE, self.record)
         distributed.barrier(self.ctx)
         m = self.record["metrics"]
         self.log(f"[{cfg.run_id}] finished: test acc {m['test_acc']:.2%}"
@@ -296,7 +296,7 @@ def train_or_fetch(config: RunConfig | dict, *, root: str | Path | None = None, 
         if ctx.is_main:
             if force or status == "failed":
                 _clear(path)
-            results.write_json(path / "config.json", cfg.resolved().to_dict())
+            results.write_json(path / results.CONFIG_FILE, cfg.resolved().to_dict())
             lock.note(path, "start")
         distributed.barrier(ctx)
         job = _Run(cfg, ctx, path, show_progress(progress), verbose)

@@ -162,7 +162,7 @@ def sweep(configs: Iterable[RunConfig | dict], shard: tuple[int, int] | None = N
         k += 1
         eta = f", ETA {_eta(sum(durations) / len(durations) * (len(pending) - k + 1))}" if durations else ""
         say(f"[sweep] run {k}/{len(pending)} {cfg.run_id} {cfg.dataset}/{cfg.backbone}/{cfg.method}"
-            + (f" r={cfg.rank}" if cfg.method == "adapter" else "") + f" seed={cfg.seed}"
+            + (f" r={cfg.rank}" if cfg.adapter_config() is not None else "") + f" seed={cfg.seed}"
             + (" (resuming)" if status == "running" else "") + eta)
         t0 = time.perf_counter()
         try:
