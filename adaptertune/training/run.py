@@ -83,7 +83,7 @@ class _Run:
     def _wall(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.t0
 
-    def execute(self) -> dict:
+    def execute(self, stop_after: int | None = None) -> dict:
         cfg, ctx = self.cfg, self.ctx
         provenance.reset_peak_memory(ctx.device)
         model, splits = build_model_and_data(cfg)
@@ -134,7 +134,7 @@ class _Run:
 
         steps_per_epoch = len(loader_for(0))
         total, warmup = cfg.epochs * steps_per_epoch, round(cfg.warmup_epochs * steps_per_epoch)
-        for epoch in range(state["epoch"], cfg.epochs):
+        for epoch in range(state["epoch"], min(cfg.epochs, stop_after or cfg.epochs)):
             t_epoch = time.perf_counter()
             generator = torch.Generator().manual_seed(derive_seed(cfg.seed, epoch, ctx.rank, "augment"))
             stats, step_rows, state["step"] = train_epoch(
@@ -157,6 +157,8 @@ class _Run:
             self.log(f"[{cfg.run_id}] epoch {epoch + 1}/{cfg.epochs}  train loss {row['train_loss']:.4f} acc "
                      f"{row['train_acc']:.2%}  val loss {row['val_loss']:.4f} acc {row['val_acc']:.2%}  lr {row['lr']:.2e}  "
                      f"{row['seconds']:.1f}s  {row['images_per_s']:.0f} img/s")
+        if state["epoch"] < cfg.epochs:  # a prefix of the run (a halving rung): stays "running", resumable
+            return {**self.record, "history": state["history"], "epochs_done": state["epoch"]}
         return self._finish(model, net, splits, state, test_set, train_eval_set, common, forward.compiled)
 
     def _finish(self, model, net, splits, state, test_set, train_eval_set, common, compiled) -> dict:
@@ -197,13 +199,17 @@ class _Run:
 
 
 def run(config: RunConfig | dict, *, root: str | Path | None = None, progress: bool | None = None,
-        verbose: bool = True, force: bool = False) -> dict:
+        verbose: bool = True, force: bool = False, stop_after: int | None = None) -> dict:
     """Train (or resume, or fetch from the store) one run and return its ``result.json`` record.
 
     ``progress``: tqdm bars (default: only on a terminal). ``force``: discard any stored run and retrain.
+    ``stop_after=k``: train only up to epoch k of the full-length run (same schedule) and return the record with its
+    ``history``, status still ``running``; a later call resumes it (successive halving's rungs).
     Raises on failure after recording ``status: "failed"`` with the error (e.g. :class:`NonFiniteLossError`).
     """
     cfg = config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
+    if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 1):
+        raise ValueError(f"stop_after={stop_after!r} is not allowed: use an epoch >= 1 (or None for the whole run)")
     ctx = distributed.setup(cfg.device)
     path = results.run_path(cfg.run_id, root)
     existing = results.read_result(cfg.run_id, root)
@@ -218,7 +224,7 @@ def run(config: RunConfig | dict, *, root: str | Path | None = None, progress: b
     distributed.barrier(ctx)
     job = _Run(cfg, ctx, path, show_progress(progress), verbose)
     try:
-        return job.execute()
+        return job.execute(stop_after)
     except (KeyboardInterrupt, SystemExit):
         raise  # stays "running": the next run() resumes from the last checkpoint
     except Exception as err:
