@@ -1,0 +1,218 @@
+"""``fit(data, backbone)``: from a dataset (registered or an ImageFolder) to a well-tuned adapter file in one call.
+
+The learning rate is chosen on the validation split by the tuned protocol's own rule and grid (``tuning.candidates``,
+``training.selection``), applied by successive halving so the choice costs at most ``budget`` full runs; every run goes
+through the run store (cached, resumable), so on a registered dataset with the protocol's recipe fit reuses the tuned
+protocol's selection runs. Then the other seeds train at the chosen rate, and fit writes the adapter file unchanged
+(``predict`` and ``MultiTask`` read it as they read any run's) plus ``report.json`` and ``report.md``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import atomic_write_bytes
+from ..backbones import mini_spec
+from ..config import RunConfig
+from ..data import DATASETS, load_for_run
+from ..data.splits import labels_of
+from ..paths import looks_like_path
+from ..store import runs as store
+from ..training.run import run
+from ..training.selection import DEFAULT_BUDGET, run_halving
+from . import tuning
+from .protocols import protocol
+
+MIN_VAL_IMAGES = 20  # validation images needed to tell candidate rates apart (one image = 5 points at 20)
+FIT_METHODS = ("head", "adapter", "full")
+
+
+def dataset_name(data: str | Path) -> str:
+    """A registry name as is; an existing folder as a path (``./name`` for a bare name, so it is read as a path)."""
+    text = str(data)
+    if text in DATASETS or looks_like_path(text):
+        return text
+    if Path(text).is_dir():
+        return "./" + text
+    raise ValueError(f"dataset {text!r} is neither a registered dataset ({sorted(DATASETS)}) nor a folder")
+
+
+def default_profile(backbone: str) -> str:
+    """The mini protocol's recipe and grids for the mini backbones, the paper's for every other backbone."""
+    return "mini" if mini_spec(backbone) is not None else "paper"
+
+
+def check_selectable(cfg: RunConfig) -> dict[str, int]:
+    """Refuse data that cannot choose a rate: one class, classes missing from validation, too few validation images.
+    Returns validation images per class."""
+    splits = load_for_run(cfg)
+    names = list(splits.class_names)
+    if splits.num_classes < 2:
+        raise ValueError(f"{cfg.dataset}: {splits.num_classes} class; fit needs at least 2 classes")
+    counts = np.bincount(labels_of(splits.val), minlength=splits.num_classes)
+    train = np.bincount(labels_of(splits.train), minlength=splits.num_classes)
+    need_train = math.ceil(MIN_VAL_IMAGES / cfg.val_fraction)
+    if counts.sum() < MIN_VAL_IMAGES:
+        raise ValueError(f"{cfg.dataset}: {int(counts.sum())} validation image(s), too few to choose a learning rate: "
+                         f"fit needs at least {MIN_VAL_IMAGES} (validation is val_fraction={cfg.val_fraction:g} of the "
+                         f"training images, so at least {need_train} training images; found "
+                         f"{int(train.sum() + counts.sum())})")
+    missing = [names[i] for i in np.flatnonzero(counts == 0)]
+    if missing:
+        raise ValueError(f"{cfg.dataset}: class(es) {missing} have no validation image (of {int(counts.sum())}): a rate "
+                         f"chosen without them says nothing about them; add images of these classes (about "
+                         f"{math.ceil(1 / cfg.val_fraction)} per validation image) or raise val_fraction")
+    return {names[i]: int(c) for i, c in enumerate(counts)}
+
+
+@dataclass(frozen=True)
+class FitReport:
+    """What fit did and what it got; ``to_dict`` is report.json, ``markdown`` is report.md."""
+
+    dataset: str
+    backbone: str
+    method: str
+    rank: int | None
+    profile: str
+    schedule: str
+    cost_runs: float
+    candidates: list[dict]
+    lr: float
+    margin_points: float | None  # None: the winner was alone at every rung it reached with a finite score
+    margin_epoch: int
+    seeds: list[dict]
+    per_class: list[dict]
+    trainable_params: int
+    file_bytes: int
+    adapter_file: str
+    predict_command: str
+    rank_advice: dict | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def test_acc(self) -> float | None:
+        accs = [s["test_acc"] for s in self.seeds if s.get("test_acc") is not None]
+        return float(np.mean(accs)) if accs else None
+
+    def markdown(self) -> str:
+        lines = [f"# fit: {self.method} on {self.dataset} with {self.backbone} ({self.profile} recipe)", "",
+                 f"Learning rate chosen on validation: **{self.lr:g}** ({self.schedule}).", "",
+                 "| lr | validation accuracy per rung | last rung | chosen |", "|---:|---|---:|:-:|"]
+        for c in self.candidates:
+            rungs = ", ".join(f"e{e}: {_pct(v)}" for e, v in c["val_acc"].items())
+            lines.append(f"| {c['lr']:g} | {rungs} | {c['last_epoch']} | {'✓' if c['chosen'] else ''} |")
+        margin = ("alone at its rung" if self.margin_points is None
+                  else f"{self.margin_points:+.2f} points over the runner-up at epoch {self.margin_epoch}")
+        lines += ["", f"Margin: {margin}."]
+        if self.rank_advice:
+            lines += [f"Rank: {self.rank} (advised: {self.rank_advice.get('summary', '')})."]
+        lines += ["", "| seed | run | val acc | test acc |", "|---:|---|---:|---:|"]
+        lines += [f"| {s['seed']} | {s['run_id']} | {_pct(s['val_acc'])} | {_pct(s['test_acc'])} |" for s in self.seeds]
+        if self.test_acc is not None and self.per_class:
+            lines += ["", f"Test accuracy {_pct(self.test_acc)} (mean over {len(self.seeds)} seed(s)); per class "
+                      "(selection seed):", "", "| class | n | accuracy | most often confused with |", "|---|---:|---:|---|"]
+            lines += [f"| {c['class']} | {c['n']} | {_pct(c['accuracy'])} | "
+                      f"{c['confused_with'] + ' (' + str(c['confused_n']) + ')' if c['confused_with'] else '-'} |"
+                      for c in self.per_class]
+        lines += ["", f"{self.trainable_params:,} trainable parameters; adapter file `{Path(self.adapter_file).name}` "
+                  f"{self.file_bytes:,} bytes.", "", "Use it:", "", "```bash", self.predict_command, "```"]
+        return "\n".join(lines) + "\n"
+
+
+def _finite(v: float) -> float | None:
+    """JSON has no NaN or inf: a diverged score or a margin without a runner-up is null."""
+    return None if math.isnan(v) or math.isinf(v) else float(v)
+
+
+def _pct(v: float | None) -> str:
+    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.2f}%"
+
+
+def per_class_errors(run_id: str, class_names: list[str], root: str | Path | None = None) -> list[dict]:
+    """Test accuracy per class and its most common wrong answer, from the run's stored predictions."""
+    pred = store.load_predictions(run_id, root)
+    y, p = np.asarray(pred["y_true"]), np.asarray(pred["y_pred"])
+    out = []
+    for i, name in enumerate(class_names):
+        mask = y == i
+        if not mask.any():
+            continue
+        wrong = np.bincount(p[mask & (p != i)], minlength=len(class_names))
+        top = int(wrong.argmax()) if wrong.sum() else None
+        out.append({"class": name, "n": int(mask.sum()), "accuracy": float((p[mask] == i).mean()),
+                    "confused_with": class_names[top] if top is not None else None,
+                    "confused_n": int(wrong[top]) if top is not None else 0})
+    return out
+
+
+def fit(data: str | Path, backbone: str, *, method: str = "adapter", rank: int | str = 16, profile: str | None = None,
+        seeds: tuple[int, ...] | None = None, budget: float = DEFAULT_BUDGET, out: str | Path | None = None,
+        root: str | Path | None = None, verbose: bool = False, log=print, **changes) -> FitReport:
+    """Choose the learning rate on validation by successive halving, train the final adapter (and ``seeds``), and
+    write ``<out>/adapters.safetensors``, ``report.json`` and ``report.md``. ``rank='auto'`` asks the rank advisor.
+    ``changes`` override recipe fields (epochs, batch_size, limit, pretrained, ...)."""
+    if method not in FIT_METHODS:
+        raise ValueError(f"method={method!r} is not allowed: fit trains one of {FIT_METHODS}")
+    if method == "full":
+        raise ValueError("method='full' writes no adapter file: fit serves adapters and heads; use `run` for full FT")
+    dataset = dataset_name(data)
+    profile = profile or default_profile(backbone)
+    p = protocol(profile)
+    seeds = tuple(seeds) if seeds else (p.selection_seed,)
+    advice = None
+    if rank == "auto":
+        if method != "adapter":
+            raise ValueError("rank='auto' advises an adapter's rank: use it with method='adapter'")
+        from .advisor import advise
+
+        advice = advise(dataset, backbone, profile=profile, root=root, verbose=verbose, log=log, **changes)
+        rank = advice.rank
+        log(f"[advise] {advice.summary}")
+    adapter_changes = {"rank": int(rank)} if method == "adapter" else {}
+    configs = [tuning.cell_config(profile, dataset, backbone, method, p.selection_seed, lr, **adapter_changes, **changes)
+               for lr in tuning.candidates(profile, method)]
+    val_counts = check_selectable(configs[0])
+    log(f"[fit] {dataset}: {len(val_counts)} classes, {sum(val_counts.values())} validation images; "
+        f"{len(configs)} candidate rates {[c.lr for c in configs]}")
+    halving, _ = run_halving(configs, budget=budget, root=root, verbose=verbose, log=log)
+    log(f"[fit] {halving.plan.describe()}; chosen lr {halving.lr:g}")
+    chosen = {float(c.lr): c for c in configs}[halving.lr]
+    finals = [chosen if s == p.selection_seed else chosen.with_(seed=s) for s in seeds]
+    records = [run(c, root=root, verbose=verbose) for c in finals]
+    for c, r in zip(finals, records):
+        log(f"[{c.run_id}] seed {c.seed} at lr {c.lr:g}: val acc {r['metrics']['val_acc']:.2%}, "
+            f"test acc {r['metrics']['test_acc']:.2%}")
+    first = records[0]
+    out = Path(out) if out is not None else Path(f"fit-{Path(dataset).name}-{backbone}-{method}")
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / store.ADAPTER_FILE
+    atomic_write_bytes(target, store.adapter_file_for_run(first["run_id"], root).read_bytes())  # the run's file as is
+    margin, margin_epoch = halving.margin
+    report = FitReport(
+        dataset=dataset, backbone=backbone, method=method, rank=adapter_changes.get("rank"), profile=profile,
+        schedule=halving.plan.describe(), cost_runs=halving.plan.cost,
+        candidates=[{"lr": lr, "run_id": {float(c.lr): c for c in configs}[lr].run_id,
+                     "val_acc": {e: _finite(s[lr]) for e, s in halving.scores.items() if lr in s},
+                     "last_epoch": max(e for e, s in halving.scores.items() if lr in s), "chosen": lr == halving.lr}
+                    for lr in sorted(float(c.lr) for c in configs)],
+        lr=halving.lr, margin_points=_finite(100 * margin), margin_epoch=margin_epoch,
+        seeds=[{"seed": c.seed, "run_id": c.run_id, "val_acc": r["metrics"]["val_acc"],
+                "test_acc": r["metrics"]["test_acc"]} for c, r in zip(finals, records)],
+        per_class=per_class_errors(first["run_id"], list(first["dataset"]["class_names"]), root),
+        trainable_params=int(first["params"]["trainable"]), file_bytes=target.stat().st_size, adapter_file=str(target),
+        predict_command=f"python -m adaptertune predict {target} --images IMAGES"
+                        + (" --profile smoke" if profile == "smoke" else ""),
+        rank_advice=advice.to_dict() if advice is not None else None)
+    store.write_json(out / "report.json", report.to_dict())
+    atomic_write_bytes(out / "report.md", report.markdown().encode())
+    log(f"[fit] {target} ({report.file_bytes:,} bytes), report {out / 'report.md'}")
+    return report
+
+
+__all__ = ["FIT_METHODS", "MIN_VAL_IMAGES", "FitReport", "check_selectable", "dataset_name", "default_profile", "fit",
+           "per_class_errors"]
