@@ -25,7 +25,7 @@ from ..inject import adapter_modules
 from ..store import runs as store
 from ..training.run import run
 from . import tuning
-from .protocols import protocol
+from .protocols import protocol, recipe
 from .shifts import block_shifts, run_models
 from .theory import estimate_shift
 
@@ -52,10 +52,10 @@ def probe_configs(dataset: str, backbone: str, profile: str, **changes) -> tuple
     return adapter, head
 
 
-def probe_cost(profile: str, dataset: str, **changes) -> tuple[float, float]:
+def probe_cost(profile: str, dataset: str) -> tuple[float, float]:
     """(probe cost in full adapter runs, its share of the rank sweep it replaces: every rank x every seed)."""
     p = protocol(profile)
-    full = tuning.cell_config(profile, dataset, p.backbones[0], "adapter", 0, 1e-3, **changes).epochs
+    full = recipe(profile, dataset)["epochs"]
     probe_epochs = max(1, math.ceil(PROBE_SHARE * full))
     runs = (probe_epochs + HEAD_STEP_COST * probe_epochs) / full
     return runs, runs / (len(p.ranks) * len(p.seeds))
@@ -95,13 +95,17 @@ def captured_energy(spectra: list[np.ndarray], ranks) -> tuple[np.ndarray, np.nd
 
 
 def subspace_overlap(directions: list[np.ndarray], rank: int) -> float:
-    """Mean over neighbouring blocks of ||V_a V_bᵀ||_F² / r for their top-r output directions (1 = same subspace)."""
+    """Mean over neighbouring blocks of ||V_a V_bᵀ||_F² / r for their top-r output directions, corrected for chance
+    (two random r-dim subspaces of d dims overlap r/d): 1 = the same subspace, 0 = unrelated; NaN when r >= d."""
     if len(directions) < 2:
         return float("nan")
     values = []
     for a, b in zip(directions, directions[1:]):
-        r = min(rank, len(a), len(b))
-        values.append(float(np.linalg.norm(a[:r] @ b[:r].T) ** 2 / r))
+        r, d = min(rank, len(a), len(b)), a.shape[1]
+        if r >= d:
+            return float("nan")
+        raw = float(np.linalg.norm(a[:r] @ b[:r].T) ** 2 / r)
+        values.append((raw - r / d) / (1 - r / d))
     return float(np.mean(values))
 
 
@@ -155,7 +159,19 @@ def advice_from(spectra: list[tuple[np.ndarray, np.ndarray]], ranks, probe_acc: 
     top = curve[-1]["predicted"]
     rank = next(c["rank"] for c in curve if c["predicted"] >= top - MARGIN_POINTS / 100)
     overlap = subspace_overlap([v for _, v in spectra], rank)
-    return rank, bool(overlap >= EVERY2_OVERLAP), overlap, curve
+    return rank, bool(overlap >= EVERY2_OVERLAP), overlap, curve  # NaN >= x is False: no room, keep every=1
+
+
+def advice_of_records(dataset: str, backbone: str, profile: str, configs: tuple[RunConfig, RunConfig],
+                      records: list[dict], root=None) -> Advice:
+    """The advice from the two finished probe runs (their result records); reads the probe adapter from the store."""
+    probe_acc, head_acc = (float(r["metrics"]["val_acc"]) for r in records)
+    val_images = int(records[0]["dataset"]["sizes"]["val"])
+    spectra = _spectra(configs[0].run_id, PROBE_IMAGES, root)
+    rank, every2, overlap, curve = advice_from(spectra, protocol(profile).ranks, probe_acc, head_acc, val_images)
+    cost_runs, cost_share = probe_cost(profile, dataset)
+    return Advice(dataset, backbone, profile, rank, every2, overlap, curve, probe_acc, head_acc, val_images,
+                  [c.run_id for c in configs], cost_runs, cost_share)
 
 
 def advise(data: str, backbone: str, *, profile: str | None = None, root=None, verbose: bool = False, log=print,
@@ -165,20 +181,14 @@ def advise(data: str, backbone: str, *, profile: str | None = None, root=None, v
 
     dataset = dataset_name(data)
     profile = profile or default_profile(backbone)
-    adapter_cfg, head_cfg = probe_configs(dataset, backbone, profile, **changes)
-    val_images = sum(check_selectable(adapter_cfg).values())
+    configs = probe_configs(dataset, backbone, profile, **changes)
+    check_selectable(configs[0])
     records = []
-    for cfg in (adapter_cfg, head_cfg):
+    for cfg in configs:
         records.append(run(cfg, root=root, verbose=verbose))
         log(f"[{cfg.run_id}] probe {cfg.method} ({cfg.epochs} epochs): val acc {records[-1]['metrics']['val_acc']:.2%}")
-    spectra = _spectra(adapter_cfg.run_id, PROBE_IMAGES, root)
-    rank, every2, overlap, curve = advice_from(spectra, protocol(profile).ranks, records[0]["metrics"]["val_acc"],
-                                               records[1]["metrics"]["val_acc"], val_images)
-    cost_runs, cost_share = probe_cost(profile, dataset, **changes)
-    return Advice(dataset, backbone, profile, rank, every2, overlap, curve, records[0]["metrics"]["val_acc"],
-                  records[1]["metrics"]["val_acc"], val_images, [adapter_cfg.run_id, head_cfg.run_id], cost_runs,
-                  cost_share)
+    return advice_of_records(dataset, backbone, profile, configs, records, root)
 
 
-__all__ = ["EVERY2_OVERLAP", "MARGIN_POINTS", "MAX_COST_SHARE", "PROBE_SHARE", "Advice", "advice_from", "advise",
+__all__ = ["EVERY2_OVERLAP", "MARGIN_POINTS", "MAX_COST_SHARE", "PROBE_SHARE", "Advice", "advice_from", "advice_of_records", "advise",
            "captured_energy", "probe_configs", "probe_cost", "subspace_overlap"]
