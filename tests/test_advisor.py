@@ -2,11 +2,11 @@
 rate, grid edge), and one end-to-end probe on a small folder."""
 from __future__ import annotations
 
+import fixtures_data as fx
 import numpy as np
 import pandas as pd
 import pytest
 
-import fixtures_data as fx
 from adaptertune.paper import advice_table, advisor
 from adaptertune.paper.protocols import protocol
 
@@ -75,3 +75,16 @@ def test_advise_probes_a_folder_through_the_store(isolated_home):
     assert [c["rank"] for c in advice.curve] == sorted(protocol("smoke").ranks)
     assert all(a["captured"] <= b["captured"] + 1e-12 for a, b in zip(advice.curve, advice.curve[1:]))
     assert "rank" in advice.markdown() and advice.to_dict()["summary"] == advice.summary
+
+
+def test_the_advisor_grid_is_two_short_probes_per_pair():
+    from adaptertune.paper import experiments
+
+    configs = experiments.grid("advisor", "mini")
+    p = protocol("mini")
+    assert len(configs) == 2 * len(p.datasets) * len(p.backbones)
+    adapters = [c for c in configs if c.method == "adapter"]
+    assert {(c.rank, c.every, c.start) for c in adapters} == {(max(p.ranks), 1, 0)}
+    full_epochs = {d: experiments.recipe("mini", d)["epochs"] for d in p.datasets}
+    assert all(c.epochs == -(-full_epochs[c.dataset] * 2 // 5) for c in configs)
+    assert {c.head_mode for c in configs if c.method == "head"} == {"cached_features"}

@@ -6,15 +6,16 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
+import fixtures_data as fx
 import pytest
 import torch
 from safetensors.torch import save_file
 from torch.utils.data import TensorDataset
 
-import fixtures_data as fx
 from adaptertune import MultiTask, cli
-from adaptertune.store import runs as store
 from adaptertune.paper import fit as fitting
+from adaptertune.paper import userdata
+from adaptertune.store import runs as store
 from adaptertune.store.models import backbone_for_run, load_model
 
 SMALL = dict(profile="smoke", epochs=3, limit=None, pretrained=False, batch_size=64)
@@ -74,12 +75,12 @@ def test_a_class_missing_from_validation_is_refused(monkeypatch):
 
     fake = SimpleNamespace(class_names=["cat", "dog", "fox"], num_classes=3, val=labels(*[0] * 15, *[1] * 10),
                            train=labels(*[0, 1, 2] * 80))
-    monkeypatch.setattr(fitting, "load_for_run", lambda cfg: fake)
+    monkeypatch.setattr(userdata, "load_for_run", lambda cfg: fake)
     cfg = fitting.tuning.cell_config("smoke", "./x", "mini-s", "adapter", 0, 1e-3)
     with pytest.raises(ValueError, match=r"class\(es\) \['fox'\] have no validation image"):
-        fitting.check_selectable(cfg)
+        userdata.check_selectable(cfg)
     fake.val = labels(*[0] * 15, *[1] * 10, 2)
-    assert fitting.check_selectable(cfg) == {"cat": 15, "dog": 10, "fox": 1}
+    assert userdata.check_selectable(cfg) == {"cat": 15, "dog": 10, "fox": 1}
 
 
 def test_bad_arguments_fail_before_any_work(isolated_home):

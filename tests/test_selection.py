@@ -7,8 +7,7 @@ import math
 
 import pytest
 
-from adaptertune import RunConfig, run
-from adaptertune import store
+from adaptertune import RunConfig, run, store
 from adaptertune.training import selection
 from adaptertune.training.selection import best_rate, halving_choice, schedule
 
@@ -81,7 +80,7 @@ def test_a_rung_is_a_prefix_of_the_full_run(isolated_home):
 def test_run_halving_goes_through_the_store_and_is_cached(isolated_home):
     configs = [_config(lr) for lr in (1e-3, 1e-2)]
     lines: list[str] = []
-    h, seen = selection.run_halving(configs, verbose=False, log=lines.append, budget=2.5)
+    h, _ = selection.run_halving(configs, verbose=False, log=lines.append, budget=2.5)
     assert [(r.epoch, r.keep) for r in h.plan.rungs] == [(1, 2), (2, 1), (3, 1)] or h.plan.cost <= 2.5
     assert h.lr in (1e-3, 1e-2) and len(lines) == sum(r.keep for r in h.plan.rungs)
     assert store.run_status(configs[[1e-3, 1e-2].index(h.lr)].run_id) == "finished"

@@ -13,6 +13,7 @@ advice is a prediction; ``paper.advisor_judged`` measures it against the rank sw
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import asdict, dataclass
 
@@ -28,6 +29,7 @@ from . import tuning
 from .protocols import protocol, recipe
 from .shifts import block_shifts, run_models
 from .theory import estimate_shift
+from .userdata import check_selectable, dataset_name, default_profile
 
 PROBE_SHARE = 0.4  # of the recipe's epochs, for each of the two probe runs
 PROBE_IMAGES = 256  # training images whose block outputs are measured (never the test split)
@@ -100,7 +102,7 @@ def subspace_overlap(directions: list[np.ndarray], rank: int) -> float:
     if len(directions) < 2:
         return float("nan")
     values = []
-    for a, b in zip(directions, directions[1:]):
+    for a, b in itertools.pairwise(directions):
         r, d = min(rank, len(a), len(b)), a.shape[1]
         if r >= d:
             return float("nan")
@@ -177,8 +179,6 @@ def advice_of_records(dataset: str, backbone: str, profile: str, configs: tuple[
 def advise(data: str, backbone: str, *, profile: str | None = None, root=None, verbose: bool = False, log=print,
            **changes) -> Advice:
     """Run (or fetch) the two probe runs and return the advice; see the module docstring."""
-    from .fit import check_selectable, dataset_name, default_profile
-
     dataset = dataset_name(data)
     profile = profile or default_profile(backbone)
     configs = probe_configs(dataset, backbone, profile, **changes)

@@ -57,7 +57,7 @@ def halving_table(histories: dict[tuple[str, str, str], dict[float, list[float]]
         seed_accs = by_id.loc[[r for r in finals if r in by_id.index], "test_acc"].astype(float)
         sd = 100 * float(seed_accs.std(ddof=1)) if len(seed_accs) >= 2 else math.nan
 
-        def test(lr: float) -> float:
+        def test(lr: float, configs=configs) -> float:
             rid = configs[lr].run_id
             return 100 * float(by_id.loc[rid, "test_acc"]) if rid in by_id.index else math.nan
 
