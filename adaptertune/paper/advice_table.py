@@ -15,12 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..atomic import atomic_write_bytes
 from ..store import runs as store
 from .advisor import MARGIN_POINTS, Advice, advice_of_records, probe_configs
 from .protocols import protocol
 from .stats import difference
-from .tables import tables_dir
 
 EQUIVALENCE_LEVEL = 0.90  # a 90% interval inside ±margin: two one-sided tests at 5%
 LOSS_LEVEL = 0.95
@@ -106,9 +104,4 @@ def stored_advice(profile: str, pairs: Sequence[tuple[str, str]] | None = None,
     return out
 
 
-def write_summary(text: str, name: str, profile: str) -> Path:
-    """A Markdown summary beside the tables (what the README includes)."""
-    return atomic_write_bytes(tables_dir(profile) / f"{name}.md", (text + "\n").encode())
-
-
-__all__ = ["EQUIVALENCE_LEVEL", "MARGIN_POINTS", "describe_judged", "judged_table", "stored_advice", "write_summary"]
+__all__ = ["EQUIVALENCE_LEVEL", "MARGIN_POINTS", "describe_judged", "judged_table", "stored_advice"]
