@@ -311,9 +311,10 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from .paper.fit import fit
 
     _threads(args.threads)
+    budget = {} if args.budget is None else {"budget": args.budget}
     report = fit(args.data, args.backbone, method=args.method, rank=args.rank, profile=args.profile,
-                 seeds=tuple(args.seeds) if args.seeds else None, budget=args.budget, out=args.out, root=args.root,
-                 verbose=args.verbose, **_fit_changes(args))
+                 seeds=tuple(args.seeds) if args.seeds else None, out=args.out, root=args.root, verbose=args.verbose,
+                 **budget, **_fit_changes(args))
     print(f"chosen lr {report.lr:g}; test acc " + (f"{report.test_acc:.2%}" if report.test_acc is not None else "-")
           + f"; {report.adapter_file} ({report.file_bytes:,} bytes)\nuse it: {report.predict_command}")
     return 0
@@ -413,7 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fit_options(ft)
     ft.add_argument("--method", default="adapter", choices=("adapter", "head"))
     ft.add_argument("--rank", type=_rank, default=AdapterConfig.rank, help="an integer, or auto (the rank advisor)")
-    ft.add_argument("--budget", type=float, default=2.5, help="most the rate choice may cost, in full runs (default 2.5)")
+    ft.add_argument("--budget", type=float, default=None,
+                    help="most the rate choice may cost, in full-length runs (default: selection.DEFAULT_BUDGET)")
     ft.add_argument("--seeds", type=int, nargs="*", help="seeds of the final adapter (default: the selection seed)")
     ft.add_argument("--out", help="output folder (default fit-<data>-<backbone>-<method>)")
     ft.set_defaults(func=_cmd_fit)

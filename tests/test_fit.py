@@ -35,7 +35,8 @@ def test_fit_on_a_folder_writes_a_served_adapter_and_a_report(isolated_home, fol
     assert sum("val acc" in line and "after epoch" in line for line in lines) == 2 + 1 + 1  # a line per candidate rung
     saved = json.loads((out / "report.json").read_text())
     assert saved["lr"] == report.lr and [c["lr"] for c in saved["candidates"]] == [1e-3, 1e-2]
-    assert saved["seeds"][0]["test_acc"] is not None and {c["class"] for c in saved["per_class"]} == {"cat", "dog", "fox"}
+    assert saved["seeds"][0]["test_acc"] is not None
+    assert {c["class"] for c in saved["per_class"]} == {"cat", "dog", "fox"}
     assert "python -m adaptertune predict" in (out / "report.md").read_text()
     run_id = report.seeds[0]["run_id"]
     assert (out / "adapters.safetensors").read_bytes() == store.adapter_file_for_run(run_id).read_bytes()
@@ -90,3 +91,10 @@ def test_bad_arguments_fail_before_any_work(isolated_home):
         fitting.fit("digits", "mini-s", method="full")
     with pytest.raises(ValueError, match="rank='auto' advises an adapter"):
         fitting.fit("digits", "mini-s", method="head", rank="auto")
+
+
+def test_fit_on_a_registered_dataset_reuses_the_tuned_protocols_selection_runs():
+    for dataset in fitting.protocol("mini").datasets:
+        fit_ids = [c.run_id for c in fitting.fit_configs(dataset, "mini-s", "adapter", "mini", rank=16)]
+        assert fit_ids == [c.run_id for c in fitting.tuning.selection_configs("mini", dataset, "mini-s", "adapter")]
+    assert fitting.fit_configs("digits", "mini-s", "adapter", "mini", rank=4)[0].run_id not in fit_ids

@@ -10,7 +10,8 @@ from adaptertune.store import runs as store
 CELL = ("digits", "mini-s", "adapter")  # mini: 5 candidate rates, 15 epochs -> rungs 5@3, 2@8, 1@15
 
 
-def _frame(histories: dict[float, list[float]], test: dict[float, float], seed_tests: tuple[float, float]) -> pd.DataFrame:
+def _frame(histories: dict[float, list[float]], test: dict[float, float],
+           seed_tests: tuple[float, float]) -> pd.DataFrame:
     rows = []
     for cfg in tuning.selection_configs("mini", *CELL):
         h = histories[cfg.lr]

@@ -39,7 +39,8 @@ def _equivalent(a: pd.Series, b: pd.Series, margin: float) -> str:
     return "worse" if iv.high < -margin else "undecided"
 
 
-def judged_table(advice: Sequence[Advice], rank_rows: pd.DataFrame, margin_points: float = MARGIN_POINTS) -> pd.DataFrame:
+def judged_table(advice: Sequence[Advice], rank_rows: pd.DataFrame,
+                 margin_points: float = MARGIN_POINTS) -> pd.DataFrame:
     """One row per advised pair; ``rank_rows``: adapter runs of the rank sweep (dataset, backbone, rank, seed,
     test_acc; other methods are ignored). Pairs without sweep runs are 'pending'."""
     margin = margin_points / 100
@@ -87,7 +88,8 @@ def describe_judged(table: pd.DataFrame, margin_points: float = MARGIN_POINTS) -
         lines.append(f"- {len(edge)} pair(s) peak at the grid's largest rank (no elbow within the grid): "
                      + ", ".join(f"{d}/{b}" for d, b in edge[["dataset", "backbone"]].itertuples(index=False)) + ".")
     share = table["probe_cost_share"].max()
-    lines.append(f"- The probe costs at most {100 * share:.1f}% of the rank sweep it replaces (every rank × every seed).")
+    lines.append(f"- The probe costs at most {100 * share:.1f}% of the rank sweep it replaces (every rank × every "
+                 "seed).")
     return "\n".join(lines)
 
 

@@ -190,5 +190,6 @@ def advise(data: str, backbone: str, *, profile: str | None = None, root=None, v
     return advice_of_records(dataset, backbone, profile, configs, records, root)
 
 
-__all__ = ["EVERY2_OVERLAP", "MARGIN_POINTS", "MAX_COST_SHARE", "PROBE_SHARE", "Advice", "advice_from", "advice_of_records", "advise",
+__all__ = ["EVERY2_OVERLAP", "MARGIN_POINTS", "MAX_COST_SHARE", "PROBE_SHARE", "Advice", "advice_from",
+           "advice_of_records", "advise",
            "captured_energy", "probe_configs", "probe_cost", "subspace_overlap"]

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_write_bytes
+from ..config import RunConfig
 from ..store import runs as store
 from ..training.run import run
 from ..training.selection import DEFAULT_BUDGET, run_halving
@@ -39,6 +40,7 @@ class FitReport:
     cost_runs: float
     candidates: list[dict]
     lr: float
+    at_grid_edge: bool  # the smallest or largest candidate won: the best rate may lie outside the grid
     margin_points: float | None  # None: the winner was alone at every rung it reached with a finite score
     margin_epoch: int
     seeds: list[dict]
@@ -59,7 +61,9 @@ class FitReport:
 
     def markdown(self) -> str:
         lines = [f"# fit: {self.method} on {self.dataset} with {self.backbone} ({self.profile} recipe)", "",
-                 f"Learning rate chosen on validation: **{self.lr:g}** ({self.schedule}).", "",
+                 f"Learning rate chosen on validation: **{self.lr:g}** ({self.schedule})."
+                 + (" It is at the edge of the grid: the best rate may lie outside it." if self.at_grid_edge else ""),
+                 "",
                  "| lr | validation accuracy per rung | last rung | chosen |", "|---:|---|---:|:-:|"]
         for c in self.candidates:
             rungs = ", ".join(f"e{e}: {_pct(v)}" for e, v in c["val_acc"].items())
@@ -73,7 +77,8 @@ class FitReport:
         lines += [f"| {s['seed']} | {s['run_id']} | {_pct(s['val_acc'])} | {_pct(s['test_acc'])} |" for s in self.seeds]
         if self.test_acc is not None and self.per_class:
             lines += ["", f"Test accuracy {_pct(self.test_acc)} (mean over {len(self.seeds)} seed(s)); per class "
-                      "(selection seed):", "", "| class | n | accuracy | most often confused with |", "|---|---:|---:|---|"]
+                      "(first seed):", "", "| class | n | accuracy | most often confused with |",
+                      "|---|---:|---:|---|"]
             lines += [f"| {c['class']} | {c['n']} | {_pct(c['accuracy'])} | "
                       f"{c['confused_with'] + ' (' + str(c['confused_n']) + ')' if c['confused_with'] else '-'} |"
                       for c in self.per_class]
@@ -108,6 +113,14 @@ def per_class_errors(run_id: str, class_names: list[str], root: str | Path | Non
     return out
 
 
+def fit_configs(dataset: str, backbone: str, method: str, profile: str, **changes) -> list[RunConfig]:
+    """The candidates: the tuned protocol's selection runs of the cell (the same run ids, so a registered dataset
+    with the protocol's recipe reuses them), with ``changes`` applied."""
+    seed = protocol(profile).selection_seed
+    return [tuning.cell_config(profile, dataset, backbone, method, seed, lr, **changes)
+            for lr in tuning.candidates(profile, method)]
+
+
 def fit(data: str | Path, backbone: str, *, method: str = "adapter", rank: int | str = 16, profile: str | None = None,
         seeds: tuple[int, ...] | None = None, budget: float = DEFAULT_BUDGET, out: str | Path | None = None,
         root: str | Path | None = None, verbose: bool = False, log=print, **changes) -> FitReport:
@@ -130,14 +143,14 @@ def fit(data: str | Path, backbone: str, *, method: str = "adapter", rank: int |
         rank = advice.rank
         log(f"[advise] {advice.summary}")
     adapter_changes = {"rank": int(rank)} if method == "adapter" else {}
-    configs = [tuning.cell_config(profile, dataset, backbone, method, p.selection_seed, lr, **adapter_changes, **changes)
-               for lr in tuning.candidates(profile, method)]
+    configs = fit_configs(dataset, backbone, method, profile, **adapter_changes, **changes)
     val_counts = check_selectable(configs[0])
     log(f"[fit] {dataset}: {len(val_counts)} classes, {sum(val_counts.values())} validation images; "
         f"{len(configs)} candidate rates {[c.lr for c in configs]}")
     halving, _ = run_halving(configs, budget=budget, root=root, verbose=verbose, log=log)
     log(f"[fit] {halving.plan.describe()}; chosen lr {halving.lr:g}")
-    chosen = {float(c.lr): c for c in configs}[halving.lr]
+    by_lr = {float(c.lr): c for c in configs}
+    chosen = by_lr[halving.lr]
     finals = [chosen if s == p.selection_seed else chosen.with_(seed=s) for s in seeds]
     records = [run(c, root=root, verbose=verbose) for c in finals]
     for c, r in zip(finals, records):
@@ -152,11 +165,12 @@ def fit(data: str | Path, backbone: str, *, method: str = "adapter", rank: int |
     report = FitReport(
         dataset=dataset, backbone=backbone, method=method, rank=adapter_changes.get("rank"), profile=profile,
         schedule=halving.plan.describe(), cost_runs=halving.plan.cost,
-        candidates=[{"lr": lr, "run_id": {float(c.lr): c for c in configs}[lr].run_id,
+        candidates=[{"lr": lr, "run_id": by_lr[lr].run_id,
                      "val_acc": {e: _finite(s[lr]) for e, s in halving.scores.items() if lr in s},
                      "last_epoch": max(e for e, s in halving.scores.items() if lr in s), "chosen": lr == halving.lr}
-                    for lr in sorted(float(c.lr) for c in configs)],
-        lr=halving.lr, margin_points=_finite(100 * margin), margin_epoch=margin_epoch,
+                    for lr in sorted(by_lr)],
+        lr=halving.lr, at_grid_edge=halving.lr in (min(by_lr), max(by_lr)), margin_points=_finite(100 * margin),
+        margin_epoch=margin_epoch,
         seeds=[{"seed": c.seed, "run_id": c.run_id, "val_acc": r["metrics"]["val_acc"],
                 "test_acc": r["metrics"]["test_acc"]} for c, r in zip(finals, records)],
         per_class=per_class_errors(first["run_id"], list(first["dataset"]["class_names"]), root),
@@ -170,4 +184,4 @@ def fit(data: str | Path, backbone: str, *, method: str = "adapter", rank: int |
     return report
 
 
-__all__ = ["FIT_METHODS", "FitReport", "fit", "per_class_errors"]
+__all__ = ["FIT_METHODS", "FitReport", "fit", "fit_configs", "per_class_errors"]

@@ -65,12 +65,14 @@ def halving_table(histories: dict[tuple[str, str, str], dict[float, list[float]]
         same = grid is not None and half.lr == grid.lr
         verdict = ("same rate" if same else "pending" if grid is None or math.isnan(diff) or math.isnan(sd)
                    else "within seed noise" if abs(diff) <= sd else "outside seed noise")
-        out.append({"dataset": dataset, "backbone": backbone, "regime": regime, "epochs": epochs, "candidates": len(hist),
+        out.append({"dataset": dataset, "backbone": backbone, "regime": regime, "epochs": epochs,
+                    "candidates": len(hist),
                     "rungs": " → ".join(f"{r.keep}@{r.epoch}" for r in half.plan.rungs),
                     "cost_runs": half.plan.cost, "grid_lr": grid.lr if grid is not None else np.nan,
                     "halving_lr": half.lr, "test_diff_points": 0.0 if same else diff, "seed_sd_points": sd,
                     "n_seeds": len(seed_accs), "verdict": verdict})
-    return pd.DataFrame(out, columns=["dataset", "backbone", "regime", "epochs", "candidates", "rungs", "cost_runs", "grid_lr",
+    return pd.DataFrame(out, columns=["dataset", "backbone", "regime", "epochs", "candidates", "rungs", "cost_runs",
+                                      "grid_lr",
                                       "halving_lr", "test_diff_points", "seed_sd_points", "n_seeds", "verdict"])
 
 

@@ -50,8 +50,8 @@ def check_selectable(cfg: RunConfig) -> dict[str, int]:
                          f"{int(train.sum() + counts.sum())})")
     missing = [names[i] for i in np.flatnonzero(counts == 0)]
     if missing:
-        raise ValueError(f"{cfg.dataset}: class(es) {missing} have no validation image (of {int(counts.sum())}): a rate "
-                         f"chosen without them says nothing about them; add images of these classes (about "
+        raise ValueError(f"{cfg.dataset}: class(es) {missing} have no validation image (of {int(counts.sum())}): a "
+                         "rate chosen without them says nothing about them; add images of these classes (about "
                          f"{math.ceil(1 / cfg.val_fraction)} per validation image) or raise val_fraction")
     return {names[i]: int(c) for i, c in enumerate(counts)}
 
