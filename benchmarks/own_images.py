@@ -27,8 +27,8 @@ SERVE = '''import adaptertune as at
 tasks = {"adapter": "my_adapter/adapters.safetensors", "head": "my_head/adapters.safetensors"}
 model = at.MultiTask(at.create_backbone("mini-s", 1{profile}), tasks)   # one frozen backbone, two tasks
 result = at.predict(model, at.find_images(["new_images"]))
-for task, s in at.score(result, {{t: list(model.task(t).class_names) for t in tasks}}).items():
-    print(f"{{task}}: {{s.accuracy:.2%}} of {{s.scored}} images, {{model.task(task).num_classes}} classes")
+for task, s in at.score(result, {t: list(model.task(t).class_names) for t in tasks}).items():
+    print(f"{task}: {s.accuracy:.2%} of {s.scored} images, {model.task(task).num_classes} classes")
 '''
 
 
@@ -48,7 +48,7 @@ def transcript(profile: str, per_class: int, work: Path, home: Path) -> str:
     link = work / "data" / "backbones"
     if not link.exists():
         link.symlink_to(home / "data" / "backbones", target_is_directory=True)
-    (work / "serve.py").write_text(SERVE.format(profile="" if profile == "mini" else f', profile="{profile}"'))
+    (work / "serve.py").write_text(SERVE.replace("{profile}", "" if profile == "mini" else f', profile="{profile}"'))
     env = {**os.environ, "ADAPTERTUNE_HOME": str(work), "ADAPTERTUNE_RESULTS": str(work / "results"),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     blocks = []
