@@ -307,10 +307,18 @@ def _rank(text: str) -> int | str:
     return "auto" if text == "auto" else int(text)
 
 
+def _pinned_threads(args: argparse.Namespace) -> int | None:
+    """--threads, else the profile's pinned count (mini: its numerics depend on it, so cached runs match)."""
+    from .paper.protocols import protocol
+    from .paper.userdata import default_profile
+
+    return args.threads if args.threads is not None else protocol(args.profile or default_profile(args.backbone)).threads
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
     from .paper.fit import fit
 
-    _threads(args.threads)
+    _threads(_pinned_threads(args))
     budget = {} if args.budget is None else {"budget": args.budget}
     report = fit(args.data, args.backbone, method=args.method, rank=args.rank, profile=args.profile,
                  seeds=tuple(args.seeds) if args.seeds else None, out=args.out, root=args.root, verbose=args.verbose,
@@ -323,7 +331,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 def _cmd_advise(args: argparse.Namespace) -> int:
     from .paper.advisor import advise
 
-    _threads(args.threads)
+    _threads(_pinned_threads(args))
     advice = advise(args.data, args.backbone, profile=args.profile, root=args.root, verbose=args.verbose,
                     **_fit_changes(args))
     print(advice.markdown())

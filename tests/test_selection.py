@@ -65,6 +65,7 @@ def _config(lr: float = 3e-3) -> RunConfig:
                      warmup_epochs=1, batch_size=64, limit=192, log_every=3, train_eval_limit=64, lr=lr)
 
 
+@pytest.mark.slow
 def test_a_rung_is_a_prefix_of_the_full_run(isolated_home):
     cfg = _config()
     reference = store.load_metrics(run(cfg, root=isolated_home / "reference", verbose=False)["run_id"],
@@ -77,6 +78,7 @@ def test_a_rung_is_a_prefix_of_the_full_run(isolated_home):
     assert store.load_metrics(cfg.run_id)["val_acc"].tolist() == reference["val_acc"].tolist()
 
 
+@pytest.mark.slow
 def test_run_halving_goes_through_the_store_and_is_cached(isolated_home):
     configs = [_config(lr) for lr in (1e-3, 1e-2)]
     lines: list[str] = []
