@@ -88,3 +88,15 @@ def test_the_advisor_grid_is_two_short_probes_per_pair():
     full_epochs = {d: experiments.recipe("mini", d)["epochs"] for d in p.datasets}
     assert all(c.epochs == -(-full_epochs[c.dataset] * 2 // 5) for c in configs)
     assert {c.head_mode for c in configs if c.method == "head"} == {"cached_features"}
+
+
+@pytest.mark.slow
+def test_fit_with_rank_auto_takes_the_advice(isolated_home):
+    from adaptertune.paper import fit as fitting
+
+    folder = fx.write_image_folder(isolated_home / "pics", per_class=100)
+    small = dict(profile="smoke", epochs=3, limit=None, pretrained=False, batch_size=64)
+    advice = advisor.advise(str(folder), "mini-s", log=lambda s: None, **small)
+    report = fitting.fit(str(folder), "mini-s", rank="auto", out=isolated_home / "out", log=lambda s: None, **small)
+    assert report.rank == advice.rank and report.rank_advice["summary"] == advice.summary
+    assert f"Rank: {advice.rank}" in (isolated_home / "out" / "report.md").read_text()
