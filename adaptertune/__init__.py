@@ -26,6 +26,8 @@ _LAZY = {
     "sweep": "adaptertune.training.sweep",
     "load_results": "adaptertune.store.table",
     "load_model": "adaptertune.store.models",
+    "fit": "adaptertune.paper.fit",
+    "advise": "adaptertune.paper.advisor",
 }
 
 
@@ -45,7 +47,7 @@ __all__ = [
     "REGIMES", "Regime", "register", "Adapter", "AdapterConfig", "AdapterFile", "BlockCost", "ImageItem", "MultiTask", "ParamCount",
     "Predictions", "PretrainedWeightsError", "RunConfig", "TaskInfo", "__version__", "adapter_config", "adapter_modules",
     "add_adapters", "backbone_fingerprint", "backbone_info", "count_parameters", "create_backbone", "data_config",
-    "eval_transform", "expected_trainable", "find_images", "load_adapters", "load_model", "load_results",
+    "advise", "eval_transform", "expected_trainable", "find_images", "fit", "load_adapters", "load_model", "load_results",
     "open_adapter_file", "predict", "prepare", "recompute_frozen_mlps", "run", "save_adapters", "score", "sweep",
     "write_predictions",
 ]

@@ -221,6 +221,66 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+FIT_OVERRIDES = ("epochs", "warmup_epochs", "batch_size", "limit", "val_fraction", "pretrained")
+
+
+def _fit_changes(args: argparse.Namespace) -> dict:
+    return {k: getattr(args, k) for k in FIT_OVERRIDES if getattr(args, k, None) is not None}
+
+
+def _rank(text: str) -> int | str:
+    return "auto" if text == "auto" else int(text)
+
+
+def _pinned_threads(args: argparse.Namespace) -> int | None:
+    """--threads, else the profile's pinned count (mini: its numerics depend on it, so cached runs match)."""
+    from .paper.protocols import protocol
+    from .paper.userdata import default_profile
+
+    return args.threads if args.threads is not None else protocol(args.profile or default_profile(args.backbone)).threads
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from .paper.fit import fit
+
+    _threads(_pinned_threads(args))
+    budget = {} if args.budget is None else {"budget": args.budget}
+    report = fit(args.data, args.backbone, method=args.method, rank=args.rank, profile=args.profile,
+                 seeds=tuple(args.seeds) if args.seeds else None, out=args.out, root=args.root, verbose=args.verbose,
+                 **budget, **_fit_changes(args))
+    print(f"chosen lr {report.lr:g}; test acc " + (f"{report.test_acc:.2%}" if report.test_acc is not None else "-")
+          + f"; {report.adapter_file} ({report.file_bytes:,} bytes)\nuse it: {report.predict_command}")
+    return 0
+
+
+def _cmd_advise(args: argparse.Namespace) -> int:
+    from .paper.advisor import advise
+
+    _threads(_pinned_threads(args))
+    advice = advise(args.data, args.backbone, profile=args.profile, root=args.root, verbose=args.verbose,
+                    **_fit_changes(args))
+    print(advice.markdown())
+    return 0
+
+
+def _add_fit_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", help="a registered dataset (python -m adaptertune.data list) or an ImageFolder path")
+    parser.add_argument("--backbone", required=True, help="mini-s, mini-b, vit-s16, ... or any timm ViT")
+    parser.add_argument("--profile", choices=PROFILES, default=None,
+                        help="whose recipe and learning-rate grid (default: mini for mini backbones, else paper)")
+    parser.add_argument("--root", help="run store root")
+    parser.add_argument("--verbose", action="store_true", help="print each run's epoch lines too")
+    parser.add_argument("--threads", type=int, help=THREADS_HELP)
+    for name in FIT_OVERRIDES:
+        flag = "--" + name.replace("_", "-")
+        if name == "pretrained":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                                help="pretrained backbone weights (default true)")
+        else:
+            parser.add_argument(flag, type=float if name in ("warmup_epochs", "val_fraction") else int, default=None,
+                                help="override the profile's recipe")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .training.settings import add_precision_option, add_settings_options
 
@@ -293,6 +353,21 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--show", type=int, default=3, help="predictions printed per task (default 3)")
     pr.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="tqdm bar (default: on a terminal)")
     pr.set_defaults(func=_cmd_predict)
+
+    ft = sub.add_parser("fit", help="choose the learning rate on validation (successive halving), train, write the "
+                        "adapter file + report")
+    _add_fit_options(ft)
+    ft.add_argument("--method", default="adapter", choices=("adapter", "head"))
+    ft.add_argument("--rank", type=_rank, default=AdapterConfig.rank, help="an integer, or auto (the rank advisor)")
+    ft.add_argument("--budget", type=float, default=None,
+                    help="most the rate choice may cost, in full-length runs (default: selection.DEFAULT_BUDGET)")
+    ft.add_argument("--seeds", type=int, nargs="*", help="seeds of the final adapter (default: the selection seed)")
+    ft.add_argument("--out", help="output folder (default fit-<data>-<backbone>-<method>)")
+    ft.set_defaults(func=_cmd_fit)
+
+    adv = sub.add_parser("advise", help="recommend an adapter rank from a short probe (the rank advisor)")
+    _add_fit_options(adv)
+    adv.set_defaults(func=_cmd_advise)
 
     res = sub.add_parser("results", help="table of finished runs in the store")
     res.add_argument("--root", help="run store root")

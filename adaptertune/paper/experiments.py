@@ -22,13 +22,14 @@ from ..store import runs as results
 from ..store.table import load_results
 from ..training.sweep import unique
 from . import tuning
+from .advisor import probe_configs
 from .protocols import (PAPER_BACKBONES, PAPER_CORE, PAPER_EXTENDED, PROTOCOL_NAMES, PROTOCOLS, Controls, Protocol,
                         config, protocol, recipe, seated)
 
 # "main" is the paper-recipe Tab.2 grid, "tuned" the same cells under the tuned protocol; "selection" the tuned
 # protocol's learning-rate search; "scratch", "budget", "dose" and "backbone_seed" are the controls.
 GRIDS = ("main", "tuned", "selection", "seeds", "extended", "rank", "placement", "init", "sensitivity", "theory",
-         "scratch", "budget", "dose", "backbone_seed", "multitask")
+         "scratch", "budget", "dose", "backbone_seed", "advisor", "multitask")
 MAIN_REGIMES = methods(in_paper=True)  # the paper-recipe grids; the tuned protocol adds Protocol.beyond
 
 
@@ -182,6 +183,8 @@ def grid(name: str, profile: str, runs: pd.DataFrame | None = None, assume_pendi
         # together from one frozen backbone; the ablation dataset's run is the placement grid's (every=1, start=L/2)
         backbone = p.ablation[1]
         configs = [config(profile, d, backbone, "adapter", p.seeds[0], start=p.ablation_depth // 2) for d in p.datasets]
+    elif name == "advisor":  # the rank advisor's two probe runs on every pair (judged against the rank sweeps)
+        configs = [x for b in p.backbones for d in p.datasets for x in probe_configs(d, b, profile)]
     else:
         raise ValueError(f"grid name {name!r} is unknown: choose one of {GRIDS}")
     return unique(configs)

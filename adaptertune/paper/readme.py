@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from ..atomic import atomic_write_bytes
-from ..paths import home
+from ..paths import figures_dir, home
 
 DOCUMENTS = ("README.md", "docs/*.md")  # the documents with include blocks, relative to the project home
 INCLUDE = re.compile(r"(<!-- include: (?P<path>[^ ]+) -->\n)(?P<body>.*?)(<!-- /include -->)", re.S)
@@ -76,6 +76,11 @@ def stale_all(root: Path | None = None) -> dict[str, list[str]]:
     return {doc: paths for doc, paths in found.items() if paths}
 
 
+def write_summary(text: str, name: str, profile: str) -> Path:
+    """A notebook's Markdown summary as ``figures/tables/<profile>/<name>.md``: a file an include block can copy."""
+    return atomic_write_bytes(figures_dir() / "tables" / profile / f"{name}.md", (text.rstrip() + "\n").encode())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m adaptertune.paper.readme", description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="only report blocks that differ from their files")
@@ -98,4 +103,5 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["DOCUMENTS", "INCLUDE", "documents", "includes", "main", "stale", "stale_all", "sync", "sync_all"]
+__all__ = ["DOCUMENTS", "INCLUDE", "documents", "includes", "main", "stale", "stale_all", "sync", "sync_all",
+           "write_summary"]

@@ -93,6 +93,9 @@ def _models(run_id: str, root: str | Path | None) -> tuple[nn.Module, nn.Module]
     return pretrained, trained
 
 
+run_models = _models  # public name for the rank advisor: the trained network and its pretrained backbone
+
+
 def probe_images(run_id: str, images: int, root: str | Path | None = None) -> Tensor:
     """The first ``images`` of a fixed (seed 0) permutation of the run's test split: the same for every run of a dataset."""
     splits = load_for_run(runs.load_config(run_id, root))
@@ -138,4 +141,4 @@ def analyse_runs(run_rows: pd.DataFrame, ranks: Sequence[int], images: int = 512
     return {k: pd.concat(v, ignore_index=True) if v else empty[k] for k, v in parts.items()}
 
 
-__all__ = ["adapter_linearisation", "analyse_runs", "block_shifts", "probe_images"]
+__all__ = ["adapter_linearisation", "analyse_runs", "block_shifts", "probe_images", "run_models", "run_shifts"]

@@ -15,6 +15,7 @@ import pandas as pd
 
 from ..config import RunConfig
 from ..regimes import REGIMES
+from ..training.selection import DIVERGED, best_rate
 from .protocols import config, protocol, seated
 
 
@@ -92,9 +93,6 @@ class Choice:
         return self.lr in (min(self.val_acc), max(self.val_acc))
 
 
-DIVERGED = "NonFiniteLossError"  # a candidate rate whose loss blew up is a finished search step, never chosen
-
-
 def _scores(runs: pd.DataFrame, configs: list[RunConfig]) -> dict[float, float]:
     """Validation accuracy per candidate rate over the candidates that are settled: finished (their last-epoch
     val_acc) or diverged (NaN). ``runs`` may hold failed rows (``status``, ``error``); other failures are unsettled."""
@@ -127,11 +125,10 @@ def choose(runs: pd.DataFrame, profile: str, dataset: str, backbone: str, regime
     if scores is None:
         grid = candidates(profile, regime)
         return Choice(dataset, backbone, regime, grid[len(grid) // 2], {}, assumed=True) if assume else None
-    ordered = [lr for lr in sorted(scores) if not np.isnan(scores[lr])]  # ascending rate: ties go to the smaller one
-    if not ordered:
+    best = best_rate(scores)  # the one rule (training.selection), shared with `fit`
+    if best is None:
         raise ValueError(f"every candidate rate of {dataset}/{backbone}/{regime} diverged ({sorted(scores)}): widen the "
                          "lr grid of the profile towards smaller rates")
-    best = ordered[int(np.argmax([scores[lr] for lr in ordered]))]
     return Choice(dataset, backbone, regime, best, scores)
 
 

@@ -108,7 +108,7 @@ class _Run:
     def _wall(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.t0
 
-    def execute(self) -> dict:
+    def execute(self, stop_after: int | None = None) -> dict:
         cfg, ctx = self.cfg, self.ctx
         provenance.reset_peak_memory(ctx.device)
         self.record["numerics"] = {**set_numerics(cfg.precision), "compile": cfg.compile,
@@ -165,7 +165,7 @@ class _Run:
 
         steps_per_epoch = len(loader_for(0))
         total, warmup = cfg.epochs * steps_per_epoch, round(cfg.warmup_epochs * steps_per_epoch)
-        for epoch in range(state["epoch"], cfg.epochs):
+        for epoch in range(state["epoch"], min(cfg.epochs, stop_after or cfg.epochs)):
             t_epoch = time.perf_counter()
             generator = torch.Generator().manual_seed(derive_seed(cfg.seed, epoch, ctx.rank, "augment"))
             stats, step_rows, state["step"] = train_epoch(
@@ -188,6 +188,8 @@ class _Run:
             self.log(f"[{cfg.run_id}] epoch {epoch + 1}/{cfg.epochs}  train loss {row['train_loss']:.4f} acc "
                      f"{row['train_acc']:.2%}  val loss {row['val_loss']:.4f} acc {row['val_acc']:.2%}  lr {row['lr']:.2e}  "
                      f"{row['seconds']:.1f}s  {row['images_per_s']:.0f} img/s")
+        if state["epoch"] < cfg.epochs:  # a prefix of the run (a halving rung): stays "running", resumable
+            return {**self.record, "history": state["history"], "epochs_done": state["epoch"]}
         return self._finish(model, net, splits, state, test_set, train_eval_set, common, forward.compiled)
 
     def _finish(self, model, net, splits, state, test_set, train_eval_set, common, compiled) -> dict:
@@ -260,24 +262,29 @@ def _locked(ctx: distributed.DistContext, path: Path, stack: ExitStack) -> None:
 
 
 def run(config: RunConfig | dict, *, root: str | Path | None = None, progress: bool | None = None,
-        verbose: bool = True, force: bool = False, retry_failed: bool = True) -> dict:
+        verbose: bool = True, force: bool = False, retry_failed: bool = True, stop_after: int | None = None) -> dict:
     """Train (or resume, or fetch from the store) one run and return its ``result.json`` record.
 
     ``progress``: tqdm bars (default: only on a terminal). ``force``: discard any stored run and retrain.
     ``retry_failed``: a failed run starts again from scratch (else its record is returned as it is).
+    ``stop_after=k``: train only up to epoch k of the full-length run (same schedule) and return the record with its
+    ``history``, status still ``running``; a later call resumes it (successive halving's rungs).
     Raises :class:`~adaptertune.store.lock.RunLocked` without touching the run when another process is training it,
     and on failure after recording ``status: "failed"`` with the error (e.g. :class:`NonFiniteLossError`).
     The paper profile refuses a CPU it did not ask for (:func:`cpu_refusal`).
     """
     return train_or_fetch(config, root=root, progress=progress, verbose=verbose, force=force,
-                          retry_failed=retry_failed)[0]
+                          retry_failed=retry_failed, stop_after=stop_after)[0]
 
 
 def train_or_fetch(config: RunConfig | dict, *, root: str | Path | None = None, progress: bool | None = None,
-                   verbose: bool = True, force: bool = False, retry_failed: bool = True) -> tuple[dict, bool]:
+                   verbose: bool = True, force: bool = False, retry_failed: bool = True,
+                   stop_after: int | None = None) -> tuple[dict, bool]:
     """:func:`run`, also saying whether this call trained (False: the record was in the store, e.g. another shard
     finished the run between a sweep's first look and taking the lock)."""
     cfg = config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
+    if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 1):
+        raise ValueError(f"stop_after={stop_after!r} is not allowed: use an epoch >= 1 (or None for the whole run)")
     ctx = distributed.setup(cfg.device)
     path = results.run_path(cfg.run_id, root)
     existing = results.read_result(cfg.run_id, root)
@@ -301,7 +308,7 @@ def train_or_fetch(config: RunConfig | dict, *, root: str | Path | None = None, 
         distributed.barrier(ctx)
         job = _Run(cfg, ctx, path, show_progress(progress), verbose)
         try:
-            record = job.execute()
+            record = job.execute(stop_after)
         except (KeyboardInterrupt, SystemExit):
             raise  # stays "running": the next run() resumes from the last checkpoint
         except Exception as err:
@@ -309,7 +316,7 @@ def train_or_fetch(config: RunConfig | dict, *, root: str | Path | None = None, 
             raise
         finally:
             job.pool.close()
-        if ctx.is_main:
+        if ctx.is_main and record.get("status") == "finished":
             # resume needs the optimizer state, a finished run does not (load_model reads the adapter / model file)
             (path / CHECKPOINT_FILE).unlink(missing_ok=True)
             lock.note(path, "finish")

@@ -1,0 +1,188 @@
+"""``fit(data, backbone)``: from a dataset (registered or an ImageFolder) to a well-tuned adapter file in one call.
+
+The learning rate is chosen on the validation split by the tuned protocol's own rule and grid (``tuning.candidates``,
+``training.selection``), applied by successive halving so the choice costs at most ``budget`` full runs; every run goes
+through the run store (cached, resumable), so on a registered dataset with the protocol's recipe fit reuses the tuned
+protocol's selection runs. Then the other seeds train at the chosen rate, and fit writes the adapter file unchanged
+(``predict`` and ``MultiTask`` read it as they read any run's) plus ``report.json`` and ``report.md``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import atomic_write_bytes
+from ..config import RunConfig
+from ..regimes import methods, regime
+from ..store import runs as store
+from ..training.run import run
+from ..training.selection import DEFAULT_BUDGET, run_halving
+from . import tuning
+from .advisor import advise
+from .protocols import protocol
+from .userdata import check_selectable, dataset_name, default_profile
+
+# fit serves what an adapter file holds: every registered regime but the whole-model ones (full FT)
+FIT_METHODS = tuple(n for n in methods() if not regime(n).whole_model)
+
+
+@dataclass(frozen=True)
+class FitReport:
+    """What fit did and what it got; ``to_dict`` is report.json, ``markdown`` is report.md."""
+
+    dataset: str
+    backbone: str
+    method: str
+    rank: int | None
+    profile: str
+    schedule: str
+    cost_runs: float
+    candidates: list[dict]
+    lr: float
+    at_grid_edge: bool  # the smallest or largest candidate won: the best rate may lie outside the grid
+    margin_points: float | None  # None: the winner was alone at every rung it reached with a finite score
+    margin_epoch: int
+    seeds: list[dict]
+    per_class: list[dict]
+    trainable_params: int
+    file_bytes: int
+    adapter_file: str
+    predict_command: str
+    rank_advice: dict | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def test_acc(self) -> float | None:
+        accs = [s["test_acc"] for s in self.seeds if s.get("test_acc") is not None]
+        return float(np.mean(accs)) if accs else None
+
+    def markdown(self) -> str:
+        lines = [f"# fit: {self.method} on {self.dataset} with {self.backbone} ({self.profile} recipe)", "",
+                 f"Learning rate chosen on validation: **{self.lr:g}** ({self.schedule})."
+                 + (" It is at the edge of the grid: the best rate may lie outside it." if self.at_grid_edge else ""),
+                 "",
+                 "| lr | validation accuracy per rung | last rung | chosen |", "|---:|---|---:|:-:|"]
+        for c in self.candidates:
+            rungs = ", ".join(f"e{e}: {_pct(v)}" for e, v in c["val_acc"].items())
+            lines.append(f"| {c['lr']:g} | {rungs} | {c['last_epoch']} | {'✓' if c['chosen'] else ''} |")
+        margin = ("alone at its rung" if self.margin_points is None
+                  else f"{self.margin_points:+.2f} points over the runner-up at epoch {self.margin_epoch}")
+        lines += ["", f"Margin: {margin}."]
+        if self.rank_advice:
+            lines += [f"Rank: {self.rank} (advised: {self.rank_advice.get('summary', '')})."]
+        lines += ["", "| seed | run | val acc | test acc |", "|---:|---|---:|---:|"]
+        lines += [f"| {s['seed']} | {s['run_id']} | {_pct(s['val_acc'])} | {_pct(s['test_acc'])} |" for s in self.seeds]
+        if self.test_acc is not None and self.per_class:
+            lines += ["", f"Test accuracy {_pct(self.test_acc)} (mean over {len(self.seeds)} seed(s)); per class "
+                      "(first seed):", "", "| class | n | accuracy | most often confused with |",
+                      "|---|---:|---:|---|"]
+            lines += [f"| {c['class']} | {c['n']} | {_pct(c['accuracy'])} | "
+                      f"{c['confused_with'] + ' (' + str(c['confused_n']) + ')' if c['confused_with'] else '-'} |"
+                      for c in self.per_class]
+        lines += ["", f"{self.trainable_params:,} trainable parameters; adapter file `{Path(self.adapter_file).name}` "
+                  f"{self.file_bytes:,} bytes.", "", "Use it:", "", "```bash", self.predict_command, "```"]
+        return "\n".join(lines) + "\n"
+
+
+def _finite(v: float) -> float | None:
+    """JSON has no NaN or inf: a diverged score or a margin without a runner-up is null."""
+    return None if math.isnan(v) or math.isinf(v) else float(v)
+
+
+def _pct(v: float | None) -> str:
+    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.2f}%"
+
+
+def per_class_errors(run_id: str, class_names: list[str], root: str | Path | None = None) -> list[dict]:
+    """Test accuracy per class and its most common wrong answer, from the run's stored predictions."""
+    pred = store.load_predictions(run_id, root)
+    y, p = np.asarray(pred["y_true"]), np.asarray(pred["y_pred"])
+    out = []
+    for i, name in enumerate(class_names):
+        mask = y == i
+        if not mask.any():
+            continue
+        wrong = np.bincount(p[mask & (p != i)], minlength=len(class_names))
+        top = int(wrong.argmax()) if wrong.sum() else None
+        out.append({"class": name, "n": int(mask.sum()), "accuracy": float((p[mask] == i).mean()),
+                    "confused_with": class_names[top] if top is not None else None,
+                    "confused_n": int(wrong[top]) if top is not None else 0})
+    return out
+
+
+def fit_configs(dataset: str, backbone: str, method: str, profile: str, **changes) -> list[RunConfig]:
+    """The candidates: the tuned protocol's selection runs of the cell (the same run ids, so a registered dataset
+    with the protocol's recipe reuses them), with ``changes`` applied."""
+    seed = protocol(profile).selection_seed
+    return [tuning.cell_config(profile, dataset, backbone, method, seed, lr, **changes)
+            for lr in tuning.candidates(profile, method)]
+
+
+def fit(data: str | Path, backbone: str, *, method: str = "adapter", rank: int | str = 16, profile: str | None = None,
+        seeds: tuple[int, ...] | None = None, budget: float = DEFAULT_BUDGET, out: str | Path | None = None,
+        root: str | Path | None = None, verbose: bool = False, log=print, **changes) -> FitReport:
+    """Choose the learning rate on validation by successive halving, train the final adapter (and ``seeds``), and
+    write ``<out>/adapters.safetensors``, ``report.json`` and ``report.md``. ``rank='auto'`` asks the rank advisor.
+    ``changes`` override recipe fields (epochs, batch_size, limit, pretrained, ...)."""
+    if method not in FIT_METHODS:
+        raise ValueError(f"method={method!r} is not allowed: fit trains one of {FIT_METHODS} (it writes an adapter "
+                         "file; use `run` for a whole-model regime such as full FT)")
+    dataset = dataset_name(data)
+    profile = profile or default_profile(backbone)
+    p = protocol(profile)
+    seeds = tuple(seeds) if seeds else (p.selection_seed,)
+    advice = None
+    if rank == "auto":
+        if not regime(method).adapter_options:
+            raise ValueError(f"rank='auto' advises an adapter's rank: method={method!r} has none")
+        advice = advise(dataset, backbone, profile=profile, root=root, verbose=verbose, log=log, **changes)
+        rank = advice.rank
+        log(f"[advise] {advice.summary}")
+    adapter_changes = {"rank": int(rank)} if regime(method).adapter_options else {}
+    configs = fit_configs(dataset, backbone, method, profile, **adapter_changes, **changes)
+    val_counts = check_selectable(configs[0])
+    log(f"[fit] {dataset}: {len(val_counts)} classes, {sum(val_counts.values())} validation images; "
+        f"{len(configs)} candidate rates {[c.lr for c in configs]}")
+    halving, _ = run_halving(configs, budget=budget, root=root, verbose=verbose, log=log)
+    log(f"[fit] {halving.plan.describe()}; chosen lr {halving.lr:g}")
+    by_lr = {float(c.lr): c for c in configs}
+    chosen = by_lr[halving.lr]
+    finals = [chosen if s == p.selection_seed else chosen.with_(seed=s) for s in seeds]
+    records = [run(c, root=root, verbose=verbose) for c in finals]
+    for c, r in zip(finals, records):
+        log(f"[{c.run_id}] seed {c.seed} at lr {c.lr:g}: val acc {r['metrics']['val_acc']:.2%}, "
+            f"test acc {r['metrics']['test_acc']:.2%}")
+    first = records[0]
+    out = Path(out) if out is not None else Path(f"fit-{Path(dataset).name}-{backbone}-{method}")
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / store.ADAPTER_FILE
+    atomic_write_bytes(target, store.adapter_file_for_run(first["run_id"], root).read_bytes())  # the run's file as is
+    margin, margin_epoch = halving.margin
+    report = FitReport(
+        dataset=dataset, backbone=backbone, method=method, rank=adapter_changes.get("rank"), profile=profile,
+        schedule=halving.plan.describe(), cost_runs=halving.plan.cost,
+        candidates=[{"lr": lr, "run_id": by_lr[lr].run_id,
+                     "val_acc": {e: _finite(s[lr]) for e, s in halving.scores.items() if lr in s},
+                     "last_epoch": max(e for e, s in halving.scores.items() if lr in s), "chosen": lr == halving.lr}
+                    for lr in sorted(by_lr)],
+        lr=halving.lr, at_grid_edge=halving.lr in (min(by_lr), max(by_lr)), margin_points=_finite(100 * margin),
+        margin_epoch=margin_epoch,
+        seeds=[{"seed": c.seed, "run_id": c.run_id, "val_acc": r["metrics"]["val_acc"],
+                "test_acc": r["metrics"]["test_acc"]} for c, r in zip(finals, records)],
+        per_class=per_class_errors(first["run_id"], list(first["dataset"]["class_names"]), root),
+        trainable_params=int(first["params"]["trainable"]), file_bytes=target.stat().st_size, adapter_file=str(target),
+        predict_command=f"python -m adaptertune predict {target} --images IMAGES"
+                        + (" --profile smoke" if profile == "smoke" else ""),
+        rank_advice=advice.to_dict() if advice is not None else None)
+    store.write_json(out / "report.json", report.to_dict())
+    atomic_write_bytes(out / "report.md", report.markdown().encode())
+    log(f"[fit] {target} ({report.file_bytes:,} bytes), report {out / 'report.md'}")
+    return report
+
+
+__all__ = ["FIT_METHODS", "FitReport", "fit", "fit_configs", "per_class_errors"]

@@ -1,0 +1,237 @@
+"""Choosing a learning rate on validation: the one choice rule, and successive halving that applies it cheaply.
+
+The rule (the tuned protocol's and ``fit``'s): the highest validation accuracy wins, ties go to the smaller rate, a
+candidate whose loss diverged (NaN) is never chosen. Successive halving applies the same rule at *rungs*: every
+candidate trains the first epochs of its full-length run (the same cosine schedule, so a rung is a prefix of the run,
+stopped and later resumed by the store), the best survive to the next rung, and the last rung is the full run. A
+candidate's rung score is therefore exactly the full run's validation accuracy after that epoch, and halving's choice
+can be recomputed from the per-epoch metrics of a full grid (``halving_choice``) as well as run for real
+(``run_halving``).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config import RunConfig
+from ..store.runs import load_metrics, read_result
+
+DIVERGED = "NonFiniteLossError"  # the error of a candidate whose loss blew up: a settled candidate, never chosen
+RUNG_FRACTIONS = (0.2, 0.5, 1.0)  # rung epochs as shares of the run (rounded up; duplicates from short runs merge)
+ETA = 2.5  # each rung keeps ceil(n / ETA**i) candidates: 5 -> 2 -> 1, 4 -> 2 -> 1
+DEFAULT_BUDGET = 2.5  # what choosing the rate may cost, in full-length runs (the winner's run included)
+
+
+def best_rate(scores: Mapping[float, float]) -> float | None:
+    """The rule: the rate with the highest score, ties to the smaller rate; NaN (diverged) never wins; None if none
+    is finite."""
+    finite = sorted(lr for lr, v in scores.items() if not math.isnan(v))
+    if not finite:
+        return None
+    return max(finite, key=lambda lr: (scores[lr], -lr))
+
+
+def ranked(scores: Mapping[float, float]) -> list[float]:
+    """Rates best first by the rule (diverged last, in ascending rate)."""
+    finite = sorted((lr for lr, v in scores.items() if not math.isnan(v)), key=lambda lr: (-scores[lr], lr))
+    return finite + sorted(lr for lr, v in scores.items() if math.isnan(v))
+
+
+@dataclass(frozen=True)
+class Rung:
+    epoch: int  # train every survivor up to this epoch (a prefix of its full run)
+    keep: int  # how many candidates enter this rung
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Successive halving for ``candidates`` rates of an ``epochs``-long run; ``cost`` is in full-length runs."""
+
+    candidates: int
+    epochs: int
+    rungs: tuple[Rung, ...]
+
+    @property
+    def epochs_trained(self) -> int:
+        done, total = 0, 0
+        for rung in self.rungs:
+            total += rung.keep * (rung.epoch - done)
+            done = rung.epoch
+        return total
+
+    @property
+    def cost(self) -> float:
+        """Epochs trained over all candidates / the epochs of one full run (the winner's full run counted in)."""
+        return self.epochs_trained / self.epochs
+
+    def describe(self) -> str:
+        steps = ", ".join(f"{r.keep} to epoch {r.epoch}" for r in self.rungs)
+        return (f"successive halving over {self.candidates} rates of a {self.epochs}-epoch run: {steps}; "
+                f"{self.epochs_trained} epochs = {self.cost:.2f}x one full run")
+
+
+def schedule(candidates: int, epochs: int, budget: float = DEFAULT_BUDGET) -> Schedule:
+    """Rungs at ``RUNG_FRACTIONS`` of the run (at least one epoch, strictly increasing), keeping ceil(n / ETA**i).
+
+    Short runs merge rungs: 5 epochs -> rungs at 1, 3, 5 (cost 2.2 for 5 rates); 15 -> 3, 8, 15 (2.13); 20 -> 4, 10,
+    20 (2.1); 50 with 4 rates -> 10, 25, 50 (1.9). A run of one epoch has one rung: every candidate trains fully.
+    Raises when the schedule would cost more than ``budget`` full runs.
+    """
+    if candidates < 1 or epochs < 1:
+        raise ValueError(f"successive halving needs >= 1 candidate and >= 1 epoch (got {candidates}, {epochs})")
+    if not budget > 0:
+        raise ValueError(f"budget={budget!r} is not allowed: use a positive number of full-length runs")
+    epochs_at = sorted({min(epochs, max(1, math.ceil(f * epochs - 1e-9))) for f in RUNG_FRACTIONS})
+    rungs = tuple(Rung(e, max(1, math.ceil(candidates / ETA ** i - 1e-9))) for i, e in enumerate(epochs_at))
+    if rungs[-1].keep > 1:  # fewer rungs than halvings (short runs): the last rung still trains one
+        rungs = rungs[:-1] + (Rung(rungs[-1].epoch, 1),) if len(rungs) > 1 else rungs
+    plan = Schedule(candidates, epochs, rungs)
+    if plan.cost > budget + 1e-9:
+        raise ValueError(f"choosing among {candidates} rates of a {epochs}-epoch run costs {plan.cost:.2f} full runs "
+                         f"({plan.describe()}), over the budget of {budget:g}: pass fewer candidate rates, more epochs "
+                         f"or a larger budget")
+    return plan
+
+
+@dataclass(frozen=True)
+class Halving:
+    """What successive halving saw: each candidate's score per rung epoch it reached, and the choice."""
+
+    plan: Schedule
+    scores: dict[int, dict[float, float]]  # rung epoch -> {rate: val acc after that epoch (NaN = diverged)}
+    lr: float
+
+    @property
+    def last_scores(self) -> dict[float, float]:
+        """Each candidate's last score (at the furthest rung it reached)."""
+        out: dict[float, float] = {}
+        for epoch in sorted(self.scores):
+            out.update(self.scores[epoch])
+        return out
+
+    @property
+    def margin(self) -> tuple[float, int]:
+        """(winner − runner-up, epoch) at the last rung where at least two finite candidates were scored."""
+        for epoch in sorted(self.scores, reverse=True):
+            finite = {lr: v for lr, v in self.scores[epoch].items() if not math.isnan(v)}
+            if len(finite) >= 2 and self.lr in finite:
+                order = ranked(finite)
+                return finite[order[0]] - finite[order[1]], epoch
+        return float("inf"), self.plan.epochs
+
+
+def _previous(scores: dict[int, dict[float, float]], epoch: int) -> list[float]:
+    """Candidates not yet scored at ``epoch``, best first by the last rung that scored them (replacements)."""
+    earlier = [e for e in sorted(scores) if e < epoch]
+    if not earlier:
+        return []
+    last = scores[earlier[-1]]
+    return [lr for lr in ranked(last) if not math.isnan(last[lr])]
+
+
+def halve(plan: Schedule, rates: Sequence[float], score: Callable[[float, int], float]) -> Halving:
+    """Run the plan: ``score(rate, epoch)`` trains (or reads) ``rate`` up to ``epoch`` and returns its validation
+    accuracy after it (NaN when the loss diverged). The choice is the rule applied at the last rung. A survivor that
+    diverges is replaced by the next-best candidate of the rung before (the only case that trains beyond the plan)."""
+    if len(rates) != plan.candidates:
+        raise ValueError(f"the schedule is for {plan.candidates} rates, got {len(rates)}: {list(rates)}")
+    alive = sorted(float(r) for r in rates)
+    scores: dict[int, dict[float, float]] = {}
+    for rung in plan.rungs:
+        scores[rung.epoch] = {}
+        for lr in alive:  # best first; a survivor that diverges in this rung is replaced by the next one
+            if sum(not math.isnan(v) for v in scores[rung.epoch].values()) >= rung.keep:
+                break
+            scores[rung.epoch][lr] = float(score(lr, rung.epoch))
+        alive = [lr for lr in ranked(scores[rung.epoch]) if not math.isnan(scores[rung.epoch][lr])]
+        alive += [lr for lr in _previous(scores, rung.epoch) if lr not in scores[rung.epoch]]
+        if not alive:
+            raise ValueError(f"every candidate rate diverged by epoch {rung.epoch} ({sorted(scores[rung.epoch])}): "
+                             "try smaller rates")
+    lr = best_rate(scores[plan.rungs[-1].epoch])
+    assert lr is not None
+    return Halving(plan, scores, lr)
+
+
+def halving_choice(histories: Mapping[float, Sequence[float]], epochs: int,
+                   budget: float = DEFAULT_BUDGET) -> Halving:
+    """What halving would choose, from each rate's per-epoch validation accuracies of a full grid (a list of
+    ``epochs`` values; a diverged run's list may stop early: its later epochs count as NaN). Pure: no training."""
+    plan = schedule(len(histories), epochs, budget)
+
+    def score(lr: float, epoch: int) -> float:
+        history = histories[lr]
+        return float(history[epoch - 1]) if len(history) >= epoch else float("nan")
+
+    return halve(plan, list(histories), score)
+
+
+@dataclass
+class StoreScorer:
+    """``score(rate, epoch)`` through the run store: ``train(rate, epoch)`` runs the rate's config up to ``epoch``
+    (resuming what is stored) and returns its per-epoch validation accuracies, or raises on divergence."""
+
+    train: Callable[[float, int], Sequence[float]]
+    is_divergence: Callable[[BaseException], bool]
+    seen: dict[float, list[float]] = field(default_factory=dict)
+
+    def __call__(self, lr: float, epoch: int) -> float:
+        try:
+            history = list(self.train(lr, epoch))
+        except Exception as err:  # noqa: BLE001 - only a divergence is a settled outcome; anything else propagates
+            if not self.is_divergence(err):
+                raise
+            self.seen[lr] = []
+            return float("nan")
+        self.seen[lr] = history
+        return float(history[epoch - 1]) if len(history) >= epoch else float("nan")
+
+
+def run_halving(configs: Sequence[RunConfig], *, budget: float = DEFAULT_BUDGET, root: str | Path | None = None,
+                verbose: bool = True, log: Callable[[str], None] = print) -> tuple[Halving, dict[float, list[float]]]:
+    """Successive halving for real, through the run store: ``configs`` differ only in ``lr``; each rung trains its
+    survivors up to the rung's epoch (resuming stored prefixes, reusing finished runs) and prints one line per
+    candidate. Returns the halving and each candidate's per-epoch validation accuracies."""
+    from .run import run  # the training floor's entry point (imported here: the rule above stays importable alone)
+
+    by_lr = {float(c.lr): c for c in configs}
+    if len(by_lr) != len(configs) or len({c.with_(lr=1.0).run_id for c in configs}) != 1:
+        raise ValueError("run_halving needs configs that differ only in lr, one per rate")
+    epochs = configs[0].epochs
+    plan = schedule(len(configs), epochs, budget)
+
+    def train(lr: float, epoch: int) -> list[float]:
+        cfg = by_lr[lr]
+        record = run(cfg, root=root, verbose=verbose, stop_after=None if epoch >= epochs else epoch)
+        history = record.get("history")
+        if history is None:  # a finished run: its per-epoch metrics are in the store
+            history = load_metrics(cfg.run_id, root).to_dict("records")
+        accs = [float(r["val_acc"]) for r in history]
+        log(f"[{cfg.run_id}] lr {lr:g}: val acc {accs[epoch - 1]:.2%} after epoch {epoch}/{epochs}")
+        return accs
+
+    def diverged(err: BaseException) -> bool:
+        return type(err).__name__ == DIVERGED
+
+    scorer = StoreScorer(train, diverged)
+    for cfg in configs:  # a rate that diverged before is settled: never retrained
+        stored = read_result(cfg.run_id, root)
+        if stored and stored.get("status") == "failed" and str(stored.get("error", "")).startswith(DIVERGED):
+            scorer.seen[float(cfg.lr)] = []
+
+    def score(lr: float, epoch: int) -> float:
+        if lr in scorer.seen and not scorer.seen[lr]:
+            log(f"[{by_lr[lr].run_id}] lr {lr:g}: diverged (loss not finite), never chosen")
+            return float("nan")
+        value = scorer(lr, epoch)
+        if math.isnan(value):
+            log(f"[{by_lr[lr].run_id}] lr {lr:g}: diverged (loss not finite), never chosen")
+        return value
+
+    return halve(plan, list(by_lr), score), scorer.seen
+
+
+__all__ = ["DEFAULT_BUDGET", "DIVERGED", "ETA", "Halving", "RUNG_FRACTIONS", "Rung", "Schedule", "StoreScorer",
+           "best_rate", "halve", "halving_choice", "ranked", "run_halving", "schedule"]

@@ -1,0 +1,58 @@
+"""Successive halving against the full selection grid, computed from stored per-epoch histories: same rate, another
+rate within the seed noise of the tuned runs, or outside it; pending cells are left out."""
+from __future__ import annotations
+
+import pandas as pd
+
+from adaptertune.paper import halving, tuning
+from adaptertune.store import runs as store
+
+CELL = ("digits", "mini-s", "adapter")  # mini: 5 candidate rates, 15 epochs -> rungs 5@3, 2@8, 1@15
+
+
+def _frame(histories: dict[float, list[float]], test: dict[float, float],
+           seed_tests: tuple[float, float]) -> pd.DataFrame:
+    rows = []
+    for cfg in tuning.selection_configs("mini", *CELL):
+        h = histories[cfg.lr]
+        rows.append({"run_id": cfg.run_id, "status": "finished", "val_acc": h[-1], "test_acc": test[cfg.lr]})
+    runs = pd.DataFrame(rows)
+    finals = tuning.final_configs(runs, "mini", *CELL)
+    rows += [{"run_id": c.run_id, "status": "finished", "val_acc": 0.5, "test_acc": t}
+             for c, t in zip(finals[1:], seed_tests)]
+    return pd.DataFrame(rows)
+
+
+def _hist(early: float, late: float) -> list[float]:
+    return [early] * 8 + [late] * 7
+
+
+def test_same_rate_within_noise_and_outside():
+    lrs = tuning.candidates("mini", "adapter")
+    # halving drops 1e-1 (slow start) that the full grid would choose: a miss whose size decides the verdict
+    hist = {lrs[0]: _hist(.5, .6), lrs[1]: _hist(.7, .80), lrs[2]: _hist(.8, .85), lrs[3]: _hist(.6, .7),
+            lrs[4]: _hist(.1, .86)}
+    test = {lrs[0]: .6, lrs[1]: .8, lrs[2]: .85, lrs[3]: .7, lrs[4]: .86}
+    near = halving.halving_table({CELL: hist}, _frame(hist, test, (.85, .87)), "mini").iloc[0]
+    assert near.grid_lr == lrs[4] and near.halving_lr == lrs[2] and near.verdict == "within seed noise"
+    assert near.rungs == "5@3 → 2@8 → 1@15" and abs(near.cost_runs - 32 / 15) < 1e-9
+    far = halving.halving_table({CELL: hist}, _frame(hist, {**test, lrs[4]: .95}, (.951, .952)), "mini").iloc[0]
+    assert far.verdict == "outside seed noise" and far.test_diff_points < -5
+    hist[lrs[4]] = _hist(.1, .84)  # now the grid also picks 1e-2
+    same = halving.halving_table({CELL: hist}, _frame(hist, test, (.85, .87)), "mini").iloc[0]
+    assert same.verdict == "same rate" and same.test_diff_points == 0.0
+    text = halving.describe_halving(pd.DataFrame([near, far, same]))
+    assert "1/3 cells" in text and "Missed: digits/mini-s/adapter" in text
+
+
+def test_histories_are_read_from_the_store_and_unsettled_cells_skipped(tmp_path):
+    lrs = tuning.candidates("mini", "adapter")
+    rows = []
+    for i, cfg in enumerate(tuning.selection_configs("mini", *CELL)):
+        store.write_json(store.run_path(cfg.run_id, tmp_path) / "config.json", cfg.resolved().to_dict())
+        store.write_jsonl(store.run_path(cfg.run_id, tmp_path) / "metrics.jsonl",
+                          [{"epoch": e + 1, "val_acc": 0.1 * i + 0.01 * e} for e in range(15)])
+        rows.append({"run_id": cfg.run_id, "status": "finished", "error": None})
+    rows[-1] = {**rows[-1], "status": "failed", "error": "NonFiniteLossError: loss nan"}
+    got = halving.selection_histories(pd.DataFrame(rows), "mini", [CELL, ("digits", "mini-b", "adapter")], tmp_path)
+    assert list(got) == [CELL] and got[CELL][lrs[-1]] == [] and got[CELL][lrs[0]][:2] == [0.0, 0.01]

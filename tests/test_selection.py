@@ -1,0 +1,97 @@
+"""The learning-rate rule and successive halving: the rule's ties and divergences, the rung schedule's budget, the
+pure halving on stored histories, and the prefix property that makes it exact (stop at epoch k, resume: the same
+validation accuracy as the uninterrupted run at epoch k)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from adaptertune import RunConfig, run, store
+from adaptertune.training import selection
+from adaptertune.training.selection import best_rate, halving_choice, schedule
+
+NAN = float("nan")
+
+
+def test_the_rule_ties_go_to_the_smaller_rate_and_nan_never_wins():
+    assert best_rate({1e-3: 0.8, 3e-3: 0.9, 1e-2: 0.9}) == 3e-3
+    assert best_rate({1e-3: 0.8, 1e-1: NAN}) == 1e-3
+    assert best_rate({1e-1: NAN}) is None
+    assert selection.ranked({1e-2: 0.9, 1e-3: 0.9, 1e-1: NAN, 3e-2: 0.5}) == [1e-3, 1e-2, 3e-2, 1e-1]
+
+
+@pytest.mark.parametrize("candidates,epochs", [(5, 5), (5, 15), (5, 20), (4, 50), (5, 50), (2, 1)])
+def test_every_profile_schedule_stays_within_the_budget(candidates, epochs):
+    plan = schedule(candidates, epochs)
+    assert plan.cost <= selection.DEFAULT_BUDGET
+    assert plan.rungs[-1].epoch == epochs and plan.rungs[-1].keep == 1 or epochs == 1
+    assert [r.epoch for r in plan.rungs] == sorted({r.epoch for r in plan.rungs})
+    assert plan.rungs[0].keep == candidates
+
+
+def test_the_mini_schedule_is_stated_from_the_rungs():
+    plan = schedule(5, 5)
+    assert [(r.epoch, r.keep) for r in plan.rungs] == [(1, 5), (3, 2), (5, 1)]
+    assert plan.epochs_trained == 5 * 1 + 2 * 2 + 1 * 2 and plan.cost == pytest.approx(2.2)
+
+
+def test_a_schedule_over_budget_is_refused():
+    with pytest.raises(ValueError, match="over the budget of 2.5"):
+        schedule(5, 2)
+    with pytest.raises(ValueError, match="budget=0"):
+        schedule(5, 5, budget=0)
+
+
+def test_halving_on_histories_keeps_the_best_and_applies_the_rule_at_the_last_rung():
+    histories = {1e-3: [.5, .6, .7, .8, .95],  # a slow starter halving drops at the first rung
+                 3e-3: [.6, .7, .8, .85, .86], 1e-2: [.55, .75, .8, .84, .90], 3e-2: [.4, .5, .6, .7, .8], 1e-1: [.2]}
+    h = halving_choice(histories, 5)
+    assert set(h.scores[1]) == set(histories) and set(h.scores[3]) == {3e-3, 1e-2} and set(h.scores[5]) == {3e-3}
+    assert h.lr == 3e-3  # tie at epoch 3 (.8, .8) goes to the smaller rate
+    assert h.margin == (0.0, 3)
+
+
+def test_diverged_candidates_never_survive():
+    histories = {1e-3: [.5, .6, .7, .8, .82], 1e-2: [.9, .9, NAN, NAN, NAN], 1e-1: [.95]}  # 1e-1 diverged in epoch 2
+    h = halving_choice(histories, 5, budget=3)
+    assert h.lr == 1e-3 and math.isnan(h.last_scores[1e-2])
+    with pytest.raises(ValueError, match="every candidate rate diverged"):
+        halving_choice({1e-3: [NAN], 1e-2: []}, 1)
+
+
+def _config(lr: float = 3e-3) -> RunConfig:
+    return RunConfig(dataset="digits", backbone="mini-s", method="adapter", pretrained=False, profile="smoke", epochs=3,
+                     warmup_epochs=1, batch_size=64, limit=192, log_every=3, train_eval_limit=64, lr=lr)
+
+
+@pytest.mark.slow
+def test_a_rung_is_a_prefix_of_the_full_run(isolated_home):
+    cfg = _config()
+    reference = store.load_metrics(run(cfg, root=isolated_home / "reference", verbose=False)["run_id"],
+                                   isolated_home / "reference")
+    partial = run(cfg, verbose=False, stop_after=1)
+    assert partial["epochs_done"] == 1 and store.run_status(cfg.run_id) == "running"
+    assert partial["history"][0]["val_acc"] == reference["val_acc"].iloc[0]
+    finished = run(cfg, verbose=False)
+    assert finished["status"] == "finished" and finished["resumed_from"] == [1]
+    assert store.load_metrics(cfg.run_id)["val_acc"].tolist() == reference["val_acc"].tolist()
+
+
+@pytest.mark.slow
+def test_run_halving_goes_through_the_store_and_is_cached(isolated_home):
+    configs = [_config(lr) for lr in (1e-3, 1e-2)]
+    lines: list[str] = []
+    h, _ = selection.run_halving(configs, verbose=False, log=lines.append, budget=2.5)
+    assert [(r.epoch, r.keep) for r in h.plan.rungs] == [(1, 2), (2, 1), (3, 1)] or h.plan.cost <= 2.5
+    assert h.lr in (1e-3, 1e-2) and len(lines) == sum(r.keep for r in h.plan.rungs)
+    assert store.run_status(configs[[1e-3, 1e-2].index(h.lr)].run_id) == "finished"
+    again, _ = selection.run_halving(configs, verbose=False, log=lambda s: None)
+    assert again.lr == h.lr and again.scores == h.scores
+    with pytest.raises(ValueError, match="differ only in lr"):
+        selection.run_halving([configs[0], configs[1].with_(seed=1)], log=lambda s: None)
+
+
+def test_stop_after_is_validated():
+    with pytest.raises(ValueError, match="stop_after=0"):
+        run(_config(), stop_after=0)
