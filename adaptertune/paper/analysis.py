@@ -24,7 +24,7 @@ from ..store import runs as store
 from ..training.distributed import DistContext
 from ..training.loop import extract_features
 from ..training.pretrain import SOURCE_DATASET
-from .tables import method_label, pair_differences, pair_means
+from .tables import PAIR, by_family, method_label, pair_differences, pair_means
 
 
 # -- pair-level gaps and measures ---------------------------------------------------------------------------
@@ -118,6 +118,15 @@ def shift_measures(pairs: pd.DataFrame, profile: str, images: int = 1000) -> pd.
             target = frozen_features(model, load_dataset(dataset, profile=profile, seed=0, data_config=cfg).test, images)
             rows.append({"dataset": dataset, "backbone": backbone, "frechet_to_source": frechet_distance(ref, target)})
     return pd.DataFrame(rows, columns=["dataset", "backbone", "frechet_to_source"])
+
+
+def main_shifts(frames: dict[str, pd.DataFrame], profile: str, images: int = 1000) -> pd.DataFrame:
+    """:func:`shift_measures` per (dataset, backbone family) of the main comparison, measured on each family's base
+    backbone (the family name): the input of the "full FT wins where the shift is large" verdict."""
+    parts = [by_family(df)[PAIR] for df in frames.values() if len(df)]
+    if not parts:
+        return pd.DataFrame(columns=PAIR + ["frechet_to_source"])
+    return shift_measures(pd.concat(parts).drop_duplicates().reset_index(drop=True), profile, images=images)
 
 
 def failure_pairs(frames: dict[str, pd.DataFrame], profile: str, images: int = 1000,
@@ -285,6 +294,6 @@ def display_images(dataset, indices: list[int], mean, std) -> np.ndarray:
     return np.stack(out) if out else np.zeros((0, 1, 1))
 
 
-__all__ = ["backbone_width", "correlations", "display_images", "frechet_distance", "frozen_features", "gap_frame", "per_class_table", "failure_pairs", "shift_measure", "focus_pair", "describe_focus", "measure_label",
+__all__ = ["main_shifts", "backbone_width", "correlations", "display_images", "frechet_distance", "frozen_features", "gap_frame", "per_class_table", "failure_pairs", "shift_measure", "focus_pair", "describe_focus", "measure_label",
            "pair_errors", "pair_examples", "per_class_by_regime", "per_class_errors", "shift_measures", "source_dataset",
            "correlation_notes", "wrong_examples"]
