@@ -18,7 +18,7 @@ from ..paths import home
 from .controls import Finding
 from .protocols import PROTOCOL_NAMES
 from .tables import tables_dir
-from .verdicts import PAPER, Verdict, not_tested
+from .verdicts import EQUIVALENCE_POINTS, PAPER, Verdict, not_tested
 
 PROTOCOL_TITLES = {"paper-recipe": "paper recipe (one lr for all)", "tuned": "tuned (lr per regime, on validation)"}
 
@@ -74,9 +74,11 @@ def claims_markdown(profile: str, verdicts: list[Verdict]) -> str:
     frame.insert(0, "#", range(1, len(frame) + 1))
     counts = pd.Series([v.verdict for v in verdicts]).value_counts()
     head = (f"Profile `{profile}`: {len(frame)} claims of the paper, {len(verdicts)} verdicts "
-            f"({', '.join(f'{n} {k}' for k, n in counts.items())}). Intervals are 95% Student-t over seeds "
-            "(paired where the seeds pair), in points of test accuracy; n is stated with each. The ablations are "
-            "run under the paper recipe only (—).\n\n")
+            f"({', '.join(f'{n} {k}' for k, n in counts.items())}). Intervals are 95% Student-t, paired by seed "
+            "(in the main comparison seed s trains on pretraining replicate s, so n counts backbones where the store "
+            "has replicates), in points of test accuracy; n is stated with each. \"Near\", \"nearly equal\" and "
+            f"the elbow need a 90% interval inside ±{EQUIVALENCE_POINTS:g} point; *not tested*: no runs test the "
+            "claim. The ablations are run under the paper recipe only (—).\n\n")
     number = {claim: i for i, claim in enumerate(frame["paper's claim"], 1)}
     evidence = []
     for claim, group in pd.DataFrame([v.row() for v in verdicts]).groupby("claim", sort=False):
