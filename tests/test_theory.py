@@ -390,3 +390,14 @@ def test_parse_energies():
     for bad in ("", "0.8, 1.5", (0.0,), (True,)):
         with pytest.raises(ValueError, match="energ"):
             elbow.parse_energies(bad)
+
+
+def test_measured_elbow_is_an_equivalence_and_the_embedding_width_is_a_stated_edge():
+    grid = [1, 2, 4, 8]
+    rising = _rank_runs({1: 70, 2: 74, 4: 78.5, 8: 79})  # r=4 within half a point of the best at the edge
+    assert elbow.measured_elbow(rising, grid).edge  # the edge is no elbow: accuracy may rise beyond it
+    limited = elbow.measured_elbow(rising, grid, limit=8)  # ... unless it is the embedding width
+    assert not limited.edge and limited.elbow == 4 and "stated limit r=8" in limited.reason
+    assert bool(limited.table.set_index("rank").loc[4, "equivalent"]) and not limited.table.set_index("rank").loc[2, "equivalent"]
+    with pytest.raises(ValueError, match="one pair at a time"):
+        elbow.measured_elbow(pd.concat([rising.assign(dataset="a"), rising.assign(dataset="b")]), grid)

@@ -100,3 +100,9 @@ def test_params_verdict_is_exact():
     assert verdicts.verdict_params(pairs.assign(pct_of_full_ft=2.0)).verdict == verdicts.DISAGREES
     with pytest.raises(KeyError):
         verdicts.verdict_params(pd.DataFrame({"x": [1]}))
+
+
+def test_family_frames_are_idempotent():
+    rep = MAIN.assign(family=MAIN["backbone"], replicate=MAIN["seed"])
+    once = tables.family_frames({"tuned": rep})["tuned"]
+    assert tables.by_family(once).equals(once) and tables.replication_unit(once) == "backbones"

@@ -50,6 +50,11 @@ def by_family(df: pd.DataFrame) -> pd.DataFrame:
     return out.assign(backbone=out["family"])
 
 
+def family_frames(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """:func:`by_family` of every protocol's runs: what the main comparison's tables, figures and controls read."""
+    return {protocol: by_family(df) for protocol, df in frames.items()}
+
+
 def replication_unit(df: pd.DataFrame) -> str:
     """What n counts in the main comparison's cells: ``backbones`` (one pretraining run each, its own training seed)
     when the frame holds pretraining replicates, else ``seeds`` (training seeds on one backbone)."""
@@ -357,7 +362,7 @@ def write_table(table: pd.DataFrame, name: str, profile: str, caption: str = "",
 
 
 __all__ = [
-    "by_family", "replication_unit", "round_measures", "by_protocol", "gap_per_seed", "knob_slices", "main_table_by_protocol", "stack", "pair_difference_table", "pair_differences",
+    "by_family", "family_frames", "replication_unit", "round_measures", "by_protocol", "gap_per_seed", "knob_slices", "main_table_by_protocol", "stack", "pair_difference_table", "pair_differences",
     "METHOD_LABELS", "METHOD_ORDER", "compare", "core_pair_fractions", "method_label",
     "gain_table", "gap_table", "generalisation_gap", "init_table", "knob_table", "main_table", "measured_elbow",
     "pair_means", "placement_table", "pm", "rank_table", "seed_summary", "sensitivity_table", "tables_dir",
