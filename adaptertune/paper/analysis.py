@@ -124,10 +124,14 @@ def linear_probe_source(backbone: str, profile: str, pretrained: bool = True, im
     return float(probe.score(scaler.transform(val), y_val))
 
 
-def linear_probes(points: list[tuple[str, bool]], profile: str) -> dict[tuple[str, bool], float]:
-    """:func:`linear_probe_source` of each ``(backbone, pretrained)`` point (e.g. ``controls.dose_points``); points
-    without an offline source are left out."""
-    found = {point: linear_probe_source(point[0], profile, point[1]) for point in points}
+def linear_probes(points: list[tuple[str, bool]], profile: str,
+                  known: dict[tuple[str, bool], float] | None = None) -> dict[tuple[str, bool], float]:
+    """:func:`linear_probe_source` of each ``(backbone, pretrained)`` point (e.g. ``controls.dose_points``), with the
+    ``known`` ones kept rather than measured again; points without an offline source are left out."""
+    found = dict(known or {})
+    for point in points:
+        if point not in found:
+            found[point] = linear_probe_source(point[0], profile, point[1])
     return {point: acc for point, acc in found.items() if acc is not None}
 
 

@@ -163,7 +163,7 @@ def dose_slope(runs: pd.DataFrame, profile: str, probes: Probes | None = None) -
 def dose_finding(slopes: pd.DataFrame, table: pd.DataFrame) -> Finding | None:
     if slopes.empty:
         return None
-    text = "; ".join(f"{d}: {10 * s:+.2f} [{10 * lo:+.2f}, {10 * hi:+.2f}] over {int(k)} dose points" for d, s, lo, hi, k in
+    text = "; ".join(f"{d}: {10 * s:+.2f} [{10 * lo:+.2f}, {10 * hi:+.2f}] points over {int(k)} dose points" for d, s, lo, hi, k in
                      slopes[["dataset", "slope", "low", "high", "dose_points"]].itertuples(index=False))
     measured = table.dropna(subset=["source_val_acc"]) if len(table) else table
     span = f"{measured['source_val_acc'].min():.1f}–{measured['source_val_acc'].max():.1f}%" if len(measured) else "—"
@@ -171,7 +171,7 @@ def dose_finding(slopes: pd.DataFrame, table: pd.DataFrame) -> Finding | None:
     leads = "; ".join(f"{d}/{b} {x:.1f}% → {g:+.2f}" for d, b, x, g in
                       measured[["dataset", "backbone", "source_val_acc", "full_lead_points"]].itertuples(index=False))
     return Finding("dose", "Does a better-pretrained backbone close full FT's lead?",
-                   f"change of full FT's lead per +10 points of source accuracy: {text} points (source accuracies "
+                   f"change of full FT's lead per +10 points of source accuracy: {text} (source accuracies "
                    f"{span}, measured by {how}; a negative slope closes the gap); lead per point: {leads}",
                    f"least squares over every dose point × seed ({int(slopes['points'].min())}+ runs per dataset) "
                    "with a 95% t-interval; every backbone's adapter and full FT at their own tuned learning rate; a "

@@ -55,6 +55,17 @@ def backbones_table(profile: str, probes: dict[str, float] | None = None, where:
     return table.sort_values(["family", "replicate", "snapshot_epoch"], ignore_index=True)
 
 
+def probe_points(table: pd.DataFrame) -> list[tuple[str, bool]]:
+    """The ``(backbone, pretrained)`` points of a backbones table, to measure with ``analysis.linear_probes``."""
+    return [(str(b), True) for b in table["backbone"]]
+
+
+def with_probes(table: pd.DataFrame, probes: dict[tuple[str, bool], float]) -> pd.DataFrame:
+    """The backbones table with its linear-probe column filled from ``probes`` (fractions; pretrained points)."""
+    found = {b: 100 * acc for (b, pretrained), acc in probes.items() if pretrained}
+    return table.assign(linear_probe_source_acc=table["backbone"].map(found).astype(float))
+
+
 def _sd(values: pd.Series) -> float:
     return float(values.std(ddof=1)) if len(values) > 1 else math.nan
 
@@ -88,4 +99,4 @@ def variance_components(*frames: pd.DataFrame, metric: str = "test_acc") -> pd.D
                                        "sd_over_seeds", "n_seeds", "sd_pretraining"])
 
 
-__all__ = ["BACKBONE_COLUMNS", "backbone_row", "backbones_table", "variance_components"]
+__all__ = ["BACKBONE_COLUMNS", "backbone_row", "backbones_table", "probe_points", "variance_components", "with_probes"]
