@@ -74,8 +74,8 @@ def test_stability_counts_the_verdicts_that_changed():
     from adaptertune.paper.verdicts import Verdict
 
     def table(first: str, second: str) -> str:
-        vs = [Verdict("beats_head", "c1", "m", first, "r", "paper-recipe"), Verdict("beats_head", "c1", "m", "agrees", "r",
-                                                                                     "tuned"),
+        vs = [Verdict("beats_head", "c1", "m", first, "r", "paper-recipe"),
+              Verdict("beats_head", "c1", "m", "agrees", "r", "tuned"),
               Verdict("rank_r32", "c2", "m", second, "r", "paper-recipe")]
         return cl.claims_markdown("mini", vs)
 

@@ -57,4 +57,5 @@ def test_probes_fill_the_backbones_table():
     table = pd.DataFrame({"backbone": ["mini-s", "mini-b"], "linear_probe_source_acc": [float("nan")] * 2})
     assert replicates.probe_points(table) == [("mini-s", True), ("mini-b", True)]
     filled = replicates.with_probes(table, {("mini-s", True): 0.75, ("mini-s", False): 0.3})
-    assert filled["linear_probe_source_acc"].iloc[0] == pytest.approx(75.0) and math.isnan(filled["linear_probe_source_acc"].iloc[1])
+    probe = filled["linear_probe_source_acc"]
+    assert probe.iloc[0] == pytest.approx(75.0) and math.isnan(probe.iloc[1])

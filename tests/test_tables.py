@@ -161,8 +161,9 @@ def test_pair_differences_are_paired_over_seeds():
 
 def test_selection_file_keeps_small_learning_rates(tmp_path):
     tb = tables
-    selection = pd.DataFrame({"lr": [1e-4, 3e-4, 1e-2], "val_acc": [81.23456, 82.0, 80.0], "chosen": [False, True, False],
-                              "margin_points": [float("nan"), 0.12345, float("nan")], "at_grid_edge": [False, False, True]})
+    selection = pd.DataFrame({"lr": [1e-4, 3e-4, 1e-2], "val_acc": [81.23456, 82.0, 80.0],
+                              "chosen": [False, True, False], "margin_points": [float("nan"), 0.12345, float("nan")],
+                              "at_grid_edge": [False, False, True]})
     out = tb.round_measures(selection)
     assert list(out["lr"]) == [1e-4, 3e-4, 1e-2] and out["val_acc"].iloc[0] == 81.235
     assert list(out["at_grid_edge"]) == [False, False, True]

@@ -398,6 +398,7 @@ def test_measured_elbow_is_an_equivalence_and_the_embedding_width_is_a_stated_ed
     assert elbow.measured_elbow(rising, grid).edge  # the edge is no elbow: accuracy may rise beyond it
     limited = elbow.measured_elbow(rising, grid, limit=8)  # ... unless it is the embedding width
     assert not limited.edge and limited.elbow == 4 and "stated limit r=8" in limited.reason
-    assert bool(limited.table.set_index("rank").loc[4, "equivalent"]) and not limited.table.set_index("rank").loc[2, "equivalent"]
+    equivalent = limited.table.set_index("rank")["equivalent"]
+    assert bool(equivalent.loc[4]) and not bool(equivalent.loc[2])
     with pytest.raises(ValueError, match="one pair at a time"):
         elbow.measured_elbow(pd.concat([rising.assign(dataset="a"), rising.assign(dataset="b")]), grid)

@@ -27,7 +27,7 @@ def rank_limit(backbone: str) -> int | None:
 
 
 def rank_pairs(rank_runs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    """``("dataset/backbone", runs)`` per pair of the rank grid (one unnamed pair when the frame has no such columns)."""
+    """``("dataset/backbone", runs)`` per pair of the rank grid (one unnamed pair without those columns)."""
     if rank_runs.empty:
         return []
     if not {"dataset", "backbone"} <= set(rank_runs.columns):
@@ -133,7 +133,8 @@ def _verdict_r32(rank_runs: pd.DataFrame, steps: pd.DataFrame, protocol: str) ->
     found_elbow, at_edge = measured_elbow(rank_runs)
     adapters = rank_runs[rank_runs["method"] == "adapter"]
     best_rank = int(steps.loc[steps["mean"].idxmax(), "rank"])
-    eq = stats.equivalence(_by_seed(adapters[adapters["rank"] == 32]), _by_seed(adapters[adapters["rank"] == best_rank]))
+    by_rank = {r: _by_seed(adapters[adapters["rank"] == r]) for r in (32, best_rank)}
+    eq = stats.equivalence(by_rank[32], by_rank[best_rank])
     elbow_text = (f"none within the grid (the best rank r={found_elbow} is its largest)" if at_edge
                   else f"r={found_elbow}" if found_elbow is not None else "untestable")
     if best_rank == 32:
@@ -143,8 +144,9 @@ def _verdict_r32(rank_runs: pd.DataFrame, steps: pd.DataFrame, protocol: str) ->
         verdict = (DISAGREES if eq.outcome == -1 else INCONCLUSIVE if at_edge
                    else AGREES if eq.outcome == 1 else INCONCLUSIVE)
     return Verdict("rank_r32", PAPER["rank_r32"], f"{what}; measured elbow {elbow_text}", verdict,
-                   f"r=32 against the best rank, {EQUIVALENCE_RULE}; when the best rank is the grid's largest (and below "
-                   "the embedding width) the peak may lie beyond the grid, so r=32 can only disagree", protocol)
+                   f"r=32 against the best rank, {EQUIVALENCE_RULE}; when the best rank is the grid's largest "
+                   "(and below the embedding width) the peak may lie beyond the grid, so r=32 can only disagree",
+                   protocol)
 
 
 def verdict_placement(placement_runs: pd.DataFrame, protocol: str = "paper-recipe") -> Verdict | None:
@@ -214,8 +216,8 @@ def verdict_early(steps: pd.DataFrame, epochs: float, resolution: float = 1e-4) 
                 f"over the first {epochs:g} epoch(s), random − zero: {d.fmt(scale=1, digits=4)} ({d.how})")
     verdict = _outcome(d.sign) if testable else NOT_TESTED
     rule = (f"testable only if random init moves the first loss by more than {resolution:g}; then a paired 95% interval "
-            "of the early mean loss above 0 (random drifts) agrees" + ("" if testable else
-                                                                      " — here it does not: not tested at this init scale"))
+            "of the early mean loss above 0 (random drifts) agrees"
+            + ("" if testable else " — here it does not: not tested at this init scale"))
     return Verdict("early_drift", PAPER["early_drift"], measured, verdict, rule, "paper-recipe")
 
 

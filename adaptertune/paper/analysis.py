@@ -331,6 +331,7 @@ def display_images(dataset, indices: list[int], mean, std) -> np.ndarray:
     return np.stack(out) if out else np.zeros((0, 1, 1))
 
 
-__all__ = ["linear_probe_source", "linear_probes", "main_shifts", "backbone_width", "correlations", "display_images", "frechet_distance", "frozen_features", "gap_frame", "per_class_table", "failure_pairs", "shift_measure", "focus_pair", "describe_focus", "measure_label",
+__all__ = ["linear_probe_source", "linear_probes", "main_shifts",
+           "backbone_width", "correlations", "display_images", "frechet_distance", "frozen_features", "gap_frame", "per_class_table", "failure_pairs", "shift_measure", "focus_pair", "describe_focus", "measure_label",
            "pair_errors", "pair_examples", "per_class_by_regime", "per_class_errors", "shift_measures", "source_dataset",
            "correlation_notes", "wrong_examples"]

@@ -149,5 +149,6 @@ def assemble(profile: str) -> dict[str, Path]:
             "stability": atomic_write_bytes(out / "verdict_stability.md", report.encode())}
 
 
-__all__ = ["assemble", "claims_frame", "claims_markdown", "collected", "committed_claims", "controls_markdown", "record",
+__all__ = ["assemble", "claims_frame", "claims_markdown", "collected", "committed_claims", "controls_markdown",
+           "record",
            "stability", "verdict_cells", "verdicts_dir", "with_untested"]

@@ -163,8 +163,8 @@ def dose_slope(runs: pd.DataFrame, profile: str, probes: Probes | None = None) -
 def dose_finding(slopes: pd.DataFrame, table: pd.DataFrame) -> Finding | None:
     if slopes.empty:
         return None
-    text = "; ".join(f"{d}: {10 * s:+.2f} [{10 * lo:+.2f}, {10 * hi:+.2f}] points over {int(k)} dose points" for d, s, lo, hi, k in
-                     slopes[["dataset", "slope", "low", "high", "dose_points"]].itertuples(index=False))
+    text = "; ".join(f"{d}: {10 * s:+.2f} [{10 * lo:+.2f}, {10 * hi:+.2f}] points over {int(k)} dose points"
+                     for d, s, lo, hi, k in slopes[["dataset", "slope", "low", "high", "dose_points"]].itertuples(index=False))
     measured = table.dropna(subset=["source_val_acc"]) if len(table) else table
     span = f"{measured['source_val_acc'].min():.1f}–{measured['source_val_acc'].max():.1f}%" if len(measured) else "—"
     how = ", ".join(sorted(set(measured["source_measure"]))) if len(measured) else "—"
@@ -253,6 +253,7 @@ def pretraining_seed_finding(table: pd.DataFrame) -> Finding | None:
                    "FT's move minus the adapter's, with a 95% t-interval over cells")
 
 
-__all__ = ["Finding", "Probes", "budget_finding", "budget_table", "dose_finding", "dose_points", "dose_slope", "dose_table",
+__all__ = ["Finding", "Probes", "budget_finding", "budget_table", "dose_finding", "dose_points", "dose_slope",
+           "dose_table",
            "gap_change", "pretraining_seed_finding", "pretraining_seed_leads", "pretraining_seed_table", "scratch_finding", "scratch_table", "source_accuracy",
            "tuning_gains"]

@@ -79,8 +79,8 @@ def measured_elbow(rank_runs: pd.DataFrame, grid: Sequence[int], level: float = 
     keys = [c for c in ("dataset", "backbone") if c in runs]
     pairs = runs[keys].drop_duplicates() if keys else runs.iloc[:1]
     if len(pairs) > 1:
-        raise ValueError(f"rank runs of {len(pairs)} (dataset, backbone) pairs were given: the elbow is measured on one "
-                         "pair at a time (select it first)")
+        raise ValueError(f"rank runs of {len(pairs)} (dataset, backbone) pairs were given: the elbow is measured on "
+                         "one pair at a time (select it first)")
     acc = {int(r): part.set_index("seed")["test_acc"] * 100 for r, part in runs.groupby("rank")}
     best = max(acc, key=lambda r: acc[r].mean())
     rows = []

@@ -49,7 +49,8 @@ def backbones_table(profile: str, probes: dict[str, float] | None = None, where:
     """Every backbone whose weights and provenance lie in ``data/backbones/<profile>/`` (or ``where``), by family,
     replicate and epoch; ``probes`` (name -> linear-probe source accuracy, a fraction) fills its column."""
     folder = Path(where) if where is not None else mini_weights_dir(profile)
-    metas = sorted(p for p in folder.glob("*.json") if p.with_suffix(".safetensors").is_file()) if folder.is_dir() else []
+    metas = sorted(p for p in folder.glob("*.json") if p.with_suffix(".safetensors").is_file()) \
+        if folder.is_dir() else []
     rows = [backbone_row(p, probes) for p in metas]
     table = pd.DataFrame(rows, columns=BACKBONE_COLUMNS)
     return table.sort_values(["family", "replicate", "snapshot_epoch"], ignore_index=True)
@@ -84,7 +85,8 @@ def variance_components(*frames: pd.DataFrame, metric: str = "test_acc") -> pd.D
     runs = runs.drop_duplicates("run_id") if "run_id" in runs.columns else runs  # a run in both grids counts once
     missing = [c for c in ("family", "replicate") if c not in runs.columns]
     if missing:
-        raise ValueError(f"variance components need the results frame's {missing} column(s); it has {list(runs.columns)}")
+        raise ValueError(f"variance components need the results frame's {missing} column(s); it has "
+                         f"{list(runs.columns)}")
     rows = []
     for (dataset, family, method), part in runs.groupby(["dataset", "family", "method"], sort=True):
         replicate, seed = part["replicate"].astype(int), part["seed"].astype(int)

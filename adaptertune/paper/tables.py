@@ -362,7 +362,8 @@ def write_table(table: pd.DataFrame, name: str, profile: str, caption: str = "",
 
 
 __all__ = [
-    "by_family", "family_frames", "replication_unit", "round_measures", "by_protocol", "gap_per_seed", "knob_slices", "main_table_by_protocol", "stack", "pair_difference_table", "pair_differences",
+    "by_family", "family_frames", "replication_unit", "round_measures",
+    "by_protocol", "gap_per_seed", "knob_slices", "main_table_by_protocol", "stack", "pair_difference_table", "pair_differences",
     "METHOD_LABELS", "METHOD_ORDER", "compare", "core_pair_fractions", "method_label",
     "gain_table", "gap_table", "generalisation_gap", "init_table", "knob_table", "main_table", "measured_elbow",
     "pair_means", "placement_table", "pm", "rank_table", "seed_summary", "sensitivity_table", "tables_dir",

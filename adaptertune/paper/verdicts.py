@@ -191,8 +191,8 @@ def verdict_full_wins_small(df: pd.DataFrame, small: str, large: str, protocol: 
     return Verdict("full_wins_small", PAPER["full_wins_small"],
                    f"lead on {small} − lead on {large} = {d.fmt()} points ({d.how}, over datasets × "
                    f"{replication_unit(df)})", verdict,
-                   "the smaller backbone's lead must exceed the larger one's (95% interval, paired by dataset and seed — "
-                   "the seed names the pretraining replicate — above 0)", protocol)
+                   "the smaller backbone's lead must exceed the larger one's (95% interval, paired by dataset and "
+                   "seed — the seed names the pretraining replicate — above 0)", protocol)
 
 
 def verdict_gap(df: pd.DataFrame, protocol: str) -> Verdict | None:
