@@ -169,3 +169,12 @@ def test_selection_file_keeps_small_learning_rates(tmp_path):
     assert list(out["at_grid_edge"]) == [False, False, True]
     written = tb.write_table(out, "sel", "mini", out_dir=tmp_path)
     assert "0.0001" in written["md"].read_text() and "0.0003" in written["csv"].read_text()
+
+
+def test_rank_table_keeps_pairs_apart():
+    one = pd.DataFrame([{"dataset": "d", "backbone": "b", "method": "adapter", "rank": r, "seed": s, "test_acc": 0.5}
+                        for r in (1, 2) for s in range(2)])
+    assert list(tables.rank_table(one).columns[:1]) == ["rank"]
+    two = tables.rank_table(pd.concat([one, one.assign(dataset="e", test_acc=0.7)]))
+    assert two[["dataset", "rank"]].values.tolist() == [["d", 1], ["d", 2], ["e", 1], ["e", 2]]
+    assert two["mean_points"].tolist() == pytest.approx([50.0, 50.0, 70.0, 70.0])

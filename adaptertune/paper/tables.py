@@ -243,8 +243,11 @@ def knob_table(df: pd.DataFrame, knob: str, extra: tuple[str, ...] = ("trainable
 
 
 def rank_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Tab.3: test accuracy per adapter rank, with trainable parameters."""
-    return knob_table(df[df["method"] == "adapter"], "rank").astype({"rank": int})
+    """Tab.3: test accuracy per adapter rank, with trainable parameters; one block per (dataset, backbone) when the
+    rank grid spans several pairs (ranks of different pairs never share a row)."""
+    adapters = df[df["method"] == "adapter"]
+    several = {"dataset", "backbone"} <= set(adapters.columns) and len(adapters[PAIR].drop_duplicates()) > 1
+    return knob_table(adapters, PAIR + ["rank"] if several else "rank").astype({"rank": int})
 
 
 def measured_elbow(rank_df: pd.DataFrame, tol_points: float = 0.5) -> int | None:
