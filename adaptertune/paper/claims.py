@@ -126,7 +126,10 @@ def stability(old_md: str, new_md: str) -> tuple[str, int]:
 
 def committed_claims(profile: str) -> str | None:
     """The claims table of git HEAD (None outside a git checkout or before the first committed table)."""
-    path = (tables_dir(profile) / "claims.md").relative_to(home())
+    try:
+        path = (tables_dir(profile) / "claims.md").relative_to(home())
+    except ValueError:  # the tables live outside the checkout: git has no committed copy of them
+        return None
     try:
         done = subprocess.run(["git", "show", f"HEAD:{path.as_posix()}"], cwd=home(), capture_output=True, text=True,
                               timeout=30)
