@@ -8,7 +8,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from adaptertune.paper import ablation_verdicts as av  # noqa: E402
-from adaptertune.paper.verdicts import AGREES, DISAGREES, INCONCLUSIVE  # noqa: E402
+from adaptertune.paper.verdicts import AGREES, DISAGREES, INCONCLUSIVE, NOT_TESTED  # noqa: E402
 
 OFFSETS = (-0.005, 0.0, 0.005)  # the same offset per seed at every rank: paired differences are exact
 
@@ -19,7 +19,7 @@ def rank_runs(means: dict[int, float]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-PLATEAU = {1: 0.70, 2: 0.75, 4: 0.79, 8: 0.81, 16: 0.82, 32: 0.82, 64: 0.82}
+PLATEAU = {1: 0.70, 2: 0.75, 4: 0.79, 8: 0.80, 16: 0.82, 32: 0.82, 64: 0.82}
 RISING = {r: 0.70 + 0.02 * np.log2(r) for r in PLATEAU}
 
 
@@ -44,9 +44,37 @@ def init_runs(zero: list[float], random: list[float]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_init_variance_needs_the_f_test():
-    few = av.verdicts_init(init_runs([0.80, 0.81, 0.82], [0.79, 0.81, 0.83]))
-    assert few[0].verdict == INCONCLUSIVE and "beyond 39.0" in few[0].measured
+def test_elbow_needs_equivalence_not_a_missed_significance():
+    # r=8 is 3 points below the best with noisy pairs: not significantly below, but not within ±1 point either
+    noisy = rank_runs({1: 0.70, 2: 0.75, 4: 0.79, 8: 0.79, 16: 0.82, 32: 0.82, 64: 0.82})
+    noisy.loc[noisy["rank"] == 8, "test_acc"] += np.array([-0.04, 0.0, 0.04])
+    assert av.measured_elbow(noisy) == (16, False)
+
+
+def test_r32_near_the_peak_by_equivalence():
+    _, _, agrees = av.verdicts_rank(rank_runs(PLATEAU))
+    assert agrees.verdict == AGREES and "90%" in agrees.measured
+    below = {**PLATEAU, 32: 0.78}  # 4 points below an interior best
+    assert av.verdicts_rank(rank_runs(below))[2].verdict == DISAGREES
+    unsure = rank_runs({**PLATEAU, 32: 0.815})
+    unsure.loc[unsure["rank"] == 32, "test_acc"] += np.array([-0.03, 0.0, 0.03])
+    assert av.verdicts_rank(unsure)[2].verdict == INCONCLUSIVE
+    edge = {**PLATEAU, 64: 0.825}  # r=32 within half a point of a best at the grid's edge: the peak is unknown
+    assert av.verdicts_rank(rank_runs(edge))[2].verdict == INCONCLUSIVE
+    no32 = rank_runs({r: m for r, m in PLATEAU.items() if r != 32})
+    assert av.verdicts_rank(no32)[2].verdict == NOT_TESTED
+
+
+def test_rank_verdicts_combine_pairs():
+    two = pd.concat([rank_runs(PLATEAU), rank_runs({**PLATEAU, 32: 0.78}).assign(dataset="e")])
+    mono, _, r32 = av.verdicts_rank(two)
+    assert r32.verdict == DISAGREES and "d/b: agrees" in r32.measured and "e/b: disagrees" in r32.measured
+    assert mono.verdict == DISAGREES and len(av.rank_steps(two)) == 14  # e/b loses from r=16 to r=32
+
+
+def test_init_variance_is_a_paired_test():
+    few = av.verdicts_init(init_runs([0.80, 0.81, 0.82], [0.79, 0.83, 0.815]))
+    assert few[0].verdict == INCONCLUSIVE and "Pitman–Morgan" in few[0].measured
     many = av.verdicts_init(init_runs(list(0.8 + 0.001 * np.arange(8)), list(0.8 + 0.01 * np.arange(8))))
     assert many[0].verdict == AGREES and many[1].verdict == AGREES  # random: higher mean too
 
@@ -60,6 +88,9 @@ def placement_runs(every2_offset: float) -> pd.DataFrame:
 def test_placement_is_an_equivalence_test():
     assert av.verdict_placement(placement_runs(-0.002)).verdict == AGREES
     assert av.verdict_placement(placement_runs(-0.05)).verdict == DISAGREES
+    unclear = placement_runs(-0.01)
+    unclear.loc[unclear["every"] == 2, "test_acc"] += np.array([-0.01, 0.0, 0.01])
+    assert av.verdict_placement(unclear).verdict == INCONCLUSIVE  # not significant, yet no evidence of equivalence
     costs = av.placement_costs(placement_runs(0.0))
     assert "0.50× the trainable parameters." in costs and "throughput" not in costs
 
@@ -88,5 +119,5 @@ def test_early_drift_is_untestable_when_the_random_init_does_not_move_the_loss()
     steps = pd.DataFrame([{"init": i, "seed": s, "step": t, "epoch": 1, "loss": 1.0 - 0.01 * t}
                           for i in ("zero", "random") for s in range(3) for t in range(5)])
     v = av.verdict_early(steps, 2.0)
-    assert v.verdict == INCONCLUSIVE and "untestable at this init scale" in v.rule
+    assert v.verdict == NOT_TESTED and "not tested at this init scale" in v.rule
     assert av.verdict_early(steps.iloc[:0], 2.0) is None

@@ -27,7 +27,10 @@ def test_record_collect_assemble(isolated_home):
     assert frame.loc[0, claims.PROTOCOL_TITLES["tuned"]] == "**agrees** (no protocol)"
     paths = claims.assemble("mini")
     text = paths["claims"].read_text()
-    assert "3 verdicts (2 agrees, 1 disagrees)" in text and "   - rule: rule of params." in text
+    # the 15 claims no notebook judged are listed and counted as not tested
+    assert "18 verdicts (15 not tested, 2 agrees, 1 disagrees)" in text and "   - rule: rule of params." in text
+    assert paths["stability"].read_text().startswith("No committed claims table") or "verdicts differ" in \
+        paths["stability"].read_text()
     assert "   - tuned (lr per regime, on validation): **disagrees** — measured beats_full tuned." in text
     assert paths["controls"].read_text() == "- **Q?** A. (how).\n"
 
@@ -64,3 +67,23 @@ def test_the_readme_and_docs_show_exactly_the_files_they_include():
     blocks = readme_module.includes((ROOT / "README.md").read_text())
     assert "figures/tables/mini/claims.md" in blocks and "figures/tables/mini/controls.md" in blocks
     assert readme_module.stale_all(ROOT) == {}, "run `python -m adaptertune.paper.readme` (or make mini / make bench)"
+
+
+def test_stability_counts_the_verdicts_that_changed():
+    from adaptertune.paper import claims as cl
+    from adaptertune.paper.verdicts import Verdict
+
+    def table(first: str, second: str) -> str:
+        vs = [Verdict("beats_head", "c1", "m", first, "r", "paper-recipe"),
+              Verdict("beats_head", "c1", "m", "agrees", "r", "tuned"),
+              Verdict("rank_r32", "c2", "m", second, "r", "paper-recipe")]
+        return cl.claims_markdown("mini", vs)
+
+    same, n_same = cl.stability(table("agrees", "agrees"), table("agrees", "agrees"))
+    assert n_same == 0 and same.startswith("0 of")
+    text, n = cl.stability(table("agrees", "agrees"), table("agrees", "inconclusive"))
+    assert n == 1 and "*c2* (paper recipe (one lr for all)): agrees → inconclusive" in text
+    # claims nobody judged are listed as not tested, and counted
+    assert "not tested" in table("agrees", "agrees")
+    cells = cl.verdict_cells(table("agrees", "agrees"))
+    assert cells[("c1", "tuned (lr per regime, on validation)")] == "agrees"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -39,6 +40,16 @@ def test_pretraining_seed_table():
     assert "by 5.00 points on average" in controls.pretraining_seed_finding(table).answer
 
 
+def test_pretraining_seed_direction_of_full_fts_lead():
+    other = _runs({("a", "s.p1", "adapter"): [0.75, 0.76], ("a", "s.p1", "full"): [0.71, 0.69]})
+    table = controls.pretraining_seed_table(MAIN, other, {"s.p1": "s"})
+    leads = controls.pretraining_seed_leads(table)
+    # seed 0: adapter −5, full +1 -> lead +6; seed 1: adapter −6, full −1 -> lead +5
+    assert leads["lead_moved"].round(6).tolist() == [6.0, 5.0]
+    answer = controls.pretraining_seed_finding(table).answer
+    assert "grew on 2, shrank on 0 of 2" in answer and "a/s.p1 +6.00" in answer
+
+
 def test_dose_response_slope(isolated_home):
     for name, val in (("mini-s.e2", 0.70), ("mini-s", 0.80)):
         path = mini_weights_path(name, "mini").with_suffix(".json")
@@ -57,4 +68,17 @@ def test_dose_response_slope(isolated_home):
     slopes = controls.dose_slope(runs, "mini")
     assert slopes["slope"].item() == pytest.approx(-1.0)  # -10 points of lead per +10 points of source accuracy
     assert "digits: -10.00 [" in controls.dose_finding(slopes, table).answer
-    assert controls.source_accuracy("mini-s", "mini", pretrained=False) == pytest.approx(0.2)
+    assert "mini-s.e2 70.0% → +20.00" in controls.dose_finding(slopes, table).answer  # the lead at every point
+    # a random-init point: without a measured source accuracy it stays in the table but leaves the slope
+    random = runs[runs["backbone"] == "mini-s"].assign(pretrained=False,
+                                                       test_acc=lambda d: d["test_acc"] + 0.3 * (d["method"] == "full"))
+    with_random = pd.concat([runs, random], ignore_index=True)
+    assert controls.dose_slope(with_random, "mini")["slope"].item() == pytest.approx(-1.0)
+    assert controls.dose_table(with_random, "mini")["source_val_acc"].isna().sum() == 1
+    # measured by a linear probe, every point uses the probe and the random point joins the slope
+    probes = {("mini-s", True): 0.80, ("mini-s.e2", True): 0.70, ("mini-s", False): 0.40}
+    assert set(controls.dose_points(with_random)) == set(probes)
+    probed = controls.dose_slope(with_random, "mini", probes)
+    assert probed["dose_points"].item() == 3
+    assert probed["slope"].item() == pytest.approx(np.polyfit([70, 80, 40], [20, 10, 40], 1)[0])
+    assert set(controls.dose_table(with_random, "mini", probes)["source_measure"]) == {"linear probe"}

@@ -52,3 +52,44 @@ def test_concavity_and_slope_recover_known_coefficients():
     line = stats.slope(x, 2.0 - 0.3 * x + noise)
     assert line.estimate == pytest.approx(-0.3, abs=1e-9) and line.sign == -1
     assert math.isnan(stats.slope([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]).estimate)
+
+
+def test_equivalence_needs_a_90_percent_interval_inside_the_margin():
+    base = pd.Series([0.800, 0.810, 0.820, 0.830], index=range(4))
+    same = stats.equivalence(base + pd.Series([0.001, -0.001, 0.002, 0.0]), base)  # tight and tiny: equivalent
+    assert same.outcome == 1 and same.margin == pytest.approx(0.01)
+    assert same.tost.high - same.tost.low < same.interval.high - same.interval.low  # 90% is narrower than 95%
+    far = stats.equivalence(base + pd.Series([0.05, 0.06, 0.05, 0.06]), base)  # clearly beyond the margin
+    assert far.outcome == -1
+    noisy = stats.equivalence(base + pd.Series([0.03, -0.03, 0.02, -0.02]), base)  # not significant, not equivalent
+    assert noisy.outcome == 0 and noisy.interval.sign == 0
+    assert stats.equivalence(base[:1], base[:1]).outcome == 0  # one seed: no interval, no equivalence
+    with pytest.raises(ValueError, match="margin=0"):
+        stats.equivalence(base, base, margin=0)
+
+
+def test_pitman_morgan_matches_its_variance_ratio_form():
+    rng = np.random.default_rng(3)
+    a = rng.normal(0, 1, 8)
+    b = 0.6 * a + rng.normal(0, 3, 8)  # correlated pairs, larger spread in b
+    test = stats.pitman_morgan(a, b)
+    # the textbook form: t = (F − 1)·√(n − 2) / (2·√(F·(1 − ρ²))), F = var(a)/var(b), ρ = corr(a, b)
+    f, rho = a.var(ddof=1) / b.var(ddof=1), np.corrcoef(a, b)[0, 1]
+    t = (f - 1) * math.sqrt(6) / (2 * math.sqrt(f * (1 - rho ** 2)))
+    assert test.t == pytest.approx(t) and test.ratio == pytest.approx(f)
+    assert test.p_value == pytest.approx(2 * (1 - __import__("scipy").stats.t.cdf(abs(t), 6)))
+    assert test.significant and test.ratio < 1
+    swapped = stats.pitman_morgan(b, a)
+    assert swapped.p_value == pytest.approx(test.p_value) and swapped.t == pytest.approx(-test.t)
+
+
+def test_pitman_morgan_keeps_the_pairing_the_f_test_ignores():
+    # b moves with a seed by seed and adds its own small spread: the F-test sees two similar spreads, the paired test
+    # sees that b's extra variance is real (its difference from a correlates with the sum)
+    a = np.array([0.70, 0.80, 0.75, 0.85, 0.72, 0.78, 0.83, 0.77])
+    b = a + 0.3 * (a - a.mean()) + np.array([0.001, -0.001, 0.0, 0.001, -0.001, 0.0, 0.001, -0.001])
+    assert not stats.variance_test(a, b).significant and stats.pitman_morgan(a, b).significant
+    assert math.isnan(stats.pitman_morgan([1.0, 2.0], [1.0, 3.0]).p_value)
+    assert stats.pitman_morgan([0.5, 0.6, 0.7], [0.5, 0.6, 0.7]).p_value == 1.0
+    with pytest.raises(ValueError, match="equal length"):
+        stats.pitman_morgan([1.0, 2.0, 3.0], [1.0, 2.0])

@@ -157,3 +157,24 @@ def test_pair_differences_are_paired_over_seeds():
     row = table[(table["dataset"] == "b")].iloc[0]
     assert row["adapter_minus_full_points"] == pytest.approx(-32.0) and row["outcome"] == "Full FT ahead"
     assert row["high"] == pytest.approx(-32.0 + 4.3027 * 2 / 3 ** 0.5, abs=1e-2)
+
+
+def test_selection_file_keeps_small_learning_rates(tmp_path):
+    tb = tables
+    selection = pd.DataFrame({"lr": [1e-4, 3e-4, 1e-2], "val_acc": [81.23456, 82.0, 80.0],
+                              "chosen": [False, True, False], "margin_points": [float("nan"), 0.12345, float("nan")],
+                              "at_grid_edge": [False, False, True]})
+    out = tb.round_measures(selection)
+    assert list(out["lr"]) == [1e-4, 3e-4, 1e-2] and out["val_acc"].iloc[0] == 81.235
+    assert list(out["at_grid_edge"]) == [False, False, True]
+    written = tb.write_table(out, "sel", "mini", out_dir=tmp_path)
+    assert "0.0001" in written["md"].read_text() and "0.0003" in written["csv"].read_text()
+
+
+def test_rank_table_keeps_pairs_apart():
+    one = pd.DataFrame([{"dataset": "d", "backbone": "b", "method": "adapter", "rank": r, "seed": s, "test_acc": 0.5}
+                        for r in (1, 2) for s in range(2)])
+    assert list(tables.rank_table(one).columns[:1]) == ["rank"]
+    two = tables.rank_table(pd.concat([one, one.assign(dataset="e", test_acc=0.7)]))
+    assert two[["dataset", "rank"]].values.tolist() == [["d", 1], ["d", 2], ["e", 1], ["e", 2]]
+    assert two["mean_points"].tolist() == pytest.approx([50.0, 50.0, 70.0, 70.0])

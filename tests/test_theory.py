@@ -389,3 +389,15 @@ def test_parse_energies():
     for bad in ("", "0.8, 1.5", (0.0,), (True,)):
         with pytest.raises(ValueError, match="energ"):
             elbow.parse_energies(bad)
+
+
+def test_measured_elbow_is_an_equivalence_and_the_embedding_width_is_a_stated_edge():
+    grid = [1, 2, 4, 8]
+    rising = _rank_runs({1: 70, 2: 74, 4: 78.5, 8: 79})  # r=4 within half a point of the best at the edge
+    assert elbow.measured_elbow(rising, grid).edge  # the edge is no elbow: accuracy may rise beyond it
+    limited = elbow.measured_elbow(rising, grid, limit=8)  # ... unless it is the embedding width
+    assert not limited.edge and limited.elbow == 4 and "stated limit r=8" in limited.reason
+    equivalent = limited.table.set_index("rank")["equivalent"]
+    assert bool(equivalent.loc[4]) and not bool(equivalent.loc[2])
+    with pytest.raises(ValueError, match="one pair at a time"):
+        elbow.measured_elbow(pd.concat([rising.assign(dataset="a"), rising.assign(dataset="b")]), grid)

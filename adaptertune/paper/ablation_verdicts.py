@@ -1,5 +1,6 @@
 """Verdicts on the paper's ablation claims (rank, placement, initialisation, sensitivity), by the rules stated in
-``verdicts`` (the one place that defines a verdict and the main-results claims)."""
+``verdicts`` (the one place that defines a verdict and the main-results claims). The rank grid may hold several
+(dataset, backbone) pairs: each is judged alone and the pairs combined (``verdicts.combine``)."""
 from __future__ import annotations
 
 import math
@@ -7,14 +8,50 @@ import math
 import numpy as np
 import pandas as pd
 
+from ..backbones import backbone_shape
 from . import elbow, stats
 from .tables import knob_slices, placement_table
-from .verdicts import AGREES, DISAGREES, EQUIVALENCE_POINTS, INCONCLUSIVE, PAPER, Verdict, _by_seed, _pts
+from .verdicts import (AGREES, DISAGREES, EQUIVALENCE_POINTS, INCONCLUSIVE, NOT_TESTED, PAPER, Verdict, _by_seed, _pts,
+                       combine, not_tested)
+
+EQUIVALENCE_RULE = (f"equivalent: the 90% paired interval inside ±{EQUIVALENCE_POINTS:g} point (two one-sided tests at "
+                    f"5%); different: the 95% interval entirely beyond ±{EQUIVALENCE_POINTS:g}; otherwise inconclusive")
+
+
+def rank_limit(backbone: str) -> int | None:
+    """The largest meaningful adapter rank of a backbone: its embedding width (None for an unknown name)."""
+    try:
+        return int(backbone_shape(backbone)[1])
+    except (ValueError, KeyError, RuntimeError):  # timm: an unknown model name
+        return None
+
+
+def rank_pairs(rank_runs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """``("dataset/backbone", runs)`` per pair of the rank grid (one unnamed pair without those columns)."""
+    if rank_runs.empty:
+        return []
+    if not {"dataset", "backbone"} <= set(rank_runs.columns):
+        return [("", rank_runs)]
+    return [(f"{d}/{b}", part) for (d, b), part in rank_runs.groupby(["dataset", "backbone"], sort=True)]
+
+
+def _outcome(sign: int) -> str:
+    return AGREES if sign == 1 else DISAGREES if sign == -1 else INCONCLUSIVE
 
 
 # -- ablations -----------------------------------------------------------------------------------------------------
 def rank_steps(rank_runs: pd.DataFrame) -> pd.DataFrame:
-    """Each rank against the next (paired over seeds) and against the best rank: the evidence of the rank verdicts."""
+    """Each rank against the next (paired over seeds) and against the best rank: the evidence of the rank verdicts.
+    Several pairs of the rank grid: one block of rows per pair, with ``dataset`` and ``backbone`` columns."""
+    pairs = rank_pairs(rank_runs)
+    if len(pairs) > 1:
+        parts = [_rank_steps(part).assign(dataset=part["dataset"].iloc[0], backbone=part["backbone"].iloc[0])
+                 for _, part in pairs]
+        return pd.concat(parts, ignore_index=True)
+    return _rank_steps(rank_runs)
+
+
+def _rank_steps(rank_runs: pd.DataFrame) -> pd.DataFrame:
     if rank_runs.empty:
         return pd.DataFrame(columns=["rank", "mean", "n", "next_gain", "next_low", "next_high", "vs_best",
                                      "vs_best_low", "vs_best_high", "below_best"])
@@ -39,12 +76,15 @@ def measured_elbow(rank_runs: pd.DataFrame) -> tuple[int | None, bool]:
     if rank_runs.empty:
         return None, False
     ranks = sorted(int(r) for r in rank_runs.loc[rank_runs["method"] == "adapter", "rank"].unique())
-    found = elbow.measured_elbow(rank_runs, ranks)
+    limit = rank_limit(str(rank_runs["backbone"].iloc[0])) if "backbone" in rank_runs else None
+    found = elbow.measured_elbow(rank_runs, ranks, limit=limit)
     return (found.rank, found.edge) if found.testable else (None, False)
 
 
 def verdict_theory_elbow(predicted: elbow.PredictedElbow, measured: elbow.MeasuredElbow, grid) -> Verdict:
     """The theory's elbow (predicted from the task shift's spectrum) against the measured one (notebook 02)."""
+    if measured.table.empty:
+        return not_tested("theory_elbow", f"no measured elbow: {measured.reason}", "paper-recipe")
     label, rule = elbow.elbow_agreement(predicted, measured, grid)
     where = measured.reason if measured.testable else f"untestable ({measured.reason})"
     return Verdict("theory_elbow", PAPER["theory_elbow"], f"predicted {predicted.span}; measured: {where}", label, rule,
@@ -52,6 +92,16 @@ def verdict_theory_elbow(predicted: elbow.PredictedElbow, measured: elbow.Measur
 
 
 def verdicts_rank(rank_runs: pd.DataFrame, protocol: str = "paper-recipe") -> list[Verdict]:
+    """Claims 8–10 per pair of the rank grid, combined over pairs (one pair: its own verdicts)."""
+    per_pair = [(name, _verdicts_rank_pair(part, protocol)) for name, part in rank_pairs(rank_runs)]
+    per_pair = [(name, found) for name, found in per_pair if found]
+    if len(per_pair) <= 1:
+        return per_pair[0][1] if per_pair else []
+    return [combine(key, [(name, found[i]) for name, found in per_pair], protocol)
+            for i, key in enumerate(("rank_monotone", "rank_diminishing", "rank_r32"))]
+
+
+def _verdicts_rank_pair(rank_runs: pd.DataFrame, protocol: str) -> list[Verdict]:
     steps = rank_steps(rank_runs)
     if steps.empty:
         return []
@@ -70,35 +120,33 @@ def verdicts_rank(rank_runs: pd.DataFrame, protocol: str = "paper-recipe") -> li
     diminishing = Verdict(
         "rank_diminishing", PAPER["rank_diminishing"],
         f"gain per doubling {gains} points; curvature of accuracy in log2 r {curve.fmt()} points ({curve.how})",
-        AGREES if curve.sign == -1 else DISAGREES if curve.sign == 1 else INCONCLUSIVE,
+        _outcome(-curve.sign),
         "the quadratic coefficient of accuracy vs log2 r over all runs: 95% interval below 0 agrees, above 0 disagrees",
         protocol)
-    elbow, at_edge = measured_elbow(rank_runs)
-    r32 = steps[steps["rank"] == 32]
-    if r32.empty:
-        near = Verdict("rank_r32", PAPER["rank_r32"], "r=32 is not in the grid", INCONCLUSIVE, "needs r=32 runs", protocol)
+    return [monotone, diminishing, _verdict_r32(rank_runs, steps, protocol)]
+
+
+def _verdict_r32(rank_runs: pd.DataFrame, steps: pd.DataFrame, protocol: str) -> Verdict:
+    """Claim 10 by equivalence with the best rank; a best rank at the grid's edge leaves the peak unknown."""
+    if (steps["rank"] != 32).all():
+        return not_tested("rank_r32", "r=32 is not in the grid", protocol)
+    found_elbow, at_edge = measured_elbow(rank_runs)
+    adapters = rank_runs[rank_runs["method"] == "adapter"]
+    best_rank = int(steps.loc[steps["mean"].idxmax(), "rank"])
+    by_rank = {r: _by_seed(adapters[adapters["rank"] == r]) for r in (32, best_rank)}
+    eq = stats.equivalence(by_rank[32], by_rank[best_rank])
+    elbow_text = (f"none within the grid (the best rank r={found_elbow} is its largest)" if at_edge
+                  else f"r={found_elbow}" if found_elbow is not None else "untestable")
+    if best_rank == 32:
+        verdict, what = (INCONCLUSIVE if at_edge else AGREES), "r=32 is the best rank"
     else:
-        row = r32.iloc[0]
-        best_rank = int(steps.loc[steps["mean"].idxmax(), "rank"])
-        near = Verdict(
-            "rank_r32", PAPER["rank_r32"],
-            f"r=32 − best (r={best_rank}) = {_pts(row['vs_best'])} [{_pts(row['vs_best_low'])}, "
-            f"{_pts(row['vs_best_high'])}] points; measured elbow "
-            + (f"none within the grid (accuracy not yet flat at r={elbow}, its largest rank)" if at_edge else f"r={elbow}"),
-            DISAGREES if row["below_best"] else AGREES,
-            "r=32 agrees when its paired 95% interval against the best rank includes 0; the elbow is the smallest rank "
-            "not significantly below the best, and a grid edge is no elbow", protocol)
-    return [monotone, diminishing, near]
-
-
-def _equivalence(d: stats.Interval, margin: float = EQUIVALENCE_POINTS / 100) -> str:
-    if math.isnan(d.low):
-        return INCONCLUSIVE
-    if -margin <= d.low and d.high <= margin:
-        return AGREES
-    if d.low > margin or d.high < -margin:
-        return DISAGREES
-    return INCONCLUSIVE
+        what = f"r=32 − best (r={best_rank}) = {eq.fmt()} points"
+        verdict = (DISAGREES if eq.outcome == -1 else INCONCLUSIVE if at_edge
+                   else AGREES if eq.outcome == 1 else INCONCLUSIVE)
+    return Verdict("rank_r32", PAPER["rank_r32"], f"{what}; measured elbow {elbow_text}", verdict,
+                   f"r=32 against the best rank, {EQUIVALENCE_RULE}; when the best rank is the grid's largest "
+                   "(and below the embedding width) the peak may lie beyond the grid, so r=32 can only disagree",
+                   protocol)
 
 
 def verdict_placement(placement_runs: pd.DataFrame, protocol: str = "paper-recipe") -> Verdict | None:
@@ -106,10 +154,9 @@ def verdict_placement(placement_runs: pd.DataFrame, protocol: str = "paper-recip
     every1, every2 = runs[runs["every"] == 1], runs[runs["every"] == 2]
     if every1.empty or every2.empty:
         return None
-    d = stats.difference(_by_seed(every2), _by_seed(every1))
-    return Verdict("placement", PAPER["placement"], f"every=2 − every=1 = {d.fmt()} points ({d.how})", _equivalence(d),
-                   f"equivalence within ±{EQUIVALENCE_POINTS:g} point: the 95% interval inside the margin agrees, "
-                   "entirely outside disagrees", protocol)
+    eq = stats.equivalence(_by_seed(every2), _by_seed(every1))
+    return Verdict("placement", PAPER["placement"], f"every=2 − every=1 = {eq.fmt()} points", _outcome(eq.outcome),
+                   f"every=2 against every=1, {EQUIVALENCE_RULE}", protocol)
 
 
 def placement_costs(placement_runs: pd.DataFrame) -> str:
@@ -134,24 +181,23 @@ def placement_costs(placement_runs: pd.DataFrame) -> str:
 
 
 def verdicts_init(init_runs: pd.DataFrame, protocol: str = "paper-recipe") -> list[Verdict]:
+    """Claims 13–14: zero vs random init over the seeds both have (the same seed: the same data order and head init,
+    so the arms are paired and the variance test must be too)."""
     runs = init_runs[init_runs["method"] == "adapter"]
-    zero, rand = runs[runs["init"] == "zero"], runs[runs["init"] == "random"]
+    zero, rand = _by_seed(runs[runs["init"] == "zero"]), _by_seed(runs[runs["init"] == "random"])
     if zero.empty or rand.empty:
         return []
-    test = stats.variance_test(_by_seed(zero), _by_seed(rand))
-    if test.significant:
-        var_verdict = AGREES if test.ratio < 1 else DISAGREES
-    else:
-        var_verdict = INCONCLUSIVE
+    shared = zero.index.intersection(rand.index)
+    test = stats.pitman_morgan(zero.loc[shared].to_numpy(), rand.loc[shared].to_numpy())
+    var_verdict = (AGREES if test.ratio < 1 else DISAGREES) if test.significant else INCONCLUSIVE
     variance = Verdict(
         "init_variance", PAPER["init_variance"],
-        f"seed sd {100 * test.sd_a:.2f} (zero, n={test.n_a}) vs {100 * test.sd_b:.2f} (random, n={test.n_b}) points; "
-        f"variance ratio {test.ratio:.2f}, F-test p={test.p_value:.2g} (a ratio beyond {test.needed:.1f} or below "
-        f"1/{test.needed:.1f} would be significant at this n)", var_verdict,
-        "two-sided F-test of equal variances at 5%: significant and lower for zero agrees, higher disagrees", protocol)
-    d = stats.difference(_by_seed(rand), _by_seed(zero))
-    mean = Verdict("init_mean", PAPER["init_mean"], f"random − zero = {d.fmt()} points ({d.how})",
-                   AGREES if d.sign == 1 else DISAGREES if d.sign == -1 else INCONCLUSIVE,
+        f"seed sd {100 * test.sd_a:.2f} (zero) vs {100 * test.sd_b:.2f} (random) points over n={test.n} paired seeds; "
+        f"variance ratio {test.ratio:.2f}, Pitman–Morgan r={test.r:+.2f}, t={test.t:+.2f}, p={test.p_value:.2g}",
+        var_verdict, "Pitman–Morgan test of equal variances over paired seeds at 5% (two-sided): significant and lower "
+        "for zero agrees, higher disagrees", protocol)
+    d = stats.difference(rand, zero)
+    mean = Verdict("init_mean", PAPER["init_mean"], f"random − zero = {d.fmt()} points ({d.how})", _outcome(d.sign),
                    "paired 95% t-interval over seeds of random − zero: above 0 agrees, below 0 disagrees", protocol)
     return [variance, mean]
 
@@ -168,10 +214,10 @@ def verdict_early(steps: pd.DataFrame, epochs: float, resolution: float = 1e-4) 
     testable = diff > resolution
     measured = (f"largest first-update loss difference random − zero over {len(first)} seeds: {diff:.2g}; mean loss "
                 f"over the first {epochs:g} epoch(s), random − zero: {d.fmt(scale=1, digits=4)} ({d.how})")
-    verdict = (AGREES if testable and d.sign == 1 else DISAGREES if testable and d.sign == -1 else INCONCLUSIVE)
+    verdict = _outcome(d.sign) if testable else NOT_TESTED
     rule = (f"testable only if random init moves the first loss by more than {resolution:g}; then a paired 95% interval "
-            "of the early mean loss above 0 (random drifts) agrees" + ("" if testable else
-                                                                      " — here it does not: untestable at this init scale"))
+            "of the early mean loss above 0 (random drifts) agrees"
+            + ("" if testable else " — here it does not: not tested at this init scale"))
     return Verdict("early_drift", PAPER["early_drift"], measured, verdict, rule, "paper-recipe")
 
 
@@ -193,7 +239,7 @@ def verdicts_sensitivity(runs: pd.DataFrame, defaults: dict[str, float], protoco
         best = max(smaller, key=lambda v: smaller[v].mean())
         d = stats.difference(scale[largest], smaller[best])
         out.append(Verdict("scale", PAPER["scale"], f"s={largest:g} − best smaller scale (s={best:g}) = {d.fmt()} points "
-                           f"({d.how})", AGREES if d.sign == -1 else DISAGREES if d.sign == 1 else INCONCLUSIVE,
+                           f"({d.how})", _outcome(-d.sign),
                            "the largest scale against the best smaller one, paired 95% t-interval over seeds: below 0 "
                            "agrees, above 0 disagrees", protocol))
     margin = EQUIVALENCE_POINTS / 100

@@ -24,7 +24,7 @@ from ..store import runs as store
 from ..training.distributed import DistContext
 from ..training.loop import extract_features
 from ..profiles import profile_record
-from .tables import method_label, pair_differences, pair_means
+from .tables import PAIR, by_family, method_label, pair_differences, pair_means
 
 
 # -- pair-level gaps and measures ---------------------------------------------------------------------------
@@ -81,10 +81,14 @@ def frozen_features(model: nn.Module, dataset, n: int = 1000, batch_size: int = 
 
     The linear probe's feature extractor (``loop.extract_features``), single process on CPU.
     """
+    return _features(model, dataset, n, batch_size, seed)[0]
+
+
+def _features(model: nn.Module, dataset, n: int, batch_size: int = 256, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     pick = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:n].tolist()
-    feats, _ = extract_features(model, Subset(dataset, pick), ctx=DistContext(0, 1, 0, torch.device("cpu")),
-                                batch_size=batch_size, precision="fp32", make_loader=make_loader, seed=seed)
-    return feats.double().numpy()
+    feats, labels = extract_features(model, Subset(dataset, pick), ctx=DistContext(0, 1, 0, torch.device("cpu")),
+                                     batch_size=batch_size, precision="fp32", make_loader=make_loader, seed=seed)
+    return feats.double().numpy(), labels.numpy()
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -96,6 +100,39 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     ca, cb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
     root = linalg.sqrtm(ca @ cb)
     return float(mu @ mu + np.trace(ca + cb - 2 * np.real(root)))
+
+
+def linear_probe_source(backbone: str, profile: str, pretrained: bool = True, images: int = 5000,
+                        seed: int = 0) -> float | None:
+    """Source validation accuracy of a logistic-regression probe on the frozen [CLS] features (a fraction): the same
+    measure for every backbone, a random-init one included (seeded weights), so a dose point's x is measured, not
+    assumed. ``images`` training examples (seeded subset), the whole validation split; None without an offline
+    source (the paper backbones' ImageNet)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    source = source_dataset(profile)
+    if source is None:
+        return None
+    torch.manual_seed(seed)  # a random-init backbone is one seeded draw
+    model = create_backbone(backbone, 1, pretrained=pretrained, profile=profile)
+    splits = load_dataset(source, profile=profile, seed=0, data_config=data_config(model))
+    train, y_train = _features(model, splits.train, images, seed=seed)
+    val, y_val = _features(model, splits.val, len(splits.val), seed=seed)
+    scaler = StandardScaler().fit(train)
+    probe = LogisticRegression(max_iter=2000).fit(scaler.transform(train), y_train)
+    return float(probe.score(scaler.transform(val), y_val))
+
+
+def linear_probes(points: list[tuple[str, bool]], profile: str,
+                  known: dict[tuple[str, bool], float] | None = None) -> dict[tuple[str, bool], float]:
+    """:func:`linear_probe_source` of each ``(backbone, pretrained)`` point (e.g. ``controls.dose_points``), with the
+    ``known`` ones kept rather than measured again; points without an offline source are left out."""
+    found = dict(known or {})
+    for point in points:
+        if point not in found:
+            found[point] = linear_probe_source(point[0], profile, point[1])
+    return {point: acc for point, acc in found.items() if acc is not None}
 
 
 def source_dataset(profile: str) -> str | None:
@@ -118,6 +155,15 @@ def shift_measures(pairs: pd.DataFrame, profile: str, images: int = 1000) -> pd.
             target = frozen_features(model, load_dataset(dataset, profile=profile, seed=0, data_config=cfg).test, images)
             rows.append({"dataset": dataset, "backbone": backbone, "frechet_to_source": frechet_distance(ref, target)})
     return pd.DataFrame(rows, columns=["dataset", "backbone", "frechet_to_source"])
+
+
+def main_shifts(frames: dict[str, pd.DataFrame], profile: str, images: int = 1000) -> pd.DataFrame:
+    """:func:`shift_measures` per (dataset, backbone family) of the main comparison, measured on each family's base
+    backbone (the family name): the input of the "full FT wins where the shift is large" verdict."""
+    parts = [by_family(df)[PAIR] for df in frames.values() if len(df)]
+    if not parts:
+        return pd.DataFrame(columns=PAIR + ["frechet_to_source"])
+    return shift_measures(pd.concat(parts).drop_duplicates().reset_index(drop=True), profile, images=images)
 
 
 def failure_pairs(frames: dict[str, pd.DataFrame], profile: str, images: int = 1000,
@@ -285,6 +331,7 @@ def display_images(dataset, indices: list[int], mean, std) -> np.ndarray:
     return np.stack(out) if out else np.zeros((0, 1, 1))
 
 
-__all__ = ["backbone_width", "correlations", "display_images", "frechet_distance", "frozen_features", "gap_frame", "per_class_table", "failure_pairs", "shift_measure", "focus_pair", "describe_focus", "measure_label",
+__all__ = ["linear_probe_source", "linear_probes", "main_shifts",
+           "backbone_width", "correlations", "display_images", "frechet_distance", "frozen_features", "gap_frame", "per_class_table", "failure_pairs", "shift_measure", "focus_pair", "describe_focus", "measure_label",
            "pair_errors", "pair_examples", "per_class_by_regime", "per_class_errors", "shift_measures", "source_dataset",
            "correlation_notes", "wrong_examples"]

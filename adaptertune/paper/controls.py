@@ -98,37 +98,57 @@ def scratch_finding(table: pd.DataFrame) -> Finding | None:
                    f"both at their tuned learning rate; paired 95% t-intervals over n={int(full['n'].min())} seeds")
 
 
-def source_accuracy(backbone: str, profile: str, pretrained: bool = True) -> float:
-    """The source-task validation accuracy of a mini backbone (its provenance JSON; a random backbone: 1/classes)."""
-    if not pretrained:
-        meta = json.loads(mini_weights_path(backbone, profile).with_suffix(".json").read_text())
-        return 1.0 / len(meta["source_classes"])
+def source_accuracy(backbone: str, profile: str) -> float:
+    """The source-task validation accuracy of a pretrained mini backbone, from its provenance JSON (a fraction)."""
     return float(json.loads(mini_weights_path(backbone, profile).with_suffix(".json").read_text())["source_val_acc"])
 
 
-def dose_table(runs: pd.DataFrame, profile: str) -> pd.DataFrame:
-    """Per (dataset, backbone, pretrained) dose point: the source accuracy of the frozen backbone, the adapter and full
-    FT means and full FT's lead with its interval (paired over seeds)."""
+def dose_points(runs: pd.DataFrame) -> list[tuple[str, bool]]:
+    """``(backbone, pretrained)`` of every dose point in ``runs``: what needs a measured source accuracy."""
+    return [(str(b), bool(p)) for b, p in runs[["backbone", "pretrained"]].drop_duplicates().itertuples(index=False)]
+
+
+Probes = dict[tuple[str, bool], float]
+
+
+def _dose_x(backbone: str, pretrained: bool, profile: str, probes: Probes | None) -> tuple[float, str]:
+    """A dose point's x in % and what measured it: the linear probe where ``probes`` has the point (the same measure
+    for every point), else the pretraining's own source validation accuracy; a random-init backbone without a probe
+    has no measured x (NaN: it leaves the slope, nothing is assumed)."""
+    if probes and (backbone, pretrained) in probes and probes[(backbone, pretrained)] is not None:
+        return 100 * probes[(backbone, pretrained)], "linear probe"
+    if pretrained:
+        return 100 * source_accuracy(backbone, profile), "pretraining val"
+    return np.nan, "not measured"
+
+
+def dose_table(runs: pd.DataFrame, profile: str, probes: Probes | None = None) -> pd.DataFrame:
+    """Per (dataset, backbone, pretrained) dose point: its measured source accuracy (``_dose_x``), the adapter and
+    full FT means and full FT's lead with its interval (paired over seeds): the lead at every point, not only the
+    slope."""
     rows = []
     for (dataset, backbone, pretrained), part in runs.groupby(["dataset", "backbone", "pretrained"], sort=True):
         adapter, full = part[part["method"] == "adapter"], part[part["method"] == "full"]
         if adapter.empty or full.empty:
             continue
-        row = _diff_row(full, adapter, dataset=dataset, backbone=backbone if pretrained else f"{backbone} (random init)",
-                        source_val_acc=100 * source_accuracy(backbone, profile, bool(pretrained)))
-        rows.append(row)
+        x, how = _dose_x(backbone, bool(pretrained), profile, probes)
+        rows.append(_diff_row(full, adapter, dataset=dataset,
+                              backbone=backbone if pretrained else f"{backbone} (random init)", source_val_acc=x,
+                              source_measure=how))
     return pd.DataFrame(rows).rename(columns={"a_mean": "full", "b_mean": "adapter", "diff_points": "full_lead_points"})
 
 
-def dose_slope(runs: pd.DataFrame, profile: str) -> pd.DataFrame:
-    """Per dataset: the slope of full FT's lead (points) on the source accuracy (points) by least squares over every
-    (dose point, seed), with a 95% t-interval: how fast a better pretraining closes the gap."""
+def dose_slope(runs: pd.DataFrame, profile: str, probes: Probes | None = None) -> pd.DataFrame:
+    """Per dataset: the slope of full FT's lead (points) on the measured source accuracy (points) by least squares
+    over every (dose point, seed), with a 95% t-interval: how fast a better pretraining closes the gap. Points
+    without a measured x are left out (``dose_points`` says how many x values remain)."""
     rows = []
     gaps = []
     for (dataset, backbone, pretrained), part in runs.groupby(["dataset", "backbone", "pretrained"], sort=True):
         g = gap_per_seed(part)
-        if len(g):
-            gaps.append(g.assign(source=100 * source_accuracy(backbone, profile, bool(pretrained))))
+        x, _ = _dose_x(backbone, bool(pretrained), profile, probes)
+        if len(g) and not np.isnan(x):
+            gaps.append(g.assign(source=x))
     if not gaps:
         return pd.DataFrame(columns=["dataset", "slope", "low", "high", "points", "dose_points"])
     data = pd.concat(gaps, ignore_index=True)
@@ -143,14 +163,19 @@ def dose_slope(runs: pd.DataFrame, profile: str) -> pd.DataFrame:
 def dose_finding(slopes: pd.DataFrame, table: pd.DataFrame) -> Finding | None:
     if slopes.empty:
         return None
-    text = "; ".join(f"{d}: {10 * s:+.2f} [{10 * lo:+.2f}, {10 * hi:+.2f}]" for d, s, lo, hi in
-                     slopes[["dataset", "slope", "low", "high"]].itertuples(index=False))
-    span = f"{table['source_val_acc'].min():.1f}–{table['source_val_acc'].max():.1f}%" if len(table) else "—"
+    text = "; ".join(f"{d}: {10 * s:+.2f} [{10 * lo:+.2f}, {10 * hi:+.2f}] points over {int(k)} dose points"
+                     for d, s, lo, hi, k in slopes[["dataset", "slope", "low", "high", "dose_points"]].itertuples(index=False))
+    measured = table.dropna(subset=["source_val_acc"]) if len(table) else table
+    span = f"{measured['source_val_acc'].min():.1f}–{measured['source_val_acc'].max():.1f}%" if len(measured) else "—"
+    how = ", ".join(sorted(set(measured["source_measure"]))) if len(measured) else "—"
+    leads = "; ".join(f"{d}/{b} {x:.1f}% → {g:+.2f}" for d, b, x, g in
+                      measured[["dataset", "backbone", "source_val_acc", "full_lead_points"]].itertuples(index=False))
     return Finding("dose", "Does a better-pretrained backbone close full FT's lead?",
-                   f"change of full FT's lead per +10 points of source validation accuracy: {text} points "
-                   f"(source accuracies {span}; a negative slope closes the gap)",
+                   f"change of full FT's lead per +10 points of source accuracy: {text} (source accuracies "
+                   f"{span}, measured by {how}; a negative slope closes the gap); lead per point: {leads}",
                    f"least squares over every dose point × seed ({int(slopes['points'].min())}+ runs per dataset) "
-                   "with a 95% t-interval; every backbone's adapter and full FT at their own tuned learning rate")
+                   "with a 95% t-interval; every backbone's adapter and full FT at their own tuned learning rate; a "
+                   "point without a measured source accuracy leaves the slope")
 
 
 def budget_table(tuned: pd.DataFrame, budget: pd.DataFrame) -> pd.DataFrame:
@@ -193,17 +218,42 @@ def pretraining_seed_table(main: pd.DataFrame, other: pd.DataFrame, base: dict[s
     return pd.DataFrame(rows)
 
 
+def pretraining_seed_leads(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, other backbone, seed): how the other pretraining run moved the adapter and full FT, and so full
+    FT's lead over the adapter (full's move − the adapter's, points): the direction the mean |move| hides."""
+    cols = ["dataset", "backbone", "seed", "adapter_moved", "full_moved", "lead_moved"]
+    if table.empty:
+        return pd.DataFrame(columns=cols)
+    wide = table.pivot_table(index=["dataset", "backbone", "seed"], columns="regime", values="moved_points")
+    adapter, full = method_label("adapter"), method_label("full")
+    if not {adapter, full} <= set(wide.columns):
+        return pd.DataFrame(columns=cols)
+    out = pd.DataFrame({"adapter_moved": wide[adapter], "full_moved": wide[full]}).dropna().reset_index()
+    out["lead_moved"] = out["full_moved"] - out["adapter_moved"]
+    return out[cols]
+
+
 def pretraining_seed_finding(table: pd.DataFrame) -> Finding | None:
     if table.empty:
         return None
     moved = table["moved_points"].abs()
-    return Finding("pretraining_seed", "How much does the choice of pretraining run move Tab.2?",
+    leads = pretraining_seed_leads(table)
+    direction = ""
+    if len(leads):
+        grew, shrank = int((leads["lead_moved"] > 0).sum()), int((leads["lead_moved"] < 0).sum())
+        iv = stats.mean_interval(leads["lead_moved"].to_numpy())
+        direction = (f"; full FT's lead over the adapter moved by " + ", ".join(
+            f"{d}/{b} {x:+.2f}" for d, b, x in leads[["dataset", "backbone", "lead_moved"]].itertuples(index=False))
+            + f" points (grew on {grew}, shrank on {shrank} of {len(leads)}; mean {iv.fmt(scale=1)})")
+    return Finding("pretraining_seed", "How much does the choice of pretraining run move Tab.2, and which way?",
                    f"a second pretraining seed moves the {len(table)} cells by {moved.mean():.2f} points on average "
                    f"(largest {moved.max():.2f}); the same cells' sd over training seeds has median "
-                   f"{table['seed_sd_points'].median():.2f} points",
-                   "one run per cell on each backbone at the same training seed, paper recipe")
+                   f"{table['seed_sd_points'].median():.2f} points" + direction,
+                   "one run per cell on each backbone at the same training seed, paper recipe; the lead's move is full "
+                   "FT's move minus the adapter's, with a 95% t-interval over cells")
 
 
-__all__ = ["Finding", "budget_finding", "budget_table", "dose_finding", "dose_slope", "dose_table", "gap_change",
-           "pretraining_seed_finding", "pretraining_seed_table", "scratch_finding", "scratch_table", "source_accuracy",
+__all__ = ["Finding", "Probes", "budget_finding", "budget_table", "dose_finding", "dose_points", "dose_slope",
+           "dose_table",
+           "gap_change", "pretraining_seed_finding", "pretraining_seed_leads", "pretraining_seed_table", "scratch_finding", "scratch_table", "source_accuracy",
            "tuning_gains"]

@@ -2,9 +2,11 @@
 
 *Predicted*: for each energy threshold e, the smallest rank of the sweep grid whose top directions hold e of
 the task shift's data-weighted energy: a range over e, not one number. *Measured*: the smallest grid rank
-whose mean test accuracy is not significantly below the best rank's (paired t over seeds); a rank at the
-grid's edge is not an elbow. :func:`elbow_agreement` turns the two into agrees / disagrees / inconclusive.
-The intervals are ``stats.difference``'s (paired over the seeds two ranks share).
+*equivalent* to the best rank (the 90% paired interval of best − rank inside ±``stats.EQUIVALENCE_POINTS``: two
+one-sided tests at 5%); "not significantly below" is not enough, since few seeds make every rank look like the best.
+A best rank at the grid's largest rank is no elbow (accuracy may still rise), unless that rank is a stated limit
+(``limit``: the embedding width, beyond which a rank adds nothing). :func:`elbow_agreement` turns the two into
+agrees / disagrees / inconclusive. The intervals are ``stats``' (paired over the seeds two ranks share).
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import pandas as pd
 from . import stats
 
 ENERGIES = (0.8, 0.85, 0.9, 0.95)  # default energy thresholds of the predicted elbow
-VERDICTS = ("agrees", "disagrees", "inconclusive")
+VERDICTS = ("agrees", "disagrees", "inconclusive", "not tested")
 
 
 def check_energy(energy: float) -> None:
@@ -38,10 +40,10 @@ def parse_energies(energies: str | Sequence[float]) -> tuple[float, ...]:
 
 @dataclass(frozen=True)
 class MeasuredElbow:
-    """The smallest grid rank whose mean accuracy is not significantly below the best rank's (paired t over seeds).
+    """The smallest grid rank equivalent to the best rank (TOST, paired over seeds).
 
-    ``rank`` is that rank (None when the test cannot be run); ``edge`` says it is the grid's largest rank, which
-    is not an elbow ("no elbow within the grid"); ``table`` has the per-rank test.
+    ``rank`` is that rank (None when the test cannot be run); ``edge`` says the best rank is the grid's largest (and
+    no stated limit), so there is no elbow within the grid and ``rank`` is that edge; ``table`` has the per-rank tests.
     """
 
     table: pd.DataFrame
@@ -57,29 +59,42 @@ class MeasuredElbow:
         return self.rank if self.testable and not self.edge else None
 
 
-def measured_elbow(rank_runs: pd.DataFrame, grid: Sequence[int], level: float = 0.95) -> MeasuredElbow:
-    """Test every rank of the grid against the best one (highest mean test accuracy) with a paired t-interval.
+def measured_elbow(rank_runs: pd.DataFrame, grid: Sequence[int], level: float = 0.95, limit: int | None = None,
+                   margin: float = stats.EQUIVALENCE_POINTS) -> MeasuredElbow:
+    """Test every rank of the grid against the best one (highest mean test accuracy), paired over shared seeds.
 
-    A rank is *significantly below* the best when the ``level`` interval of (best − rank), paired over shared
-    seeds, lies above 0. The measured elbow is the smallest rank that is not. The test needs every grid rank
-    with at least 2 seeds shared with the best rank; otherwise the elbow is untestable.
+    A rank is *significantly below* the best when the ``level`` interval of (best − rank) lies above 0, and
+    *equivalent* to it when the 90% interval lies inside ±``margin`` points. The elbow is the smallest equivalent rank;
+    when the best rank is the grid's largest and below ``limit`` there is none. The test needs every grid rank with at
+    least 2 seeds shared with the best rank; otherwise the elbow is untestable. ``rank_runs`` holds one
+    (dataset, backbone) pair.
     """
     grid = sorted(int(r) for r in grid)
-    cols = ["rank", "n", "mean_points", "sd_points", "diff_points", "diff_low", "diff_high", "n_pairs", "below_best"]
+    cols = ["rank", "n", "mean_points", "sd_points", "diff_points", "diff_low", "diff_high", "tost_low", "tost_high",
+            "n_pairs", "below_best", "equivalent"]
     runs = rank_runs[rank_runs["method"] == "adapter"] if "method" in rank_runs else rank_runs
     runs = runs[runs["rank"].isin(grid)] if len(runs) else runs
     if runs.empty:
         return MeasuredElbow(pd.DataFrame(columns=cols), None, False, False, level, "no adapter runs of the rank grid")
+    keys = [c for c in ("dataset", "backbone") if c in runs]
+    pairs = runs[keys].drop_duplicates() if keys else runs.iloc[:1]
+    if len(pairs) > 1:
+        raise ValueError(f"rank runs of {len(pairs)} (dataset, backbone) pairs were given: the elbow is measured on "
+                         "one pair at a time (select it first)")
     acc = {int(r): part.set_index("seed")["test_acc"] * 100 for r, part in runs.groupby("rank")}
     best = max(acc, key=lambda r: acc[r].mean())
     rows = []
     for r in sorted(acc):
         shared = acc[best].index.intersection(acc[r].index)
-        diff = (stats.difference(acc[best].loc[shared], acc[r].loc[shared], level) if r != best
-                else stats.Interval(0.0, 0.0, 0.0, len(acc[r]), "the best rank"))
+        if r == best:
+            diff = tost = stats.Interval(0.0, 0.0, 0.0, len(acc[r]), "the best rank")
+        else:
+            diff = stats.difference(acc[best].loc[shared], acc[r].loc[shared], level)
+            tost = stats.equivalence(acc[best].loc[shared], acc[r].loc[shared], margin).tost
         rows.append({"rank": r, "n": len(acc[r]), "mean_points": acc[r].mean(), "sd_points": acc[r].std(ddof=1),
-                     "diff_points": diff.estimate, "diff_low": diff.low, "diff_high": diff.high, "n_pairs": len(shared),
-                     "below_best": bool(diff.low > 0)})
+                     "diff_points": diff.estimate, "diff_low": diff.low, "diff_high": diff.high, "tost_low": tost.low,
+                     "tost_high": tost.high, "n_pairs": len(shared), "below_best": bool(diff.low > 0),
+                     "equivalent": bool(-margin <= tost.low and tost.high <= margin)})
     table = pd.DataFrame(rows, columns=cols)
     missing = [r for r in grid if r not in acc]
     thin = table.loc[(table["n_pairs"] < 2) & (table["rank"] != best), "rank"].tolist()
@@ -90,11 +105,13 @@ def measured_elbow(rank_runs: pd.DataFrame, grid: Sequence[int], level: float = 
         elif thin:
             why.append(f"ranks {thin} share fewer than 2 seeds with the best rank r={best}")
         return MeasuredElbow(table, None, False, False, level, "; ".join(why))
-    rank = int(table.loc[~table["below_best"], "rank"].min())
-    edge = rank == grid[-1]
-    why = (f"every rank below r={rank} is significantly below the best (r={best}): no elbow within the grid" if edge
-           else f"r={rank} is the smallest rank not significantly below the best (r={best})")
-    return MeasuredElbow(table, rank, edge, True, level, why)
+    if best == grid[-1] and (limit is None or best < limit):
+        return MeasuredElbow(table, best, True, True, level,
+                             f"the best rank is the grid's largest (r={best}): no elbow within the grid")
+    rank = int(table.loc[table["equivalent"], "rank"].min())
+    why = (f"r={rank} is the smallest rank within ±{margin:g} point of the best (r={best}; 90% paired interval)"
+           + (f"; the best rank is the stated limit r={limit}" if best == limit else ""))
+    return MeasuredElbow(table, rank, False, True, level, why)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,9 @@ import pandas as pd
 from scipy import stats
 
 LEVEL = 0.95
+# "near", "nearly equal", "at the elbow": within ±1 point of test accuracy. One margin for every such claim; an
+# equivalence needs evidence (TOST), a non-significant difference is not one.
+EQUIVALENCE_POINTS = 1.0
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,77 @@ def difference(a: pd.Series, b: pd.Series, level: float = LEVEL, paired: bool = 
 
 
 @dataclass(frozen=True)
+class Equivalence:
+    """Two one-sided tests (TOST) of ``|a − b| < margin`` at ``1 − LEVEL``: equivalent when the ``2·LEVEL − 1`` (90%)
+    interval lies inside ±margin; *beyond* the margin when the ``LEVEL`` (95%) interval lies entirely outside it."""
+
+    tost: Interval  # the 90% interval (the two one-sided 5% tests)
+    interval: Interval  # the 95% interval
+    margin: float
+
+    @property
+    def outcome(self) -> int:
+        """+1 equivalent, −1 different by more than the margin, 0 neither (or no interval)."""
+        if math.isnan(self.tost.low):
+            return 0
+        if -self.margin <= self.tost.low and self.tost.high <= self.margin:
+            return 1
+        return -1 if self.interval.low > self.margin or self.interval.high < -self.margin else 0
+
+    def fmt(self) -> str:
+        return f"{self.interval.fmt()} (90%: {self.tost.fmt()}; {self.interval.how})"
+
+
+def equivalence(a: pd.Series, b: pd.Series, margin: float = EQUIVALENCE_POINTS / 100) -> Equivalence:
+    """Is ``a`` within ±``margin`` (fractions) of ``b``? Paired over shared seeds like :func:`difference`."""
+    if not margin > 0:
+        raise ValueError(f"margin={margin!r} is not allowed: use a positive difference in accuracy (fractions)")
+    return Equivalence(difference(a, b, level=2 * LEVEL - 1), difference(a, b), margin)
+
+
+@dataclass(frozen=True)
+class PairedVarianceTest:
+    """Pitman–Morgan test of equal variances of two *paired* samples (the same seeds in both arms).
+
+    ``cov(a + b, a − b) = var(a) − var(b)``, so equal variances means the sums and differences are uncorrelated:
+    ``t = r·√(n − 2) / √(1 − r²)`` with n − 2 degrees of freedom. Unlike the F-test it keeps the pairing, which
+    matters when a seed's data order moves both arms together.
+    """
+
+    sd_a: float
+    sd_b: float
+    n: int
+    ratio: float  # var(a) / var(b)
+    r: float  # correlation of (a + b) with (a − b)
+    t: float
+    p_value: float
+
+    @property
+    def significant(self) -> bool:
+        return not math.isnan(self.p_value) and self.p_value < 1 - LEVEL
+
+
+def pitman_morgan(a: Sequence[float], b: Sequence[float]) -> PairedVarianceTest:
+    """Paired test of ``var(a) == var(b)`` over n ≥ 3 pairs (``a[i]``, ``b[i]``: one seed); NaN p below 3 pairs."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"paired samples must be 1-d of equal length, got shapes {a.shape} and {b.shape}")
+    n = len(a)
+    sd_a, sd_b = (float(a.std(ddof=1)), float(b.std(ddof=1))) if n > 1 else (math.nan, math.nan)
+    if n < 3:
+        return PairedVarianceTest(sd_a, sd_b, n, math.nan, math.nan, math.nan, math.nan)
+    s, d = a + b, a - b
+    if s.std() == 0 or d.std() == 0:  # no spread in a sum or difference: the variances are equal (or degenerate)
+        ratio = 1.0 if sd_a == sd_b else math.inf if sd_b == 0 else sd_a ** 2 / sd_b ** 2
+        return PairedVarianceTest(sd_a, sd_b, n, ratio, 0.0, 0.0, 1.0)
+    r = float(np.corrcoef(s, d)[0, 1])
+    t = r * math.sqrt(n - 2) / math.sqrt(max(1 - r * r, 1e-300))
+    p = float(2 * stats.t.sf(abs(t), n - 2))
+    ratio = sd_a ** 2 / sd_b ** 2 if sd_b > 0 else math.inf
+    return PairedVarianceTest(sd_a, sd_b, n, ratio, r, t, p)
+
+
+@dataclass(frozen=True)
 class VarianceTest:
     """Two-sided F-test of equal variances: the ratio of sample variances and the ratio it would need."""
 
@@ -145,4 +219,5 @@ def slope(x: Sequence[float], y: Sequence[float], level: float = LEVEL) -> Inter
     return Interval(float(coef[1]), float(coef[1] - half), float(coef[1] + half), n, f"OLS slope, n={n} runs")
 
 
-__all__ = ["LEVEL", "Interval", "VarianceTest", "concavity", "difference", "mean_interval", "slope", "variance_test"]
+__all__ = ["EQUIVALENCE_POINTS", "LEVEL", "Equivalence", "Interval", "PairedVarianceTest", "VarianceTest", "concavity",
+           "difference", "equivalence", "mean_interval", "pitman_morgan", "slope", "variance_test"]

@@ -115,6 +115,7 @@ def run_suite(profile: str, only: list[str] | None = None, params: dict | None =
     if only is None:
         written = claims.assemble(profile)
         say(f"[suite] claims: {written['claims']}; controls: {written['controls']}")
+        say("[suite] verdict stability: " + written["stability"].read_text().splitlines()[0])
         if profile_record(profile).documented:  # the README and docs include its results from their files
             refreshed = readme.sync_all(only="figures/")
             say(f"[suite] documents: {sum(map(len, refreshed.values()))} included block(s) refreshed from figures/")

@@ -24,7 +24,39 @@ from ..profiles import profile_record
 def method_label(method: str) -> str:
     """The regime's display name from its record (an unknown method shows as itself)."""
     return REGIMES[method].label if method in REGIMES else method
+
+
 PAIR = ["dataset", "backbone"]
+
+
+# -- the main comparison's unit: a backbone family, replicated over pretraining runs ---------------------------------
+def by_family(df: pd.DataFrame) -> pd.DataFrame:
+    """The main comparison with ``backbone`` set to the backbone's ``family`` (``mini-s`` for ``mini-s.p1``).
+
+    Mini seed s trains on pretraining replicate s, so grouping by family and pairing regimes by seed pairs them within
+    one pretraining run: n then counts backbones. Where a family holds replicates, only the runs on the seed's own
+    replicate stay (extra seeds on the base backbone belong to the variance components, not to these cells). A frame
+    without a ``family`` column (older stores, the paper profile before the column) is returned as it is.
+    """
+    if "family" not in df.columns:
+        return df
+    out = df
+    if "replicate" in df.columns and len(df):
+        replicated = df.groupby("family")["replicate"].transform("max") > 0
+        out = df[~replicated | (df["replicate"].astype(int) == df["seed"].astype(int))]
+    return out.assign(backbone=out["family"])
+
+
+def family_frames(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """:func:`by_family` of every protocol's runs: what the main comparison's tables, figures and controls read."""
+    return {protocol: by_family(df) for protocol, df in frames.items()}
+
+
+def replication_unit(df: pd.DataFrame) -> str:
+    """What n counts in the main comparison's cells: ``backbones`` (one pretraining run each, its own training seed)
+    when the frame holds pretraining replicates, else ``seeds`` (training seeds on one backbone)."""
+    replicated = "replicate" in df.columns and len(df) and (df["replicate"].astype(int) > 0).any()
+    return "backbones" if replicated else "seeds"
 
 
 
@@ -101,7 +133,8 @@ def main_table_by_protocol(frames: dict[str, pd.DataFrame], datasets: list[str],
     (``—`` when missing), ``(n=k)`` on cells with another number of seeds than ``seeds``. A regime that only one
     protocol runs (LoRA, BitFit: tuned only) has a row under both, ``—`` where it was not run."""
     present = tuple(dict.fromkeys(m for df in frames.values() if "method" in df for m in df["method"]))
-    return by_protocol({p: main_table(df, datasets, backbones, seeds, present) for p, df in frames.items()}, datasets)
+    return by_protocol({p: main_table(by_family(df), datasets, backbones, seeds, present) for p, df in frames.items()},
+                       datasets)
 
 
 def by_protocol(tables: dict[str, pd.DataFrame], datasets: list[str]) -> pd.DataFrame:
@@ -129,7 +162,7 @@ def pair_differences(df: pd.DataFrame, a: str, b: str, metric: str = "test_acc")
 
 def pair_difference_table(frames: dict[str, pd.DataFrame], a: str, b: str) -> pd.DataFrame:
     """``pair_differences`` of each protocol's runs in points, one row per protocol and pair (for writing)."""
-    parts = [pair_differences(df, a, b).assign(protocol=p) for p, df in frames.items()]
+    parts = [pair_differences(by_family(df), a, b).assign(protocol=p) for p, df in frames.items()]
     out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     if out.empty:
         return pd.DataFrame(columns=["protocol", *PAIR, f"{a}_minus_{b}_points", "low", "high", "n", "outcome"])
@@ -220,8 +253,11 @@ def knob_table(df: pd.DataFrame, knob: str, extra: tuple[str, ...] = ("trainable
 
 
 def rank_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Tab.3: test accuracy per adapter rank, with trainable parameters."""
-    return knob_table(df[df["method"] == "adapter"], "rank").astype({"rank": int})
+    """Tab.3: test accuracy per adapter rank, with trainable parameters; one block per (dataset, backbone) when the
+    rank grid spans several pairs (ranks of different pairs never share a row)."""
+    adapters = df[df["method"] == "adapter"]
+    several = {"dataset", "backbone"} <= set(adapters.columns) and len(adapters[PAIR].drop_duplicates()) > 1
+    return knob_table(adapters, PAIR + ["rank"] if several else "rank").astype({"rank": int})
 
 
 def placement_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -290,6 +326,13 @@ def core_pair_fractions(params: pd.DataFrame, datasets: tuple[str, ...], rank: i
 
 
 # -- writing ------------------------------------------------------------------------------------------
+def round_measures(frame: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """Accuracies and differences (``*_acc``, ``*_points``) rounded for a table file; settings such as a learning
+    rate keep every digit (``round(3)`` on the whole frame printed lr 1e-4 as 0)."""
+    measures = [c for c in frame.columns if str(c).endswith(("_acc", "_points"))]
+    return frame.round({c: digits for c in measures})
+
+
 def tables_dir(profile: str) -> Path:
     return figures_dir() / "tables" / profile
 
@@ -324,6 +367,7 @@ def write_table(table: pd.DataFrame, name: str, profile: str, caption: str = "",
 
 
 __all__ = [
+    "by_family", "family_frames", "replication_unit", "round_measures",
     "by_protocol", "gap_per_seed", "knob_slices", "main_table_by_protocol", "stack", "pair_difference_table", "pair_differences",
     "regime_order", "compare", "core_pair_fractions", "method_label",
     "gain_table", "gap_table", "generalisation_gap", "init_table", "knob_table", "main_table",

@@ -1,18 +1,24 @@
-"""Every comparison with the paper, decided in code: ``agrees``, ``disagrees`` or ``inconclusive``, with the test or
-interval that decided it and the n it rests on. The notebooks display these; the suite collects them into the claims
-table (``claims``). If the numbers change, the verdicts change with them; nothing here is typed by hand but the
-paper's own claims (``PAPER``) and the rules.
+"""Every comparison with the paper, decided in code: ``agrees``, ``disagrees``, ``inconclusive`` or ``not tested``, with
+the test or interval that decided it and the n it rests on. The notebooks display these; the suite collects them into
+the claims table (``claims``). If the numbers change, the verdicts change with them; nothing here is typed by hand but
+the paper's own claims (``PAPER``) and the rules.
 
-Rules in one place (``stats`` computes the intervals; 95%, Student t over seeds):
-- a per-pair comparison counts as a win or a loss only when its paired interval over seeds excludes 0;
+Rules in one place (``stats`` computes the intervals; 95%, Student t; docs/notebooks.md states them for readers):
+- the main comparison's unit is the backbone *family*: mini seed s trains on pretraining replicate s, so a paired
+  interval over seeds is an interval over pretraining runs and n counts backbones (``tables.by_family``);
+- a per-pair comparison counts as a win or a loss only when its paired interval excludes 0;
 - "beats X on most pairs" agrees when the wins are a strict majority of the pairs, disagrees when the losses are at
   least half, and is inconclusive otherwise;
-- "nearly equal" agrees when the whole interval lies within ±``EQUIVALENCE_POINTS`` (two one-sided tests), disagrees
-  when the interval lies entirely outside it, and is inconclusive otherwise;
-- a variance difference needs the F-test to reject equality; with few seeds it will say how large a ratio it needs;
-- an elbow is the smallest rank whose accuracy is not significantly below the best rank's; at the largest rank of the
-  grid it is no elbow ("still rising at the grid's edge");
-- a "best" value of a knob is named only when it beats the runner-up by more than the seed noise allows.
+- "near", "nearly equal" and "the elbow" need *evidence of equivalence*: the 90% paired interval inside
+  ±``EQUIVALENCE_POINTS`` (two one-sided tests at 5%); a 95% interval entirely beyond the margin disagrees; a
+  difference that is merely not significant is inconclusive, never "agrees";
+- an elbow is the smallest rank equivalent to the best rank; a best rank at the grid's largest rank is no elbow
+  (accuracy may still rise beyond it) unless that rank is a stated limit (the embedding width);
+- "full FT wins where the shift is large": the slope of full FT's lead over pairs against the measured shift
+  (Fréchet distance of frozen features to the source's, relative to the backbone's mean over datasets);
+- a variance difference between paired arms needs the Pitman–Morgan test to reject equality;
+- a "best" value of a knob is named only when it beats the runner-up by more than the seed noise allows;
+- a claim without runs (or whose runs cannot test it) is ``not tested``, a fourth outcome, never ``inconclusive``.
 """
 from __future__ import annotations
 
@@ -22,10 +28,11 @@ import pandas as pd
 
 from ..backbones import backbone_shape
 from . import stats
-from .tables import gap_per_seed, pair_differences
+from .stats import EQUIVALENCE_POINTS
+from .tables import by_family, gap_per_seed, pair_differences, replication_unit
 
-AGREES, DISAGREES, INCONCLUSIVE = "agrees", "disagrees", "inconclusive"
-EQUIVALENCE_POINTS = 1.0  # "nearly equal": a difference inside ±1 point of accuracy
+AGREES, DISAGREES, INCONCLUSIVE, NOT_TESTED = "agrees", "disagrees", "inconclusive", "not tested"
+OUTCOMES = (AGREES, DISAGREES, INCONCLUSIVE, NOT_TESTED)
 
 # The paper's reported findings (PAPER.md), quoted beside what the runs measure.
 PAPER = {
@@ -68,6 +75,24 @@ class Verdict:
         return asdict(self)
 
 
+def not_tested(key: str, why: str, protocol: str = "—") -> Verdict:
+    """A claim the runs cannot decide because they do not test it (no runs, or runs that cannot move the measure)."""
+    return Verdict(key, PAPER[key], f"not tested: {why}", NOT_TESTED, "a claim needs runs that can test it", protocol)
+
+
+def combine(key: str, parts: list[tuple[str, Verdict]], protocol: str = "paper-recipe") -> Verdict:
+    """One verdict from per-pair ones (``(pair name, verdict)``): agrees when every tested pair agrees, disagrees when
+    any disagrees, not tested when none was tested, inconclusive otherwise; each pair's evidence is kept."""
+    tested = [v for _, v in parts if v.verdict != NOT_TESTED]
+    outcomes = {v.verdict for v in tested}
+    verdict = (NOT_TESTED if not tested else DISAGREES if DISAGREES in outcomes
+               else AGREES if outcomes == {AGREES} else INCONCLUSIVE)
+    measured = "; ".join(f"{name}: {v.verdict} — {v.measured}" for name, v in parts)
+    rule = (parts[0][1].rule if parts else "") + ("; over pairs: every tested pair must agree, one disagreeing pair "
+                                                  "disagrees" if len(parts) > 1 else "")
+    return Verdict(key, PAPER[key], measured, verdict, rule, protocol)
+
+
 def markdown(verdicts: list[Verdict]) -> str:
     """Bullets for a notebook cell."""
     return "\n".join(v.markdown() for v in verdicts) if verdicts else "- No runs to judge yet."
@@ -88,9 +113,9 @@ def _pair_list(table: pd.DataFrame, outcome: int) -> str:
                      for d, b, x, lo, hi in hits[["dataset", "backbone", "diff", "low", "high"]].itertuples(index=False))
 
 
-def _n_text(table: pd.DataFrame) -> str:
+def _n_text(table: pd.DataFrame, unit: str = "seeds") -> str:
     ns = sorted(set(table["n"]))
-    return f"n={ns[0]} seeds per pair" if len(ns) == 1 else f"n={ns} seeds per pair"
+    return f"n={ns[0]} {unit} per pair" if len(ns) == 1 else f"n={ns} {unit} per pair"
 
 
 def verdict_beats(df: pd.DataFrame, other: str, key: str, protocol: str, every_pair: bool) -> Verdict | None:
@@ -101,37 +126,54 @@ def verdict_beats(df: pd.DataFrame, other: str, key: str, protocol: str, every_p
     wins, losses, n = int((table["outcome"] == 1).sum()), int((table["outcome"] == -1).sum()), len(table)
     undecided = n - wins - losses
     measured = (f"ahead on {wins}/{n} pairs, behind on {losses}, undecided on {undecided} (mean difference "
-                f"{_pts(table['diff'].mean())} points over pairs; {_n_text(table)})")
+                f"{_pts(table['diff'].mean())} points over pairs; {_n_text(table, replication_unit(df))})")
     if losses:
         measured += f"; behind on {_pair_list(table, -1)}"
     if every_pair:
         verdict = AGREES if wins == n else DISAGREES if losses else INCONCLUSIVE
-        rule = "every pair's paired 95% t-interval over seeds must exclude 0 on the adapter's side; one pair on the other side disagrees"
+        rule = ("every pair's paired 95% t-interval (over backbone replicates where there are several) must exclude 0 "
+                "on the adapter's side; one pair on the other side disagrees")
     else:
         verdict = AGREES if wins > n / 2 else DISAGREES if losses >= n / 2 else INCONCLUSIVE
-        rule = "a pair counts when its paired 95% t-interval over seeds excludes 0; agrees with wins on a strict majority of pairs, disagrees with losses on at least half"
+        rule = ("a pair counts when its paired 95% t-interval (over backbone replicates where there are several) "
+                "excludes 0; agrees with wins on a strict majority of pairs, disagrees with losses on at least half")
     return Verdict(key, PAPER[key], measured, verdict, rule, protocol)
 
 
-def verdict_full_wins_far(df: pd.DataFrame, near: tuple[str, ...], far: tuple[str, ...],
-                          protocol: str) -> Verdict | None:
-    """Is full FT's lead larger under the far shift than the near one, on every backbone? Per seed, the lead averaged
-    over each group's datasets; Welch over seeds (different datasets share seed numbers, not data)."""
-    gaps = gap_per_seed(df)
-    parts = []
-    for backbone, part in gaps.groupby("backbone", sort=True):
-        g_far = part[part["dataset"].isin(far)].groupby("seed")["gap"].mean()
-        g_near = part[part["dataset"].isin(near)].groupby("seed")["gap"].mean()
-        if len(g_far) and len(g_near):
-            parts.append((backbone, stats.difference(g_far, g_near, paired=False)))
-    if not parts:
+def shift_leads(df: pd.DataFrame, shifts: pd.DataFrame) -> pd.DataFrame:
+    """Per pair: full FT's lead over the adapter (fractions, paired interval) beside the measured shift
+    (``frechet_to_source``) and the shift relative to the backbone's mean over its datasets (Fréchet distances of
+    backbones of different widths are not on one scale; their ratios are)."""
+    lead = pair_differences(df, "full", "adapter")
+    cols = ["dataset", "backbone", "frechet_to_source"]
+    out = lead.merge(shifts[cols].dropna(), on=["dataset", "backbone"], how="inner")
+    out["relative_shift"] = out["frechet_to_source"] / out.groupby("backbone")["frechet_to_source"].transform("mean")
+    return out
+
+
+def verdict_full_wins_shift(df: pd.DataFrame, shifts: pd.DataFrame | None, protocol: str) -> Verdict | None:
+    """"Where full FT wins, the shift is large": full FT's lead regressed on the measured relative shift over pairs.
+
+    A positive slope (95% interval above 0) agrees, a negative one disagrees. The points are pairs (their seed-mean
+    leads), not runs: the datasets are what varies the shift, so they are the n."""
+    if df.empty:
         return None
-    signs = [d.sign for _, d in parts]
-    verdict = AGREES if all(s == 1 for s in signs) else DISAGREES if any(s == -1 for s in signs) else INCONCLUSIVE
-    measured = "; ".join(f"{b}: lead under far shift − near = {d.fmt()} points ({d.how})" for b, d in parts)
-    rule = (f"full FT's lead over the adapter, averaged over the far-shift datasets ({', '.join(far)}) minus over the "
-            f"near ones ({', '.join(near)}), must be above 0 (95% Welch interval over seeds) on every backbone; below 0 "
-            "on one disagrees")
+    if shifts is None or shifts.empty or shifts["frechet_to_source"].isna().all():
+        return not_tested("full_wins_far", "no shift measure of the target data against the pretraining source (the "
+                          "source is not available offline for this profile)", protocol)
+    table = shift_leads(df, shifts)
+    if table.empty:
+        return None
+    fit = stats.slope(table["relative_shift"], 100 * table["diff"])
+    verdict = AGREES if fit.sign == 1 else DISAGREES if fit.sign == -1 else INCONCLUSIVE
+    won = table[table["outcome"] == 1]
+    wins = (", ".join(f"{d}/{b} (shift ×{x:.2f}, lead {_pts(g)})" for d, b, x, g in
+                      won[["dataset", "backbone", "relative_shift", "diff"]].itertuples(index=False)) or "none")
+    measured = (f"slope of full FT's lead on the relative shift {fit.fmt(scale=1)} points per unit over "
+                f"{len(table)} pairs; full FT wins (paired interval above 0) on: {wins}")
+    rule = ("full FT's lead per pair (seed means, points) regressed on the Fréchet distance of the frozen target "
+            "features to the source's, divided by that backbone's mean over its datasets: a 95% slope interval above "
+            "0 agrees, below 0 disagrees, otherwise inconclusive")
     return Verdict("full_wins_far", PAPER["full_wins_far"], measured, verdict, rule, protocol)
 
 
@@ -147,9 +189,10 @@ def verdict_full_wins_small(df: pd.DataFrame, small: str, large: str, protocol: 
     d = stats.difference(s, b)
     verdict = AGREES if d.sign == 1 else DISAGREES if d.sign == -1 else INCONCLUSIVE
     return Verdict("full_wins_small", PAPER["full_wins_small"],
-                   f"lead on {small} − lead on {large} = {d.fmt()} points ({d.how}, over datasets × seeds)", verdict,
-                   "the smaller backbone's lead must exceed the larger one's (95% interval, paired by dataset and seed, above 0)",
-                   protocol)
+                   f"lead on {small} − lead on {large} = {d.fmt()} points ({d.how}, over datasets × "
+                   f"{replication_unit(df)})", verdict,
+                   "the smaller backbone's lead must exceed the larger one's (95% interval, paired by dataset and "
+                   "seed — the seed names the pretraining replicate — above 0)", protocol)
 
 
 def verdict_gap(df: pd.DataFrame, protocol: str) -> Verdict | None:
@@ -161,21 +204,24 @@ def verdict_gap(df: pd.DataFrame, protocol: str) -> Verdict | None:
     smaller, larger, n = int((table["outcome"] == -1).sum()), int((table["outcome"] == 1).sum()), len(table)
     verdict = AGREES if smaller > n / 2 else DISAGREES if larger >= n / 2 else INCONCLUSIVE
     measured = (f"the adapter's gap is smaller on {smaller}/{n} pairs, larger on {larger}, undecided on "
-                f"{n - smaller - larger} (mean adapter − full gap {_pts(table['diff'].mean())} points; {_n_text(table)})")
+                f"{n - smaller - larger} (mean adapter − full gap {_pts(table['diff'].mean())} points; "
+                f"{_n_text(table, replication_unit(df))})")
     rule = "per pair, paired 95% t-interval of (adapter gap − full gap) over seeds; majority rule as for wins"
     return Verdict("gap", PAPER["gap"], measured, verdict, rule, protocol)
 
 
-def verdicts_main(frames: dict[str, pd.DataFrame], near: tuple[str, ...], far: tuple[str, ...],
-                  backbones: tuple[str, ...]) -> list[Verdict]:
-    """Every main-results claim under every protocol (``frames``: protocol -> runs of the main comparison).
-    The smallest and largest backbones by token width decide the "smallest backbone" claim."""
+def verdicts_main(frames: dict[str, pd.DataFrame], backbones: tuple[str, ...],
+                  shifts: pd.DataFrame | None = None) -> list[Verdict]:
+    """Every main-results claim under every protocol (``frames``: protocol -> runs of the main comparison), each over
+    backbone families (``tables.by_family``). The smallest and largest families by token width decide the "smallest
+    backbone" claim; ``shifts`` (dataset, backbone = family, ``frechet_to_source``) decides the shift claim."""
     by_width = sorted(backbones, key=lambda b: backbone_shape(b)[1])
     out: list[Verdict | None] = []
-    for protocol, df in frames.items():
+    for protocol, raw in frames.items():
+        df = by_family(raw)
         out += [verdict_beats(df, "head", "beats_head", protocol, every_pair=True),
                 verdict_beats(df, "full", "beats_full", protocol, every_pair=False),
-                verdict_full_wins_far(df, near, far, protocol) if far else None,
+                verdict_full_wins_shift(df, shifts, protocol),
                 verdict_full_wins_small(df, by_width[0], by_width[-1], protocol) if len(by_width) > 1 else None,
                 verdict_gap(df, protocol)]
     return [v for v in out if v is not None]
@@ -192,13 +238,11 @@ def verdict_params(pairs: pd.DataFrame) -> Verdict:
 
 def verdict_extended(df: pd.DataFrame, note: str, protocol: str) -> Verdict:
     if df.empty:
-        return Verdict("extended", PAPER["extended"], f"not run on this profile: {note}", INCONCLUSIVE,
-                       "needs the extended benchmark's runs", protocol)
+        return not_tested("extended", f"not run on this profile: {note}", protocol)
     v = verdict_beats(df, "head", "extended", protocol, every_pair=True)
-    return v or Verdict("extended", PAPER["extended"], "no pair has both regimes yet", INCONCLUSIVE,
-                        "needs head-only and AdapterTune runs on the same pairs", protocol)
+    return v or not_tested("extended", "no pair has both head-only and AdapterTune runs yet", protocol)
 
 
-__all__ = ["AGREES", "DISAGREES", "EQUIVALENCE_POINTS", "INCONCLUSIVE", "PAPER", "Verdict", "markdown", "verdict_beats",
-           "verdict_extended", "verdict_full_wins_far", "verdict_full_wins_small", "verdict_gap", "verdict_params",
-           "verdicts_main"]
+__all__ = ["AGREES", "DISAGREES", "EQUIVALENCE_POINTS", "INCONCLUSIVE", "NOT_TESTED", "OUTCOMES", "PAPER", "Verdict",
+           "combine", "markdown", "not_tested", "shift_leads", "verdict_beats", "verdict_extended",
+           "verdict_full_wins_shift", "verdict_full_wins_small", "verdict_gap", "verdict_params", "verdicts_main"]
