@@ -87,7 +87,8 @@ def split_digest(dataset: str) -> str:
     return f"missing:{Path(dataset).name}"
 
 
-def input_digests(backbone: str, pretrained: bool, checkpoint: str | None, profile: str, dataset: str) -> dict[str, str]:
+def input_digests(backbone: str, pretrained: bool, checkpoint: str | None, profile: str,
+                  dataset: str) -> dict[str, str]:
     """``{"backbone": ..., "split": ...}`` for one run (hashed into its run id and written into its result)."""
     return {"backbone": backbone_digest(backbone, pretrained, checkpoint, profile), "split": split_digest(dataset)}
 

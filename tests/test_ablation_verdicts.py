@@ -38,8 +38,8 @@ def test_a_grid_edge_is_no_elbow():
     assert av.measured_elbow(rank_runs({})) == (None, False) and av.verdicts_rank(rank_runs({})) == []
 
 
-def init_runs(zero: list[float], random: list[float]) -> pd.DataFrame:
-    rows = [{"method": "adapter", "init": name, "seed": s, "test_acc": a}
+def init_runs(zero: list[float], random: list[float], std: float = 1e-4) -> pd.DataFrame:
+    rows = [{"method": "adapter", "init": name, "init_std": 1e-4 if name == "zero" else std, "seed": s, "test_acc": a}
             for name, accs in (("zero", zero), ("random", random)) for s, a in enumerate(accs)]
     return pd.DataFrame(rows)
 
@@ -77,6 +77,16 @@ def test_init_variance_is_a_paired_test():
     assert few[0].verdict == INCONCLUSIVE and "Pitman–Morgan" in few[0].measured
     many = av.verdicts_init(init_runs(list(0.8 + 0.001 * np.arange(8)), list(0.8 + 0.01 * np.arange(8))))
     assert many[0].verdict == AGREES and many[1].verdict == AGREES  # random: higher mean too
+
+
+def test_init_is_decided_at_the_papers_sigma_and_reports_the_others():
+    zero = list(0.8 + 0.001 * np.arange(8))
+    runs = pd.concat([init_runs(zero, zero), init_runs(zero, list(0.8 + 0.01 * np.arange(8)), std=1e-2)
+                      .query("init == 'random'")], ignore_index=True)
+    variance, mean = av.verdicts_init(runs)
+    # equal arms at 1e-4 decide (no variance difference); the large sigma's spread is reported, not judged
+    assert variance.verdict != AGREES and "at sigma=0.01" in variance.measured and "at sigma=0.01" in mean.measured
+    assert av.verdicts_init(runs[runs["init"] == "zero"]) == []  # no random arm at the paper's sigma: no verdict
 
 
 def placement_runs(every2_offset: float) -> pd.DataFrame:

@@ -20,7 +20,8 @@ def _restore_tf32():
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
-@pytest.mark.parametrize("precision, autocast, tf32", [("fp32", None, False), ("tf32", None, True), ("bf16", "bf16", True)])
+@pytest.mark.parametrize("precision, autocast, tf32",
+                         [("fp32", None, False), ("tf32", None, True), ("bf16", "bf16", True)])
 def test_each_precision_sets_and_records_tf32_explicitly(precision, autocast, tf32):
     torch.backends.cudnn.allow_tf32 = not tf32  # whatever was set before, the run's precision decides
     assert set_numerics(precision) == {"precision": precision, "autocast": autocast, "tf32": tf32}

@@ -10,13 +10,17 @@ import textwrap
 import time
 
 import pytest
+import torch
 
 from adaptertune import RunConfig, run
 from adaptertune import store
 from adaptertune.training.checkpoint import CHECKPOINT_FILE, read_checkpoint_state
 
+# the killed process computes with this process's thread count: CPU numerics depend on it (bit-identical resume is
+# promised for the same count), and conftest pins ours whatever OMP_NUM_THREADS the child would inherit
 RUN_SCRIPT = textwrap.dedent("""
-    import json, sys
+    import json, sys, torch
+    torch.set_num_threads(int(sys.argv[2]))
     from adaptertune import RunConfig, run
     run(RunConfig.from_dict(json.loads(sys.argv[1])), verbose=False)
 """)
@@ -39,7 +43,8 @@ def test_killed_run_resumes_to_identical_metrics(isolated_home, method):
     reference = run(cfg, root=isolated_home / "reference", verbose=False)
 
     env = {**os.environ, "ADAPTERTUNE_HOME": str(isolated_home), "ADAPTERTUNE_RESULTS": str(isolated_home / "results")}
-    proc = subprocess.Popen([sys.executable, "-c", RUN_SCRIPT, json.dumps(cfg.to_dict())], env=env, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-c", RUN_SCRIPT, json.dumps(cfg.to_dict()), str(torch.get_num_threads())],
+                            env=env, stderr=subprocess.PIPE)
     ckpt = store.run_path(cfg.run_id) / CHECKPOINT_FILE
     deadline, state = time.time() + 120, None
     while time.time() < deadline:

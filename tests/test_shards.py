@@ -110,7 +110,8 @@ def _start(sweep_file: Path, shard: str | None, env: dict[str, str]) -> subproce
 def _stored(cfg: RunConfig, root: Path) -> tuple[dict, list[dict], dict]:
     result = store.read_result(cfg.run_id, root)
     metrics = {k: v for k, v in result["metrics"].items() if k not in TIMING}
-    epochs = [{k: v for k, v in r.items() if k not in TIMING} for r in store.load_metrics(cfg.run_id, root).to_dict("records")]
+    epochs = [{k: v for k, v in r.items() if k not in TIMING}
+              for r in store.load_metrics(cfg.run_id, root).to_dict("records")]
     return metrics, epochs, {k: v.tolist() for k, v in store.load_predictions(cfg.run_id, root).items()}
 
 

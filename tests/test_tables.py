@@ -73,11 +73,15 @@ def test_rank_table():
 
 
 def test_init_table_std():
-    runs = pd.DataFrame([{"method": "adapter", "init": i, "seed": s, "test_acc": a}
-                         for i, accs in {"zero": [0.80, 0.82], "random": [0.70, 0.96]}.items() for s, a in enumerate(accs)])
-    table = tables.init_table(runs).set_index("init")
-    assert table.loc["zero", "std_points"] == pytest.approx(100 * np.std([0.80, 0.82], ddof=1))
-    assert table.loc["random", "mean_points"] == pytest.approx(83.0)
+    arms = {("zero", 1e-4): [0.80, 0.82], ("random", 1e-4): [0.70, 0.96], ("random", 1e-2): [0.5, 0.6]}
+    runs = pd.DataFrame([{"method": "adapter", "init": i, "init_std": std, "seed": s, "test_acc": a}
+                         for (i, std), accs in arms.items() for s, a in enumerate(accs)])
+    table = tables.init_table(runs)
+    assert len(table) == 3 and table.loc[table["init"] == "zero", "init_std"].isna().all()  # zero init has no sigma
+    table = table.set_index(["init", "init_std"])
+    assert table.loc[("zero", np.nan), "std_points"].item() == pytest.approx(100 * np.std([0.80, 0.82], ddof=1))
+    assert table.loc[("random", 1e-4), "mean_points"] == pytest.approx(83.0)
+    assert table.loc[("random", 1e-2), "mean_points"] == pytest.approx(55.0)
 
 
 def test_placement_table():

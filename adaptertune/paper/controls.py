@@ -242,7 +242,7 @@ def pretraining_seed_finding(table: pd.DataFrame) -> Finding | None:
     if len(leads):
         grew, shrank = int((leads["lead_moved"] > 0).sum()), int((leads["lead_moved"] < 0).sum())
         iv = stats.mean_interval(leads["lead_moved"].to_numpy())
-        direction = (f"; full FT's lead over the adapter moved by " + ", ".join(
+        direction = ("; full FT's lead over the adapter moved by " + ", ".join(
             f"{d}/{b} {x:+.2f}" for d, b, x in leads[["dataset", "backbone", "lead_moved"]].itertuples(index=False))
             + f" points (grew on {grew}, shrank on {shrank} of {len(leads)}; mean {iv.fmt(scale=1)})")
     return Finding("pretraining_seed", "How much does the choice of pretraining run move Tab.2, and which way?",

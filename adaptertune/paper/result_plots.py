@@ -127,13 +127,20 @@ def placement(df: pd.DataFrame) -> Figure:
     return fig
 
 
+def init_arm(df: pd.DataFrame) -> pd.Series:
+    """Each init run's arm: ``zero``, or ``random σ=<init_std>`` (zero init has no sigma: W_up and b_up start at 0)."""
+    return pd.Series(["zero" if i == "zero" else f"random σ={float(s):g}" for i, s in zip(df["init"], df["init_std"])],
+                     index=df.index, dtype=object)
+
+
 @_or_placeholder
 def init_spread(df: pd.DataFrame) -> Figure:
-    """Zero vs random init: every seed's accuracy, to show the spread the paper's std summarises."""
-    data = df.assign(acc=100 * df["test_acc"])
-    fig, ax = plt.subplots(figsize=(4.8, 3.8))
-    sns.boxplot(data=data, x="init", y="acc", ax=ax, color="0.9", order=["zero", "random"])
-    sns.swarmplot(data=data, x="init", y="acc", ax=ax, order=["zero", "random"], color=ADAPTER_COLOUR,
+    """Zero vs random init at each sigma: every seed's accuracy, to show the spread the paper's std summarises."""
+    data = df.assign(acc=100 * df["test_acc"], arm=init_arm(df))
+    order = ["zero"] + sorted((a for a in data["arm"].unique() if a != "zero"), key=lambda a: float(a.split("=")[1]))
+    fig, ax = plt.subplots(figsize=(1.8 + 1.4 * len(order), 3.8))
+    sns.boxplot(data=data, x="arm", y="acc", ax=ax, color="0.9", order=order)
+    sns.swarmplot(data=data, x="arm", y="acc", ax=ax, order=order, color=ADAPTER_COLOUR,
                   size=6)  # deterministic placement (stripplot jitters at random): the figure is a pure function of the runs
     ax.set(xlabel="adapter init", ylabel="test accuracy (%)", title=f"Seed spread by init (one dot per seed, {_seeds(df)})")
     return fig

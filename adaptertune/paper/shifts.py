@@ -141,4 +141,4 @@ def analyse_runs(run_rows: pd.DataFrame, ranks: Sequence[int], images: int = 512
     return {k: pd.concat(v, ignore_index=True) if v else empty[k] for k, v in parts.items()}
 
 
-__all__ = ["adapter_linearisation", "analyse_runs", "block_shifts", "probe_images", "run_models", "run_shifts"]
+__all__ = ["adapter_linearisation", "analyse_runs", "block_shifts", "probe_images", "run_models"]

@@ -269,8 +269,10 @@ def placement_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def init_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Tab.4 (init): zero vs small random init, mean and std across seeds."""
-    return knob_table(df[df["method"] == "adapter"], "init")
+    """Tab.4 (init): zero vs random init at each sigma, mean and std across seeds (zero init has no sigma)."""
+    adapters = df[df["method"] == "adapter"]
+    sigma = adapters["init_std"].astype(float).where(adapters["init"] == "random")
+    return knob_table(adapters.assign(init_std=sigma), ("init", "init_std"))
 
 
 def knob_slices(df: pd.DataFrame, defaults: dict[str, float]) -> dict[str, pd.DataFrame]:

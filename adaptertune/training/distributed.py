@@ -48,7 +48,8 @@ def _gpu_index(local_rank: int, world_size: int) -> int:
     if "LOCAL_RANK" in os.environ:
         index = int(os.environ["LOCAL_RANK"])
         if not 0 <= index < torch.cuda.device_count():
-            raise ValueError(f"LOCAL_RANK={index} is not allowed: torch sees {torch.cuda.device_count()} CUDA device(s)")
+            raise ValueError(f"LOCAL_RANK={index} is not allowed: torch sees {torch.cuda.device_count()} "
+                             "CUDA device(s)")
         return index
     return torch.cuda.current_device()
 
