@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ from ..training.pretrain import pretrain_mini
 from ..training.settings import add_precision_option, add_settings_options, settings_from
 from ..training.sweep import sweep, with_settings
 from ..training.threads import apply_threads
-from . import claims, experiments, readme
+from . import claims, experiments, readme, store_time
 from .notebooks import (NotebookFailed, appendix_dir, check_parameters, compare_with_committed, execute, executed_dir,
                         notebook_title, notebooks, parse_param, render_html, write_index)
 from .plan import describe_plan, plan_frame, write_plan
@@ -74,6 +75,34 @@ def train_grids(profile: str, names: tuple[str, ...] = experiments.GRIDS, shard:
     return 0
 
 
+def shard_count(profile: str, cores: int | None = None) -> int:
+    """Shard processes a pass uses: one per group of the profile's pinned threads (mini: one per core), else one."""
+    pinned = experiments.protocol(profile).threads
+    return max(1, (cores or os.cpu_count() or 1) // pinned) if pinned else 1
+
+
+def train_sharded(profile: str, shards: int, names: tuple[str, ...] = experiments.GRIDS, say=print,
+                  rounds: int = 4) -> int:
+    """Train the grids in ``shards`` parallel ``sweep --shard i/n`` processes (hash shards and per-run locks keep them
+    apart; each runs on its pinned threads), again while a round leaves runs to train: a shard stops when its part
+    is done, and the tuned cells' final runs appear only once every selection run has settled."""
+    ensure_backbones(profile, verbose=True)  # once, before the shards start
+    grid_args = [a for name in names for a in ("--grid", name)]
+    for round_ in range(1, rounds + 1):
+        say(f"[suite] training round {round_}: {shards} shard processes")
+        procs = [subprocess.Popen([sys.executable, "-m", "adaptertune", "sweep", "--profile", profile, *grid_args,
+                                   "--shard", f"{i}/{shards}"]) for i in range(shards)]
+        codes = [p.wait() for p in procs]
+        if any(codes):
+            say(f"[suite] a shard exited with {max(codes)}: see its lines above")
+            return 1
+        left = experiments.load_grid(profile, *names)
+        if not left.missing and not left.pending:
+            return 0
+    say(f"[suite] runs still missing after {rounds} rounds of shards: {len(left.missing)}; one more pass trains them")
+    return train_grids(profile, names, say=say)
+
+
 def run_suite(profile: str, only: list[str] | None = None, params: dict | None = None, dry_run: bool = False,
               train: bool = True, log_output: bool = False, settings: dict | None = None, say=print) -> int:
     """The whole pipeline; returns a process exit code (0 ok, 1 a run or notebook failed)."""
@@ -93,7 +122,12 @@ def run_suite(profile: str, only: list[str] | None = None, params: dict | None =
         say(table[cols].to_string(index=False, float_format=lambda v: f"{v:g}"))
         say(f"[suite] dry run: nothing trained; notebooks that would run: {[nb.stem for nb in nbs]}")
         return 0
-    if train and train_grids(profile, settings=settings, say=say) != 0:
+    shards = shard_count(profile)
+    defaults = not settings or all(v is None for v in settings.values())  # device/workers/compile: this process only
+    if train and defaults and shards > 1:
+        if train_sharded(profile, shards, say=say) != 0:
+            return 1
+    elif train and train_grids(profile, settings=settings, say=say) != 0:
         return 1
     if only is None:  # a full pass records every notebook's verdicts afresh
         shutil.rmtree(claims.verdicts_dir(profile), ignore_errors=True)
@@ -117,6 +151,7 @@ def run_suite(profile: str, only: list[str] | None = None, params: dict | None =
         say(f"[suite] claims: {written['claims']}; controls: {written['controls']}")
         say("[suite] verdict stability: " + written["stability"].read_text().splitlines()[0])
         if profile_record(profile).documented:  # the README and docs include its results from their files
+            say(f"[suite] training time by CPU: {store_time.write(experiments.load_grid(profile).runs, profile)}")
             refreshed = readme.sync_all(only="figures/")
             say(f"[suite] documents: {sum(map(len, refreshed.values()))} included block(s) refreshed from figures/")
         say(compare_with_committed(profile))

@@ -12,6 +12,7 @@ import resource
 import subprocess
 import sys
 from functools import lru_cache
+from pathlib import Path
 
 import numpy
 import timm
@@ -44,6 +45,18 @@ def package_versions() -> dict:
             "timm": timm.__version__, "numpy": numpy.__version__, "adaptertune": __version__}
 
 
+def cpu_model() -> str:
+    """The CPU's model name: Intel and AMD machines train at other speeds and pretrain slightly different weights, so
+    every timing and every cross-machine comparison names it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(device)}"
@@ -66,7 +79,7 @@ def peak_memory_mb(device: torch.device) -> float:
 def environment() -> dict:
     """Everything but the device, gathered once per run for result.json."""
     return {**git_state(), "versions": package_versions(), "home": str(home()), "argv": list(sys.argv),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_model": cpu_model()}
 
 
-__all__ = ["device_name", "environment", "git_state", "package_versions", "peak_memory_mb", "reset_peak_memory"]
+__all__ = ["cpu_model", "device_name", "environment", "git_state", "package_versions", "peak_memory_mb", "reset_peak_memory"]

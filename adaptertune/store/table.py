@@ -14,7 +14,7 @@ RESULT_COLUMNS = (
     "run_id", "status", "test_acc", "test_top5", "val_acc", "best_val_acc", "best_val_epoch", "train_acc",
     "train_loss", "train_eval_acc", "trainable_params", "total_params", "wall_s", "train_images_per_s",
     "peak_mem_mb", "backbone_tag", "backbone_source", "git_sha", "git_dirty", "device", "head_mode", "threads", "error",
-    "backbone_digest", "split_digest", "family", "replicate",
+    "backbone_digest", "split_digest", "family", "replicate", "cpu_model",
 )
 
 
@@ -33,6 +33,7 @@ def result_row(result: dict) -> dict:
         git_dirty=result.get("git_dirty"), device=result.get("device"), world_size=result.get("world_size"),
         head_mode=result.get("config", {}).get("head_mode"), threads=result.get("threads"), error=result.get("error"),
         backbone_digest=result.get("inputs", {}).get("backbone"), split_digest=result.get("inputs", {}).get("split"),
+        cpu_model=result.get("cpu_model"),
     )
     if row.get("backbone"):
         row["family"], row["replicate"] = replicate_of(row["backbone"])
