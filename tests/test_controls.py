@@ -82,3 +82,21 @@ def test_dose_response_slope(isolated_home):
     assert probed["dose_points"].item() == 3
     assert probed["slope"].item() == pytest.approx(np.polyfit([70, 80, 40], [20, 10, 40], 1)[0])
     assert set(controls.dose_table(with_random, "mini", probes)["source_measure"]) == {"linear probe"}
+
+
+def test_longer_schedule_reports_each_claims_verdict_at_both_budgets():
+    noise = [0.0, 0.01, -0.005]
+
+    def frame(adapter: float, full: float, epochs: int) -> pd.DataFrame:
+        spec = {(d, b, m): [acc + x for x in noise] for d in ("t", "u") for b in ("mini-s", "mini-b")
+                for m, acc in (("adapter", adapter), ("full", full), ("head", 0.5))}
+        return _runs(spec, epochs=epochs)
+
+    tuned = pd.concat([frame(0.85, 0.80, 5), _runs({("other", "mini-s", "adapter"): [0.9, 0.9, 0.9]}, epochs=5)])
+    table = controls.longer_verdicts(tuned, frame(0.80, 0.86, 15), ("mini-s", "mini-b"))
+    beats = table[table["claim"] == "beats_full"].set_index("epochs")["verdict"]
+    assert beats.to_dict() == {"1x": "agrees", "3x": "disagrees"}  # the adapter's win does not survive 3x epochs
+    assert "ahead on 4/4 pairs" in table.iloc[0]["measured"]  # only the longer schedule's pairs, not "other"
+    finding = controls.longer_finding(table)
+    assert "beats_full: agrees at 1x, disagrees at 3x (changes verdict)" in finding.answer
+    assert controls.longer_finding(table[table["epochs"] == "1x"]) is None  # nothing to compare without the 3x runs

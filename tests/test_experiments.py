@@ -4,6 +4,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+from pathlib import Path  # noqa: E402
+
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
@@ -173,3 +175,16 @@ def test_cli_sweep_runs_a_built_in_grid(isolated_home, capsys):
     assert main(["sweep", "--grid", "nope", "--dry-run"]) == 2
     assert "grid name 'nope' is unknown" in capsys.readouterr().err
     assert main(["sweep"]) == 2
+
+
+def test_longer_grid_repeats_the_tuned_cells_at_three_times_the_epochs_on_replicates():
+    c = experiments.protocol("mini").controls
+    longer = experiments.grid("longer", "mini", assume_pending=True)
+    p = experiments.protocol("mini")
+    assert len(longer) == len(p.backbones) * len(c.longer_datasets) * len(experiments.MAIN_REGIMES) * len(p.seeds)
+    for cfg in longer:
+        assert cfg.epochs == c.longer_factor * experiments.recipe("mini", cfg.dataset)["epochs"]
+        assert cfg.backbone == experiments.seated("mini", cfg.backbone.split(".")[0], cfg.seed)  # seed s: replicate s
+    assert experiments.pending_cells("longer", "mini", experiments.settled_runs(Path("/nonexistent"))) == \
+        len(p.backbones) * len(c.longer_datasets) * len(experiments.MAIN_REGIMES)
+    assert experiments.grid("longer", "smoke") == []

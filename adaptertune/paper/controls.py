@@ -12,9 +12,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from ..backbones import mini_weights_path
+from ..backbones import backbone_shape, mini_weights_path
 from . import stats
 from .tables import PAIR, gap_per_seed, method_label
+from .verdicts import verdict_beats, verdict_full_wins_small
 
 
 @dataclass(frozen=True)
@@ -202,6 +203,43 @@ def budget_finding(table: pd.DataFrame) -> Finding | None:
                    f"both at the adapter's tuned learning rate; paired 95% t-intervals over n={int(vs16['n'].min())} seeds")
 
 
+def longer_verdicts(tuned: pd.DataFrame, longer: pd.DataFrame, backbones: tuple[str, ...]) -> pd.DataFrame:
+    """Claims 3 and 5 (``beats_full``, ``full_wins_small``) on the pairs the longer schedule ran, at the recipe's
+    epochs and at the longer one: same pairs, same seeds on the same replicates, the rate chosen at 1x. Both frames
+    by backbone family (``tables.by_family``); the smallest and largest families by width decide claim 5."""
+    by_width = sorted(backbones, key=lambda b: backbone_shape(b)[1])
+    small, large = by_width[0], by_width[-1]
+    pairs = longer[PAIR].drop_duplicates()
+    base = tuned.merge(pairs, on=PAIR, how="inner")
+    rows = []
+    for budget, frame in (("1x", base), (f"{_factor(longer, base)}x", longer)):
+        for v in (verdict_beats(frame, "full", "beats_full", "tuned", every_pair=False),
+                  verdict_full_wins_small(frame, small, large, "tuned") if small != large else None):
+            if v is not None:
+                rows.append({"claim": v.key, "epochs": budget, "verdict": v.verdict, "measured": v.measured})
+    return pd.DataFrame(rows, columns=["claim", "epochs", "verdict", "measured"])
+
+
+def _factor(longer: pd.DataFrame, base: pd.DataFrame) -> str:
+    ratios = (longer.groupby("dataset")["epochs"].first() / base.groupby("dataset")["epochs"].first()).dropna()
+    return f"{ratios.iloc[0]:g}" if len(ratios) else "?"
+
+
+def longer_finding(table: pd.DataFrame) -> Finding | None:
+    """Does each claim keep its verdict at the longer schedule?"""
+    if table.empty or table["epochs"].nunique() < 2:
+        return None
+    parts = []
+    for claim, rows in table.groupby("claim", sort=False):
+        by = dict(zip(rows["epochs"], rows["verdict"]))
+        longer = [e for e in by if e != "1x"][0]
+        kept = "keeps its verdict" if by.get("1x") == by[longer] else "changes verdict"
+        parts.append(f"{claim}: {by.get('1x', '—')} at 1x, {by[longer]} at {longer} ({kept})")
+    return Finding("longer", "Do claims 3 and 5 keep their sign at a longer training budget?", "; ".join(parts),
+                   "the tuned comparison on the same pairs and replicates, each regime at its 1x rate; verdict rules "
+                   "as in the claims table (tab05_longer lists what each measured)")
+
+
 def pretraining_seed_table(main: pd.DataFrame, other: pd.DataFrame, base: dict[str, str]) -> pd.DataFrame:
     """Per (dataset, backbone pretrained with another seed, regime): the run on the other backbone minus the run on the
     main one at the same seed, beside the main cell's sd over seeds."""
@@ -254,6 +292,6 @@ def pretraining_seed_finding(table: pd.DataFrame) -> Finding | None:
 
 
 __all__ = ["Finding", "Probes", "budget_finding", "budget_table", "dose_finding", "dose_points", "dose_slope",
-           "dose_table",
+           "dose_table", "longer_finding", "longer_verdicts",
            "gap_change", "pretraining_seed_finding", "pretraining_seed_leads", "pretraining_seed_table", "scratch_finding", "scratch_table", "source_accuracy",
            "tuning_gains"]

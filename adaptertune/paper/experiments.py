@@ -27,9 +27,9 @@ from .protocols import (PAPER_BACKBONES, PAPER_CORE, PAPER_EXTENDED, PROTOCOL_NA
                         config, protocol, recipe, seated)
 
 # "main" is the paper-recipe Tab.2 grid, "tuned" the same cells under the tuned protocol; "selection" the tuned
-# protocol's learning-rate search; "scratch", "budget", "dose" and "backbone_seed" are the controls.
+# protocol's learning-rate search; "scratch", "budget", "longer", "dose" and "backbone_seed" are the controls.
 GRIDS = ("main", "tuned", "selection", "seeds", "extended", "rank", "placement", "init", "sensitivity", "theory",
-         "scratch", "budget", "dose", "backbone_seed", "advisor", "multitask")
+         "scratch", "budget", "longer", "dose", "backbone_seed", "advisor", "multitask")
 MAIN_REGIMES = methods(in_paper=True)  # the paper-recipe grids; the tuned protocol adds Protocol.beyond
 
 
@@ -140,6 +140,10 @@ def grid(name: str, profile: str, runs: pd.DataFrame | None = None, assume_pendi
         configs = ([x for b in p.backbones for d in p.datasets for x in _transferred(
             runs, profile, d, b, "adapter", b, p.seeds, a, replicated=True, rank=budget_rank(profile, b))]
             if c.budget_ratio else [])
+    elif name == "longer":
+        configs = [x for b in p.backbones for d in c.longer_datasets for r in MAIN_REGIMES
+                   for x in _transferred(runs, profile, d, b, r, b, p.seeds, a, replicated=True,
+                                         epochs=c.longer_factor * recipe(profile, d)["epochs"])]
     elif name == "dose":
         configs = [x for cell in dose_cells(profile)
                    for x in tuning.final_configs(runs, profile, *cell, seeds=c.dose_seeds, assume=a)]
@@ -220,6 +224,7 @@ def pending_cells(name: str, profile: str, runs: pd.DataFrame) -> int:
         "scratch": [(d, b, "scratch") for b in c.scratch for d in p.datasets],
         "budget": [(d, b, "adapter") for b in p.backbones for d in p.datasets] if c.budget_ratio else [],
         "dose": dose_cells(profile),
+        "longer": [(d, b, r) for b in p.backbones for d in c.longer_datasets for r in MAIN_REGIMES],
         "seeds": [(d, b, r) for b in p.backbones for d in p.datasets for r in MAIN_REGIMES] if p.replicates else [],
         **({g: [(d, b, "adapter") for d, b, _ in rank_pairs(profile)] if g == "rank" else [(*p.ablation, "adapter")]
             for g in ("rank", "placement", "init", "sensitivity")} if p.ablation_tuned else {}),

@@ -44,6 +44,10 @@ class Controls:
     dose_random: bool = False
     dose_seeds: tuple[int, ...] | None = None  # seeds of each snapshot's final runs (None: the profile's seeds)
     seed_backbones: tuple[str, ...] = ()
+    # the tuned main comparison again at ``longer_factor`` x the epochs on ``longer_datasets`` (every backbone, every
+    # seed on its replicate, each regime at the rate chosen at 1x): whether a verdict's sign is an artefact of the budget
+    longer_factor: int | None = None
+    longer_datasets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -134,7 +138,8 @@ PROTOCOLS: dict[str, Protocol] = {
         near=("fmnist_target", "fmnist_lowdata"), far=("digits",),
         init_seeds=tuple(range(8)),
         controls=Controls(scratch=("mini-s",), budget_ratio=24, dose_backbones=("mini-s.e2", "mini-s.e4"),
-                          dose_datasets=("fmnist_target", "digits"), dose_random=True, dose_seeds=(0,)),
+                          dose_datasets=("fmnist_target", "digits"), dose_random=True, dose_seeds=(0,),
+                          longer_factor=3, longer_datasets=("fmnist_target", "digits")),
         threads=1, beyond=methods(in_paper=False), replicates=True, ablation_tuned=True, pair_ranks=(1, 4, 16, 64),
         init_stds=(1e-4, 1e-2),
         extended_note="paper-only: the offline mini protocol has no stand-in for the extended datasets",
