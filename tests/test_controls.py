@@ -100,3 +100,21 @@ def test_longer_schedule_reports_each_claims_verdict_at_both_budgets():
     finding = controls.longer_finding(table)
     assert "beats_full: agrees at 1x, disagrees at 3x (changes verdict)" in finding.answer
     assert controls.longer_finding(table[table["epochs"] == "1x"]) is None  # nothing to compare without the 3x runs
+
+
+def test_claim_5_is_decided_again_with_the_small_widths_snapshot_of_matched_quality():
+    noise = [0.0, 0.01, -0.005]
+
+    def frame(backbone: str, adapter: float, full: float) -> pd.DataFrame:
+        return _runs({(d, backbone, m): [acc + x + 0.001 * i for x in noise] for i, d in enumerate(("t", "u", "v"))
+                      for m, acc in (("adapter", adapter), ("full", full))})
+
+    base = pd.concat([frame("mini-s", 0.80, 0.90), frame("mini-b", 0.80, 0.82)])  # final mini-s: lead 10 vs 2
+    tuned, seeds = base[base["seed"] == 0], base[base["seed"] > 0]
+    tuned = pd.concat([tuned, frame("mini-s.p1", 0.5, 0.5).query("seed == 1")])  # other replicates stay out
+    table = controls.matched_verdicts(tuned, seeds, frame("mini-s.e7", 0.80, 0.82), "mini-b", "mini")
+    assert list(table["comparison"]) == ["final backbones", "matched source accuracy"]
+    assert list(table["verdict"]) == ["agrees", "inconclusive"]  # the lead's width effect vanishes at matched quality
+    assert table["source_acc_small"].iloc[1] == pytest.approx(100 * controls.source_accuracy("mini-s.e7", "mini"))
+    assert "mini-s.e7" in controls.matched_finding(table).answer
+    assert controls.matched_verdicts(tuned, seeds, tuned.iloc[:0], None, "smoke").empty

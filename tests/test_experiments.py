@@ -188,3 +188,15 @@ def test_longer_grid_repeats_the_tuned_cells_at_three_times_the_epochs_on_replic
     assert experiments.pending_cells("longer", "mini", experiments.settled_runs(Path("/nonexistent"))) == \
         len(p.backbones) * len(c.longer_datasets) * len(experiments.MAIN_REGIMES)
     assert experiments.grid("longer", "smoke") == []
+
+
+def test_matched_grid_takes_the_snapshot_nearest_the_larger_backbones_source_accuracy():
+    from adaptertune.paper.controls import source_accuracy
+
+    c = experiments.protocol("mini").controls
+    chosen = experiments.matched_backbone("mini")
+    gaps = {b: abs(source_accuracy(b, "mini") - source_accuracy(c.matched_to, "mini")) for b in c.matched_candidates}
+    assert chosen in c.matched_candidates and gaps[chosen] == min(gaps.values())
+    grid = experiments.grid("matched", "mini", assume_pending=True)
+    assert {cfg.backbone for cfg in grid} == {chosen} and len(grid) == 3 * 3 * 3  # datasets x regimes x seeds
+    assert experiments.matched_backbone("paper") is None and experiments.grid("matched", "paper") == []

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from ..backbones import backbone_shape, mini_weights_path
+from ..backbones import backbone_shape, mini_variant, mini_weights_path
 from . import stats
 from .tables import PAIR, gap_per_seed, method_label
 from .verdicts import verdict_beats, verdict_full_wins_small
@@ -240,6 +240,42 @@ def longer_finding(table: pd.DataFrame) -> Finding | None:
                    "as in the claims table (tab05_longer lists what each measured)")
 
 
+def matched_verdicts(tuned: pd.DataFrame, seeds: pd.DataFrame, matched: pd.DataFrame, large: str | None,
+                     profile: str) -> pd.DataFrame:
+    """Claim 5 on replicate 0 of each width (training seeds 0-2 from the tuned and seeds grids), first with the small
+    family's final backbone, then with its snapshot of matched source accuracy (``matched``): is "the smaller
+    backbone loses more to full FT" about width, or about the weaker pretraining it came with?"""
+    base = pd.concat([tuned, seeds], ignore_index=True)
+    rows = []
+    if matched.empty:
+        return pd.DataFrame(rows, columns=["comparison", "small", "large", "source_acc_small", "source_acc_large",
+                                           "verdict", "measured"])
+    snapshot = matched["backbone"].iloc[0]
+    for label, small, frame in (("final backbones", mini_variant(snapshot)[0], base),
+                                ("matched source accuracy", snapshot, pd.concat([base, matched], ignore_index=True))):
+        runs = frame[frame["backbone"].isin([small, large])]
+        v = verdict_full_wins_small(runs, small, large, "tuned")
+        if v is not None:
+            rows.append({"comparison": label, "small": small, "large": large,
+                         "source_acc_small": 100 * source_accuracy(small, profile),
+                         "source_acc_large": 100 * source_accuracy(large, profile), "verdict": v.verdict,
+                         "measured": v.measured})
+    return pd.DataFrame(rows)
+
+
+def matched_finding(table: pd.DataFrame) -> Finding | None:
+    if len(table) < 2:
+        return None
+    final, matched = table.iloc[0], table.iloc[-1]
+    return Finding("matched", "Is claim 5 about width, or about pretraining quality?",
+                   f"with the final backbones ({final['small']} {final['source_acc_small']:.1f}% vs {final['large']} "
+                   f"{final['source_acc_large']:.1f}% source accuracy) claim 5 {final['verdict']}; with "
+                   f"{matched['small']} ({matched['source_acc_small']:.1f}%) in place of {final['small']} it "
+                   f"{matched['verdict']} ({matched['measured']})",
+                   "replicate 0 of each width, training seeds 0-2, tuned rates of the family; the snapshot is the "
+                   "candidate whose source validation accuracy is nearest the larger backbone's")
+
+
 def pretraining_seed_table(main: pd.DataFrame, other: pd.DataFrame, base: dict[str, str]) -> pd.DataFrame:
     """Per (dataset, backbone pretrained with another seed, regime): the run on the other backbone minus the run on the
     main one at the same seed, beside the main cell's sd over seeds."""
@@ -292,6 +328,6 @@ def pretraining_seed_finding(table: pd.DataFrame) -> Finding | None:
 
 
 __all__ = ["Finding", "Probes", "budget_finding", "budget_table", "dose_finding", "dose_points", "dose_slope",
-           "dose_table", "longer_finding", "longer_verdicts",
+           "dose_table", "longer_finding", "longer_verdicts", "matched_finding", "matched_verdicts",
            "gap_change", "pretraining_seed_finding", "pretraining_seed_leads", "pretraining_seed_table", "scratch_finding", "scratch_table", "source_accuracy",
            "tuning_gains"]

@@ -22,6 +22,7 @@ from ..store import runs as results
 from ..store.table import load_results
 from ..training.sweep import unique
 from . import tuning
+from .controls import source_accuracy
 from .advisor import probe_configs
 from .protocols import (PAPER_BACKBONES, PAPER_CORE, PAPER_EXTENDED, PROTOCOL_NAMES, PROTOCOLS, Controls, Protocol,
                         config, protocol, recipe, seated)
@@ -29,7 +30,7 @@ from .protocols import (PAPER_BACKBONES, PAPER_CORE, PAPER_EXTENDED, PROTOCOL_NA
 # "main" is the paper-recipe Tab.2 grid, "tuned" the same cells under the tuned protocol; "selection" the tuned
 # protocol's learning-rate search; "scratch", "budget", "longer", "dose" and "backbone_seed" are the controls.
 GRIDS = ("main", "tuned", "selection", "seeds", "extended", "rank", "placement", "init", "sensitivity", "theory",
-         "scratch", "budget", "longer", "dose", "backbone_seed", "advisor", "multitask")
+         "scratch", "budget", "longer", "matched", "dose", "backbone_seed", "advisor", "multitask")
 MAIN_REGIMES = methods(in_paper=True)  # the paper-recipe grids; the tuned protocol adds Protocol.beyond
 
 
@@ -68,6 +69,16 @@ def rank_pairs(profile: str) -> list[tuple[str, str, tuple[int, ...]]]:
 
 def _scaled_lr(lr: float, factor: float) -> float:
     return float(f"{lr * factor:.3g}")  # 1e-2 / 3 -> 0.00333, one spelling per rate
+
+
+def matched_backbone(profile: str) -> str | None:
+    """The candidate snapshot whose source validation accuracy is nearest ``matched_to``'s (ties: the first listed);
+    None where the profile has no matched-quality control. Read from the shipped backbones' provenance files."""
+    c = protocol(profile).controls
+    if not c.matched_candidates or c.matched_to is None:
+        return None
+    target = source_accuracy(c.matched_to, profile)
+    return min(c.matched_candidates, key=lambda b: abs(source_accuracy(b, profile) - target))
 
 
 def budget_rank(profile: str, backbone: str) -> int:
@@ -144,6 +155,11 @@ def grid(name: str, profile: str, runs: pd.DataFrame | None = None, assume_pendi
         configs = [x for b in p.backbones for d in c.longer_datasets for r in MAIN_REGIMES
                    for x in _transferred(runs, profile, d, b, r, b, p.seeds, a, replicated=True,
                                          epochs=c.longer_factor * recipe(profile, d)["epochs"])]
+    elif name == "matched":
+        small = matched_backbone(profile)
+        configs = [] if small is None else [
+            x for d in p.datasets for r in MAIN_REGIMES
+            for x in _transferred(runs, profile, d, mini_variant(small)[0], r, small, p.seeds, a)]
     elif name == "dose":
         configs = [x for cell in dose_cells(profile)
                    for x in tuning.final_configs(runs, profile, *cell, seeds=c.dose_seeds, assume=a)]
@@ -225,6 +241,8 @@ def pending_cells(name: str, profile: str, runs: pd.DataFrame) -> int:
         "budget": [(d, b, "adapter") for b in p.backbones for d in p.datasets] if c.budget_ratio else [],
         "dose": dose_cells(profile),
         "longer": [(d, b, r) for b in p.backbones for d in c.longer_datasets for r in MAIN_REGIMES],
+        "matched": ([(d, mini_variant(matched_backbone(profile))[0], r) for d in p.datasets for r in MAIN_REGIMES]
+                    if matched_backbone(profile) else []),
         "seeds": [(d, b, r) for b in p.backbones for d in p.datasets for r in MAIN_REGIMES] if p.replicates else [],
         **({g: [(d, b, "adapter") for d, b, _ in rank_pairs(profile)] if g == "rank" else [(*p.ablation, "adapter")]
             for g in ("rank", "placement", "init", "sensitivity")} if p.ablation_tuned else {}),

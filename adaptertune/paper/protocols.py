@@ -48,6 +48,11 @@ class Controls:
     # seed on its replicate, each regime at the rate chosen at 1x): whether a verdict's sign is an artefact of the budget
     longer_factor: int | None = None
     longer_datasets: tuple[str, ...] = ()
+    # widths at matched pretraining quality: of ``matched_candidates`` (snapshots of the smallest family's replicate
+    # 0), the one whose source accuracy is nearest ``matched_to``'s trains the tuned comparison (the family's rates),
+    # and claim 5 is decided again against ``matched_to`` (replicate 0, seeds 0-2 from the tuned and seeds grids)
+    matched_candidates: tuple[str, ...] = ()
+    matched_to: str | None = None
 
 
 @dataclass(frozen=True)
@@ -139,7 +144,8 @@ PROTOCOLS: dict[str, Protocol] = {
         init_seeds=tuple(range(8)),
         controls=Controls(scratch=("mini-s",), budget_ratio=24, dose_backbones=("mini-s.e2", "mini-s.e4"),
                           dose_datasets=("fmnist_target", "digits"), dose_random=True, dose_seeds=(0,),
-                          longer_factor=3, longer_datasets=("fmnist_target", "digits")),
+                          longer_factor=3, longer_datasets=("fmnist_target", "digits"),
+                          matched_candidates=("mini-s.e4", "mini-s.e7", "mini-s"), matched_to="mini-b"),
         threads=1, beyond=methods(in_paper=False), replicates=True, ablation_tuned=True, pair_ranks=(1, 4, 16, 64),
         init_stds=(1e-4, 1e-2),
         extended_note="paper-only: the offline mini protocol has no stand-in for the extended datasets",
