@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     from adaptertune.atomic import atomic_write_bytes
-    from adaptertune.paper.experiments import ensure_backbones
+    from adaptertune.paper.suite import ensure_backbones
     from adaptertune.paths import home
 
     ensure_backbones(args.profile)

@@ -52,7 +52,7 @@ from safetensors.torch import load_file  # noqa: E402
 
 from adaptertune.adapter_files import backbone_fingerprint  # noqa: E402
 from adaptertune.backbones import PAPER_BACKBONES  # noqa: E402
-from adaptertune.config import RunConfig  # noqa: E402
+from adaptertune.config import NON_SEMANTIC, RunConfig  # noqa: E402
 from adaptertune.data.transforms import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from adaptertune.paper import experiments  # noqa: E402
 from adaptertune.regimes import head_parameter_names, methods, regime  # noqa: E402
@@ -122,12 +122,13 @@ def planned_runs() -> list[RunConfig]:
 
 
 def cli_args(cfg: RunConfig) -> list[str]:
-    """``python -m adaptertune`` arguments that make ``cfg``: the fields that differ from RunConfig's defaults."""
+    """``python -m adaptertune`` arguments that make ``cfg``: the fields that differ from RunConfig's defaults (not the
+    settings outside the run id, such as decode workers: each machine sets those for itself)."""
     default = RunConfig(dataset=cfg.dataset, backbone=cfg.backbone, method=cfg.method)
     args = ["run", "--dataset", cfg.dataset, "--backbone", cfg.backbone, "--method", cfg.method]
     for name in RunConfig.field_names():
         value = getattr(cfg, name)
-        if name in ("dataset", "backbone", "method") or value == getattr(default, name):
+        if name in ("dataset", "backbone", "method") + NON_SEMANTIC or value == getattr(default, name):
             continue
         flag = name.replace("_", "-")
         if isinstance(value, bool):

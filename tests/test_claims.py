@@ -29,7 +29,7 @@ def test_record_collect_assemble(isolated_home):
     text = paths["claims"].read_text()
     # the 15 claims no notebook judged are listed and counted as not tested
     assert "18 verdicts (15 not tested, 2 agrees, 1 disagrees)" in text and "   - rule: rule of params." in text
-    assert paths["stability"].read_text().startswith("No committed claims table") or "verdicts differ" in \
+    assert paths["stability"].read_text().startswith("No committed claims table") or "differ from the committed claims table" in \
         paths["stability"].read_text()
     assert "   - tuned (lr per regime, on validation): **disagrees** — measured beats_full tuned." in text
     assert paths["controls"].read_text() == "- **Q?** A. (how).\n"
@@ -80,7 +80,7 @@ def test_stability_counts_the_verdicts_that_changed():
         return cl.claims_markdown("mini", vs)
 
     same, n_same = cl.stability(table("agrees", "agrees"), table("agrees", "agrees"))
-    assert n_same == 0 and same.startswith("0 of")
+    assert n_same == 0 and same.startswith("0 verdict cell(s) differ")
     text, n = cl.stability(table("agrees", "agrees"), table("agrees", "inconclusive"))
     assert n == 1 and "*c2* (paper recipe (one lr for all)): agrees → inconclusive" in text
     # claims nobody judged are listed as not tested, and counted

@@ -116,7 +116,12 @@ def test_cli_sweep_dry_run_and_shard(isolated_home, tmp_path, capsys):
     assert main(["sweep", str(sweep_file), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "3 of 3 run(s)" in out and out.count("missing") == 3
-    assert main(["sweep", str(sweep_file), "--dry-run", "--shard", "1/2"]) == 0
-    assert "1 of 3 run(s)" in capsys.readouterr().out
+    parts = []
+    for i in (0, 1):  # shards split by a hash of the run id: disjoint, together every run
+        assert main(["sweep", str(sweep_file), "--dry-run", "--shard", f"{i}/2"]) == 0
+        out = capsys.readouterr().out
+        assert f"{out.count('missing')} of 3 run(s) in this shard" in out
+        parts.append({line.split()[0] for line in out.splitlines() if "missing" in line})
+    assert not parts[0] & parts[1] and len(parts[0] | parts[1]) == 3
     assert main(["sweep", str(sweep_file), "--shard", "1/2"]) == 0
-    assert len(store.load_results()) == 1
+    assert set(store.load_results()["run_id"]) == parts[1]

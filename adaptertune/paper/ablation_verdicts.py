@@ -82,14 +82,15 @@ def measured_elbow(rank_runs: pd.DataFrame) -> tuple[int | None, bool]:
     return (found.rank, found.edge) if found.testable else (None, False)
 
 
-def verdict_theory_elbow(predicted: elbow.PredictedElbow, measured: elbow.MeasuredElbow, grid) -> Verdict:
+def verdict_theory_elbow(predicted: elbow.PredictedElbow, measured: elbow.MeasuredElbow, grid,
+                         protocol: str = "paper-recipe") -> Verdict:
     """The theory's elbow (predicted from the task shift's spectrum) against the measured one (notebook 02)."""
     if measured.table.empty:
-        return not_tested("theory_elbow", f"no measured elbow: {measured.reason}", "paper-recipe")
+        return not_tested("theory_elbow", f"no measured elbow: {measured.reason}", protocol)
     label, rule = elbow.elbow_agreement(predicted, measured, grid)
     where = measured.reason if measured.testable else f"untestable ({measured.reason})"
     return Verdict("theory_elbow", PAPER["theory_elbow"], f"predicted {predicted.span}; measured: {where}", label, rule,
-                   "paper-recipe")
+                   protocol)
 
 
 def verdicts_rank(rank_runs: pd.DataFrame, protocol: str = "paper-recipe") -> list[Verdict]:
@@ -223,7 +224,8 @@ def verdicts_init(init_runs: pd.DataFrame, protocol: str = "paper-recipe",
     return [variance, mean]
 
 
-def verdict_early(steps: pd.DataFrame, epochs: float, resolution: float = 1e-4) -> Verdict | None:
+def verdict_early(steps: pd.DataFrame, epochs: float, resolution: float = 1e-4,
+                  protocol: str = "paper-recipe") -> Verdict | None:
     """Zero vs random init in the first updates: is there a drift to see at this init scale at all?"""
     early = steps[steps["epoch"] <= epochs] if len(steps) else steps
     if early.empty or not {"zero", "random"} <= set(early["init"]):
@@ -239,7 +241,7 @@ def verdict_early(steps: pd.DataFrame, epochs: float, resolution: float = 1e-4) 
     rule = (f"testable only if random init moves the first loss by more than {resolution:g}; then a paired 95% interval "
             "of the early mean loss above 0 (random drifts) agrees"
             + ("" if testable else " — here it does not: not tested at this init scale"))
-    return Verdict("early_drift", PAPER["early_drift"], measured, verdict, rule, "paper-recipe")
+    return Verdict("early_drift", PAPER["early_drift"], measured, verdict, rule, protocol)
 
 
 def _knob_seeds(runs: pd.DataFrame, defaults: dict[str, float]) -> dict[str, dict[float, pd.Series]]:

@@ -18,6 +18,7 @@ from ..paths import home
 from ..profiles import profile_record
 from .controls import Finding
 from .protocols import PROTOCOL_NAMES
+from .protocols import protocol as protocol_of
 from .tables import tables_dir
 from .verdicts import EQUIVALENCE_POINTS, PAPER, Verdict, not_tested
 
@@ -79,7 +80,8 @@ def claims_markdown(profile: str, verdicts: list[Verdict]) -> str:
             "(in the main comparison seed s trains on pretraining replicate s, so n counts backbones where the store "
             "has replicates), in points of test accuracy; n is stated with each. \"Near\", \"nearly equal\" and "
             f"the elbow need a 90% interval inside ±{EQUIVALENCE_POINTS:g} point; *not tested*: no runs test the "
-            "claim. The ablations are run under the paper recipe only (—).\n\n")
+            f"claim. The ablations run under one protocol ({PROTOCOL_TITLES[protocol_of(profile).ablation_protocol]}: "
+            "the adapter's tuned rate where the profile tunes it); the other column shows —.\n\n")
     number = {claim: i for i, claim in enumerate(frame["paper's claim"], 1)}
     evidence = []
     for claim, group in pd.DataFrame([v.row() for v in verdicts]).groupby("claim", sort=False):
@@ -121,7 +123,8 @@ def stability(old_md: str, new_md: str) -> tuple[str, int]:
     changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
     lines = [f"- *{claim}* ({column}): {old.get((claim, column), 'absent')} → {new.get((claim, column), 'absent')}"
              for claim, column in changed]
-    head = f"{len(changed)} of {len(new)} verdicts differ from the committed claims table"
+    head = (f"{len(changed)} verdict cell(s) differ from the committed claims table ({len(new)} verdicts now, "
+            f"{len(old)} committed; a cell only one table has counts as a change)")
     return head + (":\n\n" + "\n".join(lines) if lines else ".") + "\n", len(changed)
 
 

@@ -102,6 +102,11 @@ class Protocol:
         return methods(in_paper=True) + self.beyond
 
     @property
+    def ablation_protocol(self) -> str:
+        """The protocol the ablations' verdicts belong to: the tuned one where they run at the adapter's tuned rate."""
+        return "tuned" if self.ablation_tuned else "paper-recipe"
+
+    @property
     def ablation_depth(self) -> int:
         """Blocks of the ablation backbone (placement grids and the schematic)."""
         return backbone_shape(self.ablation[1])[0]
@@ -109,7 +114,9 @@ class Protocol:
     def pretrained_backbones(self) -> tuple[str, ...]:
         """Every self-pretrained backbone the profile's grids use (paper: none; its weights come from timm)."""
         replicas = tuple(replicate_name(b, s) for b in self.backbones for s in self.seeds) if self.replicates else ()
-        names = self.backbones + replicas + self.controls.dose_backbones + self.controls.seed_backbones
+        c = self.controls
+        names = (self.backbones + replicas + c.dose_backbones + c.seed_backbones + c.matched_candidates
+                 + ((c.matched_to,) if c.matched_to else ()))
         return tuple(dict.fromkeys(names))
 
 
