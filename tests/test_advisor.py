@@ -55,14 +55,16 @@ def test_the_judged_table_finds_the_elbow_the_loss_and_the_hit_rate():
     plateau = {1: .70, 2: .75, 4: .80, 8: .85, 16: .853, 32: .855, 64: .852}
     rising = {r: .6 + .04 * i for i, r in enumerate(RANKS)}  # best at the grid's edge
     rows = pd.concat([_sweep("a", plateau), _sweep("b", plateau), _sweep("c", rising)])
-    table = advice_table.judged_table([_advice("a", 8), _advice("b", 1), _advice("c", 64), _advice("d", 8)], rows)
-    a, b, c, d = (table.iloc[i] for i in range(4))
+    table = advice_table.judged_table([_advice("a", 8), _advice("b", 1), _advice("c", 64), _advice("d", 8),
+                                       _advice("a", 3)], rows)
+    a, b, c, d, unswept = (table.iloc[i] for i in range(5))
     assert a.measured_elbow == 8 and a.best_rank == 32 and a.verdict == "hit" and abs(a.loss_points) < 1
     assert b.verdict == "miss" and b.loss_points > 10 and b.loss_low > 10
     assert c.best_at_grid_edge and pd.isna(c.measured_elbow) and c.verdict == "hit"
-    assert d.verdict == "pending"
+    assert d.verdict == "pending" and unswept.verdict == "not swept"  # r=3 is not a rank of a's sweep
     text = advice_table.describe_judged(table)
-    assert "on 2 of 4 pairs" in text and "Miss: b/mini-s" in text and "c/mini-s" in text and "3.8%" in text
+    assert "1 advised a rank their sweep does not run" in text
+    assert "on 2 of 5 pairs" in text and "Miss: b/mini-s" in text and "c/mini-s" in text and "3.8%" in text
 
 
 @pytest.mark.slow

@@ -44,3 +44,12 @@ def test_render_refuses_mixed_profiles_and_still_tables_every_configuration():
         explorer.render(pd.concat([FRAME, FRAME.assign(profile="smoke")]), "fmnist_target", "mini-s")
     fig, table = explorer.render(FRAME, "fmnist_target", "mini-s")
     assert fig is not None and table["seeds"].sum() == len(FRAME)
+
+
+def test_a_headless_run_shows_no_widgets(monkeypatch, capsys):
+    """The suite's kernels have no frontend: widgets stand down there (nbclient can hang on an Output widget)."""
+    from adaptertune.paper.notebooks import HEADLESS_ENV
+
+    monkeypatch.setenv(HEADLESS_ENV, "1")
+    assert explorer.show(pd.DataFrame(columns=["dataset", "backbone", "profile"]), profile="mini") is None
+    assert "need a live kernel" in capsys.readouterr().out

@@ -42,7 +42,8 @@ def _equivalent(a: pd.Series, b: pd.Series, margin: float) -> str:
 def judged_table(advice: Sequence[Advice], rank_rows: pd.DataFrame,
                  margin_points: float = MARGIN_POINTS) -> pd.DataFrame:
     """One row per advised pair; ``rank_rows``: adapter runs of the rank sweep (dataset, backbone, rank, seed,
-    test_acc; other methods are ignored). Pairs without sweep runs are 'pending'."""
+    test_acc; other methods are ignored). Pairs without sweep runs are 'pending'; a pair whose sweep lacks the advised
+    rank (the sweep's ranks are ``Protocol.pair_ranks`` off the ablation pair) is 'not swept': nothing to judge by."""
     margin = margin_points / 100
     rows = rank_rows[rank_rows["method"] == "adapter"] if "method" in rank_rows else rank_rows
     out = []
@@ -51,7 +52,7 @@ def judged_table(advice: Sequence[Advice], rank_rows: pd.DataFrame,
         base = {"dataset": a.dataset, "backbone": a.backbone, "advised_rank": a.rank, "every2_advised": a.every2,
                 "probe_cost_share": a.cost_share}
         if part.empty or a.rank not in set(part["rank"]):
-            out.append({**base, "verdict": "pending"})
+            out.append({**base, "verdict": "pending" if part.empty else "not swept"})
             continue
         ranks = sorted(int(r) for r in part["rank"].unique())
         means = part.groupby("rank")["test_acc"].mean()
@@ -79,7 +80,7 @@ def describe_judged(table: pd.DataFrame, margin_points: float = MARGIN_POINTS) -
     lines = [f"- Hit rate: the advised rank was equivalent to the best rank (paired {int(100 * EQUIVALENCE_LEVEL)}% "
              f"interval inside ±{margin_points:g} point) on {hits} of {len(table)} pairs ({len(decided)} decided; "
              f"{int((table['verdict'] == 'undecided').sum())} undecided, {int((table['verdict'] == 'pending').sum())} "
-             "pending)."]
+             f"pending, {int((table['verdict'] == 'not swept').sum())} advised a rank their sweep does not run)."]
     for r in table[table["verdict"] == "miss"].itertuples(index=False):
         lines.append(f"- Miss: {r.dataset}/{r.backbone}: advised r={r.advised_rank}, best r={r.best_rank}; taking the "
                      f"advice loses {r.loss_points:+.2f} [{r.loss_low:+.2f}, {r.loss_high:+.2f}] points.")

@@ -1,10 +1,12 @@
 """An ipywidgets explorer of the run store: pick dataset / backbone / regimes, see the rank curve and tables.
 
 Nothing trains here: every view is computed from ``load_results()`` (re-read by the Reload button), so it
-shows whatever runs exist — the ablation pair has the full rank sweep, the other pairs only r=16.
+shows whatever runs exist — the ablation pair has the full rank sweep, every other pair the `pair_ranks` sweep.
 :func:`render` is the same view without widgets, for static HTML (widgets need a live kernel).
 """
 from __future__ import annotations
+
+import os
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -15,6 +17,7 @@ from ..adapter import AdapterConfig
 from ..store.table import load_results
 from . import experiments, result_plots
 from ..regimes import methods
+from .notebooks import HEADLESS_ENV
 from .tables import knob_table, method_label
 
 KNOBS = ["method", "rank", "every", "start", "init", "scale", "lr", "weight_decay", "epochs"]
@@ -84,6 +87,10 @@ def _load(root, profile: str | None) -> pd.DataFrame:
 def show(df: pd.DataFrame | None = None, root=None, profile: str | None = None):
     """Display the widget explorer (needs a live kernel); returns the widget. ``profile`` keeps that profile's runs
     (also after Reload), so smoke and mini runs of the same pair never mix."""
+    if os.environ.get(HEADLESS_ENV):
+        print("The explorer's widgets need a live kernel (open this notebook in JupyterLab); a headless run shows the "
+              "static view below.")
+        return None
     import ipywidgets as widgets
     from IPython.display import clear_output, display
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import html
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -73,6 +74,11 @@ def parse_param(text: str) -> tuple[str, object]:
         return key.strip(), value
 
 
+# Set for the kernels the suite starts (they inherit the environment): a headless run has no frontend to talk to
+# widgets, and nbclient can wait forever on an Output widget's messages (jupyter/nbclient#312), so widgets stand down.
+HEADLESS_ENV = "ADAPTERTUNE_HEADLESS"
+
+
 class NotebookFailed(RuntimeError):
     """A notebook raised; the message names the notebook and the cell."""
 
@@ -81,6 +87,8 @@ def execute(notebook: Path, output: Path, parameters: dict, log_output: bool = F
     """Run one notebook with papermill (kernel cwd = the project home); returns seconds."""
     output.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    previous = os.environ.get(HEADLESS_ENV)
+    os.environ[HEADLESS_ENV] = "1"
     try:
         papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name="python3",
                                    cwd=str(home()), progress_bar=False, log_output=log_output,
@@ -92,6 +100,11 @@ def execute(notebook: Path, output: Path, parameters: dict, log_output: bool = F
     except TimeoutError as err:
         raise NotebookFailed(f"notebook {notebook.name}: a cell ran longer than {CELL_TIMEOUT_S} s or the kernel did not "
                              f"start ({err}); the partly executed notebook is at {output}") from err
+    finally:
+        if previous is None:
+            os.environ.pop(HEADLESS_ENV, None)
+        else:
+            os.environ[HEADLESS_ENV] = previous
     return time.perf_counter() - t0
 
 
