@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from adaptertune.store.provenance import cpu_model
 from benchmarks import targets
 from benchmarks.measure import RatioStats
 
@@ -59,16 +60,6 @@ def _version(pkg: str) -> str:
         return importlib.metadata.version(pkg)
     except importlib.metadata.PackageNotFoundError:
         return "not installed"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine_info(device: torch.device, args) -> dict:
