@@ -34,6 +34,7 @@ from adaptertune.data.device_augment import DeviceRandomResizedCrop  # noqa: E40
 from adaptertune.data.loader import WorkerPool  # noqa: E402
 from adaptertune.data.paper import FileListDataset, TransformedDataset  # noqa: E402
 from adaptertune.data.transforms import DEFAULT_DATA_CONFIGS, paper_transforms  # noqa: E402
+from adaptertune.store.provenance import cpu_model  # noqa: E402
 from benchmarks.report import QUICK_STAMP, machine_line  # noqa: E402
 
 CFG = {**DEFAULT_DATA_CONFIGS["paper"], "input_size": [3, 224, 224]}
@@ -129,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     rows.append({"format": "memory-device", "workers": 0, "images_per_s": rate, "images_per_s_per_process": rate})
     print(f"[loader] memory-device batched on the CPU: {rate:8.0f} images/s", flush=True)
     frame = pd.DataFrame(rows)
-    machine = {"cpu_cores": os.cpu_count(), "torch": torch.__version__, "batch": batch, "batches": batches}
+    machine = {"cpu": cpu_model(), "cpu_cores": os.cpu_count(), "torch": torch.__version__, "batch": batch,
+               "batches": batches}
     frame.to_csv(out / "loader.csv", index=False)
     text = ((QUICK_STAMP + "\n\n") if args.quick else "") + \
         "Training data path, images/s at 224 px per dataset format and decode workers (`benchmarks/loader.py`).\n\n" + \
