@@ -12,10 +12,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from ..backbones import backbone_shape, mini_variant, mini_weights_path
+from ..backbones import mini_variant, mini_weights_path
 from . import stats
 from .tables import PAIR, gap_per_seed, method_label
-from .verdicts import verdict_beats, verdict_full_wins_small
+from .verdicts import verdict_beats, verdict_full_wins_small, width_extremes
 
 
 @dataclass(frozen=True)
@@ -207,8 +207,7 @@ def longer_verdicts(tuned: pd.DataFrame, longer: pd.DataFrame, backbones: tuple[
     """Claims 3 and 5 (``beats_full``, ``full_wins_small``) on the pairs the longer schedule ran, at the recipe's
     epochs and at the longer one: same pairs, same seeds on the same replicates, the rate chosen at 1x. Both frames
     by backbone family (``tables.by_family``); the smallest and largest families by width decide claim 5."""
-    by_width = sorted(backbones, key=lambda b: backbone_shape(b)[1])
-    small, large = by_width[0], by_width[-1]
+    small, large = width_extremes(backbones)
     pairs = longer[PAIR].drop_duplicates()
     base = tuned.merge(pairs, on=PAIR, how="inner")
     rows = []

@@ -241,8 +241,8 @@ def pending_cells(name: str, profile: str, runs: pd.DataFrame) -> int:
         "budget": [(d, b, "adapter") for b in p.backbones for d in p.datasets] if c.budget_ratio else [],
         "dose": dose_cells(profile),
         "longer": [(d, b, r) for b in p.backbones for d in c.longer_datasets for r in MAIN_REGIMES],
-        "matched": ([(d, mini_variant(matched_backbone(profile))[0], r) for d in p.datasets for r in MAIN_REGIMES]
-                    if matched_backbone(profile) else []),
+        "matched": ([(d, mini_variant(small)[0], r) for d in p.datasets for r in MAIN_REGIMES]
+                    if (small := matched_backbone(profile)) else []),
         "seeds": [(d, b, r) for b in p.backbones for d in p.datasets for r in MAIN_REGIMES] if p.replicates else [],
         **({g: [(d, b, "adapter") for d, b, _ in rank_pairs(profile)] if g == "rank" else [(*p.ablation, "adapter")]
             for g in ("rank", "placement", "init", "sensitivity")} if p.ablation_tuned else {}),

@@ -210,19 +210,25 @@ def verdict_gap(df: pd.DataFrame, protocol: str) -> Verdict | None:
     return Verdict("gap", PAPER["gap"], measured, verdict, rule, protocol)
 
 
+def width_extremes(backbones: tuple[str, ...]) -> tuple[str, str]:
+    """The narrowest and the widest backbone by token width: the pair that decides the "smallest backbone" claim."""
+    by_width = sorted(backbones, key=lambda b: backbone_shape(b)[1])
+    return by_width[0], by_width[-1]
+
+
 def verdicts_main(frames: dict[str, pd.DataFrame], backbones: tuple[str, ...],
                   shifts: pd.DataFrame | None = None) -> list[Verdict]:
     """Every main-results claim under every protocol (``frames``: protocol -> runs of the main comparison), each over
     backbone families (``tables.by_family``). The smallest and largest families by token width decide the "smallest
     backbone" claim; ``shifts`` (dataset, backbone = family, ``frechet_to_source``) decides the shift claim."""
-    by_width = sorted(backbones, key=lambda b: backbone_shape(b)[1])
+    small, large = width_extremes(backbones)
     out: list[Verdict | None] = []
     for protocol, raw in frames.items():
         df = by_family(raw)
         out += [verdict_beats(df, "head", "beats_head", protocol, every_pair=True),
                 verdict_beats(df, "full", "beats_full", protocol, every_pair=False),
                 verdict_full_wins_shift(df, shifts, protocol),
-                verdict_full_wins_small(df, by_width[0], by_width[-1], protocol) if len(by_width) > 1 else None,
+                verdict_full_wins_small(df, small, large, protocol) if small != large else None,
                 verdict_gap(df, protocol)]
     return [v for v in out if v is not None]
 
@@ -245,4 +251,5 @@ def verdict_extended(df: pd.DataFrame, note: str, protocol: str) -> Verdict:
 
 __all__ = ["AGREES", "DISAGREES", "EQUIVALENCE_POINTS", "INCONCLUSIVE", "NOT_TESTED", "OUTCOMES", "PAPER", "Verdict",
            "combine", "markdown", "not_tested", "shift_leads", "verdict_beats", "verdict_extended",
-           "verdict_full_wins_shift", "verdict_full_wins_small", "verdict_gap", "verdict_params", "verdicts_main"]
+           "verdict_full_wins_shift", "verdict_full_wins_small", "verdict_gap", "verdict_params", "verdicts_main",
+           "width_extremes"]
