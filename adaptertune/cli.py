@@ -360,7 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--method", default="adapter", choices=("adapter", "head"))
     ft.add_argument("--rank", type=_rank, default=AdapterConfig.rank, help="an integer, or auto (the rank advisor)")
     ft.add_argument("--budget", type=float, default=None,
-                    help="most the rate choice may cost, in full-length runs (default: selection.DEFAULT_BUDGET)")
+                    help="most the rate choice may cost beyond the final run, in full-length runs "
+                    "(default: selection.DEFAULT_BUDGET)")
     ft.add_argument("--seeds", type=int, nargs="*", help="seeds of the final adapter (default: the selection seed)")
     ft.add_argument("--out", help="output folder (default fit-<data>-<backbone>-<method>)")
     ft.set_defaults(func=_cmd_fit)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -70,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="mini", choices=("mini", "smoke"))
     parser.add_argument("--per-class", type=int, default=200, help="training images exported per class")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--workdir", type=Path, help="work folder to use and keep (default: a temporary one)")
+    parser.add_argument("--workdir", type=Path,
+                        help="work folder to use and keep (default: a fixed temporary one, emptied before and after)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     from adaptertune.atomic import atomic_write_bytes
@@ -80,9 +82,13 @@ def main(argv: list[str] | None = None) -> int:
     ensure_backbones(args.profile)
     if args.workdir:
         text = transcript(args.profile, args.per_class, args.workdir, home())
-    else:
-        with tempfile.TemporaryDirectory(prefix="own-images-") as tmp:
-            text = transcript(args.profile, args.per_class, Path(tmp), home())
+    else:  # a fixed, emptied path: a folder's run ids include its absolute path, so the transcript's ids are stable
+        work = Path(tempfile.gettempdir()) / f"adaptertune-own-images-{args.profile}"
+        shutil.rmtree(work, ignore_errors=True)
+        try:
+            text = transcript(args.profile, args.per_class, work, home())
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     atomic_write_bytes(args.out, text.encode())
     print(f"wrote {args.out}")
     return 0

@@ -1,5 +1,6 @@
 """Successive halving against the full selection grid, computed from stored per-epoch histories: same rate, another
-rate within the seed noise of the tuned runs, or outside it; pending cells are left out."""
+rate within the seed noise of the tuned runs, or better / worse beyond it; a one-seed cell is judged by its dataset's
+pooled seed sd; unsettled cells are left out."""
 from __future__ import annotations
 
 import pandas as pd
@@ -7,17 +8,17 @@ import pandas as pd
 from adaptertune.paper import halving, tuning
 from adaptertune.store import runs as store
 
-CELL = ("digits", "mini-s", "adapter")  # mini: 5 candidate rates, 15 epochs -> rungs 5@3, 2@8, 1@15
+CELL = ("digits", "mini-s", "adapter")  # mini: 5 candidate rates, 15 epochs -> rungs 5@3, 2@15
 
 
 def _frame(histories: dict[float, list[float]], test: dict[float, float],
-           seed_tests: tuple[float, float]) -> pd.DataFrame:
+           seed_tests: tuple[float, ...], cell: tuple[str, str, str] = CELL) -> pd.DataFrame:
     rows = []
-    for cfg in tuning.selection_configs("mini", *CELL):
+    for cfg in tuning.selection_configs("mini", *cell):
         h = histories[cfg.lr]
         rows.append({"run_id": cfg.run_id, "status": "finished", "val_acc": h[-1], "test_acc": test[cfg.lr]})
     runs = pd.DataFrame(rows)
-    finals = tuning.final_configs(runs, "mini", *CELL)
+    finals = tuning.final_configs(runs, "mini", *cell)
     rows += [{"run_id": c.run_id, "status": "finished", "val_acc": 0.5, "test_acc": t}
              for c, t in zip(finals[1:], seed_tests)]
     return pd.DataFrame(rows)
@@ -35,14 +36,31 @@ def test_same_rate_within_noise_and_outside():
     test = {lrs[0]: .6, lrs[1]: .8, lrs[2]: .85, lrs[3]: .7, lrs[4]: .86}
     near = halving.halving_table({CELL: hist}, _frame(hist, test, (.85, .87)), "mini").iloc[0]
     assert near.grid_lr == lrs[4] and near.halving_lr == lrs[2] and near.verdict == "within seed noise"
-    assert near.rungs == "5@3 → 2@8 → 1@15" and abs(near.cost_runs - 32 / 15) < 1e-9
+    assert near.rungs == "5@3 → 2@15" and abs(near.cost_runs - 39 / 15) < 1e-9 and near.noise_from == "cell (3 seeds)"
     far = halving.halving_table({CELL: hist}, _frame(hist, {**test, lrs[4]: .95}, (.951, .952)), "mini").iloc[0]
-    assert far.verdict == "outside seed noise" and far.test_diff_points < -5
+    assert far.verdict == "worse, beyond the noise" and far.test_diff_points < -5
+    better = halving.halving_table({CELL: hist}, _frame(hist, {**test, lrs[2]: .95}, (.851, .852)), "mini").iloc[0]
+    assert better.verdict == "better, beyond the noise" and better.test_diff_points > 5
     hist[lrs[4]] = _hist(.1, .84)  # now the grid also picks 1e-2
     same = halving.halving_table({CELL: hist}, _frame(hist, test, (.85, .87)), "mini").iloc[0]
     assert same.verdict == "same rate" and same.test_diff_points == 0.0
     text = halving.describe_halving(pd.DataFrame([near, far, same]))
     assert "1/3 cells" in text and "Missed: digits/mini-s/adapter" in text
+    assert "a worse one beyond the noise on 1" in text
+
+
+def test_a_one_seed_cell_is_judged_by_its_datasets_pooled_sd():
+    lrs = tuning.candidates("mini", "adapter")
+    hist = {lrs[0]: _hist(.5, .6), lrs[1]: _hist(.7, .80), lrs[2]: _hist(.8, .85), lrs[3]: _hist(.6, .7),
+            lrs[4]: _hist(.1, .86)}
+    test = {lrs[0]: .6, lrs[1]: .8, lrs[2]: .85, lrs[3]: .7, lrs[4]: .86}
+    other = ("digits", "mini-b", "adapter")
+    runs = pd.concat([_frame(hist, test, (.84, .88)), _frame(hist, test, (), other)])  # other: one seed only
+    table = halving.halving_table({CELL: hist, other: hist}, runs, "mini").set_index("backbone")
+    sd = table.loc["mini-s", "seed_sd_points"]
+    assert table.loc["mini-b", "seed_sd_points"] == sd
+    assert table.loc["mini-b", "noise_from"] == "pooled (1 digits cells)"
+    assert table.loc["mini-b", "verdict"] == ("within seed noise" if 1.0 <= sd else "worse, beyond the noise")
 
 
 def test_histories_are_read_from_the_store_and_unsettled_cells_skipped(tmp_path):

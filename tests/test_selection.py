@@ -21,35 +21,41 @@ def test_the_rule_ties_go_to_the_smaller_rate_and_nan_never_wins():
     assert selection.ranked({1e-2: 0.9, 1e-3: 0.9, 1e-1: NAN, 3e-2: 0.5}) == [1e-3, 1e-2, 3e-2, 1e-1]
 
 
-@pytest.mark.parametrize("candidates,epochs", [(5, 5), (5, 15), (5, 20), (4, 50), (5, 50), (2, 1)])
+@pytest.mark.parametrize("candidates,epochs", [(5, 5), (5, 15), (5, 20), (4, 50), (5, 50), (2, 1), (2, 5)])
 def test_every_profile_schedule_stays_within_the_budget(candidates, epochs):
     plan = schedule(candidates, epochs)
-    assert plan.cost <= selection.DEFAULT_BUDGET
-    assert plan.rungs[-1].epoch == epochs and plan.rungs[-1].keep == 1 or epochs == 1
+    assert plan.overhead <= selection.DEFAULT_BUDGET and plan.overhead == pytest.approx(plan.cost - 1)
+    assert plan.rungs[-1].epoch == epochs and plan.rungs[-1].keep == min(candidates, selection.FINALISTS) or (
+        len(plan.rungs) == 1 and plan.rungs[0] == selection.Rung(epochs, candidates))
     assert [r.epoch for r in plan.rungs] == sorted({r.epoch for r in plan.rungs})
     assert plan.rungs[0].keep == candidates
 
 
 def test_the_mini_schedule_is_stated_from_the_rungs():
     plan = schedule(5, 5)
-    assert [(r.epoch, r.keep) for r in plan.rungs] == [(1, 5), (3, 2), (5, 1)]
-    assert plan.epochs_trained == 5 * 1 + 2 * 2 + 1 * 2 and plan.cost == pytest.approx(2.2)
+    assert [(r.epoch, r.keep) for r in plan.rungs] == [(1, 5), (5, 2)]
+    assert plan.epochs_trained == 5 * 1 + 2 * 4 and plan.cost == pytest.approx(2.6)
+    assert plan.overhead == pytest.approx(1.6) and "1.60x beyond the final run" in plan.describe()
+    assert [(r.epoch, r.keep) for r in schedule(4, 20).rungs] == [(4, 4), (20, 2)]
 
 
 def test_a_schedule_over_budget_is_refused():
-    with pytest.raises(ValueError, match="over the budget of 2.5"):
-        schedule(5, 2)
+    with pytest.raises(ValueError, match="3.00 full runs beyond the final one.*over the budget of 2.5"):
+        schedule(12, 5)
     with pytest.raises(ValueError, match="budget=0"):
         schedule(5, 5, budget=0)
 
 
-def test_halving_on_histories_keeps_the_best_and_applies_the_rule_at_the_last_rung():
+def test_halving_eliminates_at_the_first_rung_and_decides_between_finalists_at_full_length():
     histories = {1e-3: [.5, .6, .7, .8, .95],  # a slow starter halving drops at the first rung
-                 3e-3: [.6, .7, .8, .85, .86], 1e-2: [.55, .75, .8, .84, .90], 3e-2: [.4, .5, .6, .7, .8], 1e-1: [.2]}
+                 3e-3: [.6, .7, .8, .85, .86],
+                 1e-2: [.55, .75, .7, .7, .90],  # looks worse mid-run; the full-length comparison decides
+                 3e-2: [.4, .5, .6, .7, .8], 1e-1: [.2]}
     h = halving_choice(histories, 5)
-    assert set(h.scores[1]) == set(histories) and set(h.scores[3]) == {3e-3, 1e-2} and set(h.scores[5]) == {3e-3}
-    assert h.lr == 3e-3  # tie at epoch 3 (.8, .8) goes to the smaller rate
-    assert h.margin == (0.0, 3)
+    assert set(h.scores[1]) == set(histories) and set(h.scores[5]) == {3e-3, 1e-2}
+    assert h.lr == 1e-2 and h.margin == (pytest.approx(0.04), 5)
+    tie = halving_choice({**histories, 1e-2: [.55, .75, .7, .7, .86]}, 5)
+    assert tie.lr == 3e-3  # a tie at full length goes to the smaller rate
 
 
 def test_diverged_candidates_never_survive():
@@ -80,12 +86,15 @@ def test_a_rung_is_a_prefix_of_the_full_run(isolated_home):
 
 @pytest.mark.slow
 def test_run_halving_goes_through_the_store_and_is_cached(isolated_home):
-    configs = [_config(lr) for lr in (1e-3, 1e-2)]
+    rates = (1e-3, 1e-2, 1e-1)
+    configs = [_config(lr) for lr in rates]
     lines: list[str] = []
     h, _ = selection.run_halving(configs, verbose=False, log=lines.append, budget=2.5)
-    assert [(r.epoch, r.keep) for r in h.plan.rungs] == [(1, 2), (2, 1), (3, 1)] or h.plan.cost <= 2.5
-    assert h.lr in (1e-3, 1e-2) and len(lines) == sum(r.keep for r in h.plan.rungs)
-    assert store.run_status(configs[[1e-3, 1e-2].index(h.lr)].run_id) == "finished"
+    assert [(r.epoch, r.keep) for r in h.plan.rungs] == [(1, 3), (3, 2)] and len(lines) == 3 + 2
+    finalists = set(h.scores[3])
+    assert len(finalists) == 2 and h.lr in finalists
+    for lr, cfg in zip(rates, configs):  # finalists finish; the eliminated rate stays a stopped prefix
+        assert store.run_status(cfg.run_id) == ("finished" if lr in finalists else "running")
     again, _ = selection.run_halving(configs, verbose=False, log=lambda s: None)
     assert again.lr == h.lr and again.scores == h.scores
     with pytest.raises(ValueError, match="differ only in lr"):

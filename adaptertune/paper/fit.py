@@ -1,10 +1,11 @@
 """``fit(data, backbone)``: from a dataset (registered or an ImageFolder) to a well-tuned adapter file in one call.
 
 The learning rate is chosen on the validation split by the tuned protocol's own rule and grid (``tuning.candidates``,
-``training.selection``), applied by successive halving so the choice costs at most ``budget`` full runs; every run goes
-through the run store (cached, resumable), so on a registered dataset with the protocol's recipe fit reuses the tuned
-protocol's selection runs. Then the other seeds train at the chosen rate, and fit writes the adapter file unchanged
-(``predict`` and ``MultiTask`` read it as they read any run's) plus ``report.json`` and ``report.md``.
+``training.selection``), applied by successive halving so the choice costs at most ``budget`` full runs beyond the
+final one; every run goes through the run store (cached, resumable), so on a registered dataset with the protocol's
+recipe fit reuses the tuned protocol's selection runs. Then the other seeds train at the chosen rate, and fit writes
+the adapter file unchanged (``predict`` and ``MultiTask`` read it as they read any run's) plus ``report.json`` and
+``report.md``.
 """
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ class FitReport:
     rank: int | None
     profile: str
     schedule: str
-    cost_runs: float
+    cost_runs: float  # every candidate's epochs / one run's, the winner's (final) run included
+    overhead_runs: float  # the same beyond the final run: what choosing the rate cost
     candidates: list[dict]
     lr: float
     at_grid_edge: bool  # the smallest or largest candidate won: the best rate may lie outside the grid
@@ -165,7 +167,7 @@ def fit(data: str | Path, backbone: str, *, method: str = "adapter", rank: int |
     margin, margin_epoch = halving.margin
     report = FitReport(
         dataset=dataset, backbone=backbone, method=method, rank=adapter_changes.get("rank"), profile=profile,
-        schedule=halving.plan.describe(), cost_runs=halving.plan.cost,
+        schedule=halving.plan.describe(), cost_runs=halving.plan.cost, overhead_runs=halving.plan.overhead,
         candidates=[{"lr": lr, "run_id": by_lr[lr].run_id,
                      "val_acc": {e: _finite(s[lr]) for e, s in halving.scores.items() if lr in s},
                      "last_epoch": max(e for e, s in halving.scores.items() if lr in s), "chosen": lr == halving.lr}

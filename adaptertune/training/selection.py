@@ -3,10 +3,15 @@
 The rule (the tuned protocol's and ``fit``'s): the highest validation accuracy wins, ties go to the smaller rate, a
 candidate whose loss diverged (NaN) is never chosen. Successive halving applies the same rule at *rungs*: every
 candidate trains the first epochs of its full-length run (the same cosine schedule, so a rung is a prefix of the run,
-stopped and later resumed by the store), the best survive to the next rung, and the last rung is the full run. A
-candidate's rung score is therefore exactly the full run's validation accuracy after that epoch, and halving's choice
-can be recomputed from the per-epoch metrics of a full grid (``halving_choice``) as well as run for real
-(``run_halving``).
+stopped and later resumed by the store), and the best two (the finalists) train to the end, where the rule picks
+between them. A candidate's rung score is therefore exactly the full run's validation accuracy after that epoch, and
+halving's choice can be recomputed from the per-epoch metrics of a full grid (``halving_choice``) as well as run for
+real (``run_halving``).
+
+Why two finalists at full length: a prefix is scored mid-schedule, at the peak of the cosine, where a high rate looks
+worse than it ends (it recovers while the rate anneals). Letting a prefix only eliminate, never decide, keeps the
+winner's evidence the grid's own (full-length validation accuracy); the mini store showed a single survivor chosen at
+half the run missing the grid's rate far more often (``paper.halving``).
 """
 from __future__ import annotations
 
@@ -19,9 +24,9 @@ from ..config import RunConfig
 from ..store.runs import load_metrics, read_result
 
 DIVERGED = "NonFiniteLossError"  # the error of a candidate whose loss blew up: a settled candidate, never chosen
-RUNG_FRACTIONS = (0.2, 0.5, 1.0)  # rung epochs as shares of the run (rounded up; duplicates from short runs merge)
-ETA = 2.5  # each rung keeps ceil(n / ETA**i) candidates: 5 -> 2 -> 1, 4 -> 2 -> 1
-DEFAULT_BUDGET = 2.5  # what choosing the rate may cost, in full-length runs (the winner's run included)
+FIRST_RUNG = 0.2  # every candidate trains this share of the run (rounded up, at least one epoch)
+FINALISTS = 2  # the best this many train to the end; the rule picks among them at full length
+DEFAULT_BUDGET = 2.5  # what choosing the rate may cost beyond the final run (the winner's own run), in full-length runs
 
 
 def best_rate(scores: Mapping[float, float]) -> float | None:
@@ -66,32 +71,40 @@ class Schedule:
         """Epochs trained over all candidates / the epochs of one full run (the winner's full run counted in)."""
         return self.epochs_trained / self.epochs
 
+    @property
+    def overhead(self) -> float:
+        """What choosing costs beyond the final run: the winner's full run is the final adapter, trained anyway (the
+        full grid's overhead is one full run per losing candidate)."""
+        return self.cost - 1.0
+
     def describe(self) -> str:
         steps = ", ".join(f"{r.keep} to epoch {r.epoch}" for r in self.rungs)
         return (f"successive halving over {self.candidates} rates of a {self.epochs}-epoch run: {steps}; "
-                f"{self.epochs_trained} epochs = {self.cost:.2f}x one full run")
+                f"{self.epochs_trained} epochs = {self.cost:.2f}x one full run, {self.overhead:.2f}x beyond the final "
+                "run")
 
 
 def schedule(candidates: int, epochs: int, budget: float = DEFAULT_BUDGET) -> Schedule:
-    """Rungs at ``RUNG_FRACTIONS`` of the run (at least one epoch, strictly increasing), keeping ceil(n / ETA**i).
+    """Every candidate to ``FIRST_RUNG`` of the run, then the best ``FINALISTS`` to the end.
 
-    Short runs merge rungs: 5 epochs -> rungs at 1, 3, 5 (cost 2.2 for 5 rates); 15 -> 3, 8, 15 (2.13); 20 -> 4, 10,
-    20 (2.1); 50 with 4 rates -> 10, 25, 50 (1.9). A run of one epoch has one rung: every candidate trains fully.
-    Raises when the schedule would cost more than ``budget`` full runs.
+    5 rates of 5 epochs -> 5 to epoch 1, 2 to epoch 5 (13 epochs: 2.6 runs, 1.6 beyond the final one); 15 epochs -> 5
+    to 3, 2 to 15 (2.4); 4 rates of 20 -> 4 to 4, 2 to 20 (2.4). A run of one epoch, or two candidates or fewer: every
+    candidate trains fully. Raises when the overhead beyond the final run would exceed ``budget`` full runs.
     """
     if candidates < 1 or epochs < 1:
         raise ValueError(f"successive halving needs >= 1 candidate and >= 1 epoch (got {candidates}, {epochs})")
     if not budget > 0:
         raise ValueError(f"budget={budget!r} is not allowed: use a positive number of full-length runs")
-    epochs_at = sorted({min(epochs, max(1, math.ceil(f * epochs - 1e-9))) for f in RUNG_FRACTIONS})
-    rungs = tuple(Rung(e, max(1, math.ceil(candidates / ETA ** i - 1e-9))) for i, e in enumerate(epochs_at))
-    if rungs[-1].keep > 1:  # fewer rungs than halvings (short runs): the last rung still trains one
-        rungs = rungs[:-1] + (Rung(rungs[-1].epoch, 1),) if len(rungs) > 1 else rungs
+    first = min(epochs, max(1, math.ceil(FIRST_RUNG * epochs - 1e-9)))
+    if candidates <= FINALISTS or first >= epochs:
+        rungs: tuple[Rung, ...] = (Rung(epochs, candidates),)
+    else:
+        rungs = (Rung(first, candidates), Rung(epochs, FINALISTS))
     plan = Schedule(candidates, epochs, rungs)
-    if plan.cost > budget + 1e-9:
-        raise ValueError(f"choosing among {candidates} rates of a {epochs}-epoch run costs {plan.cost:.2f} full runs "
-                         f"({plan.describe()}), over the budget of {budget:g}: pass fewer candidate rates, more epochs "
-                         f"or a larger budget")
+    if plan.overhead > budget + 1e-9:
+        raise ValueError(f"choosing among {candidates} rates of a {epochs}-epoch run costs {plan.overhead:.2f} full "
+                         f"runs beyond the final one ({plan.describe()}), over the budget of {budget:g}: pass fewer "
+                         "candidate rates, more epochs or a larger budget")
     return plan
 
 
@@ -233,5 +246,5 @@ def run_halving(configs: Sequence[RunConfig], *, budget: float = DEFAULT_BUDGET,
     return halve(plan, list(by_lr), score), scorer.seen
 
 
-__all__ = ["DEFAULT_BUDGET", "DIVERGED", "ETA", "Halving", "RUNG_FRACTIONS", "Rung", "Schedule", "StoreScorer",
+__all__ = ["DEFAULT_BUDGET", "DIVERGED", "FINALISTS", "FIRST_RUNG", "Halving", "Rung", "Schedule", "StoreScorer",
            "best_rate", "halve", "halving_choice", "ranked", "run_halving", "schedule"]
