@@ -42,7 +42,7 @@ def test_a_flat_probe_curve_advises_the_smallest_rank():
 def test_the_probe_costs_at_most_15_percent_of_the_rank_sweep(profile):
     for dataset in protocol(profile).datasets:
         runs, share = advisor.probe_cost(profile, dataset)
-        assert share <= advisor.MAX_COST_SHARE and runs < len(protocol(profile).ranks)
+        assert share <= advisor.MAX_COST_SHARE and runs < len(advisor.probe_ranks(profile))
 
 
 def _advice(dataset: str, rank: int) -> advisor.Advice:
@@ -77,8 +77,8 @@ def test_advise_probes_a_folder_through_the_store(isolated_home):
     lines: list[str] = []
     advice = advisor.advise(str(folder), "mini-s", profile="smoke", log=lines.append, epochs=3, limit=None,
                             pretrained=False, batch_size=64)
-    assert advice.rank in protocol("smoke").ranks and len(lines) == len(protocol("smoke").ranks)
-    assert [c["rank"] for c in advice.curve] == sorted(protocol("smoke").ranks)
+    assert advice.rank in advisor.probe_ranks("smoke") and len(lines) == len(advisor.probe_ranks("smoke"))
+    assert [c["rank"] for c in advice.curve] == list(advisor.probe_ranks("smoke"))
     assert all(a["captured"] <= b["captured"] + 1e-12 for a, b in zip(advice.curve, advice.curve[1:]))
     assert "rank" in advice.markdown() and advice.to_dict()["summary"] == advice.summary
 
@@ -88,9 +88,9 @@ def test_the_advisor_grid_is_one_short_probe_per_rank_and_pair():
 
     configs = experiments.grid("advisor", "mini")
     p = protocol("mini")
-    assert len(configs) == len(p.ranks) * len(p.datasets) * len(p.backbones)
+    assert len(configs) == len(p.pair_ranks) * len(p.datasets) * len(p.backbones)
     assert {c.method for c in configs} == {"adapter"} and {(c.every, c.start) for c in configs} == {(1, 0)}
-    assert {c.rank for c in configs} == set(p.ranks)
+    assert {c.rank for c in configs} == set(p.pair_ranks) == set(advisor.probe_ranks("mini"))  # every pair's sweep
     full_epochs = {d: experiments.recipe("mini", d)["epochs"] for d in p.datasets}
     assert all(c.epochs == -(-full_epochs[c.dataset] * 2 // 5) for c in configs)
 

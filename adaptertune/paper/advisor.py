@@ -1,9 +1,10 @@
 """The rank advisor: a cheap probe of the frozen backbone on the task -> a recommended adapter rank, judged elsewhere.
 
-The probe is one short run per rank of the profile's grid, through the store: an adapter on every block at the adapter
-grid's middle rate for ``PROBE_SHARE`` of the recipe's epochs, one seed. The advice is the smallest rank whose probe
-validation accuracy is within ``MARGIN_POINTS`` of the best probe's (ties to the smaller rank); the curve it rests on
-is measured, with ±1.96 binomial standard errors of each probe's validation accuracy as its band.
+The probe is one short run per rank of the profile's per-pair rank sweep (``probe_ranks``), through the store: an
+adapter on every block at the adapter grid's middle rate for ``PROBE_SHARE`` of the recipe's epochs, one seed. The
+advice is the smallest rank whose probe validation accuracy is within ``MARGIN_POINTS`` of the best probe's (ties to
+the smaller rank); the curve it rests on is measured, with ±1.96 binomial standard errors of each probe's validation
+accuracy as its band.
 
 Why measured and not predicted: the first advisor predicted the curve from the largest probe's data-weighted shift
 spectrum (notebook 02's ``M Σ_h^{1/2}``: the share of spectral energy a rank-r map keeps) and advised r=1 on most
@@ -40,24 +41,30 @@ EVERY2_OVERLAP = 0.5
 MAX_COST_SHARE = 0.15  # of the rank sweep the advice replaces (every rank x every seed), checked in the tests
 
 
+def probe_ranks(profile: str) -> tuple[int, ...]:
+    """The ranks probed: those of the rank sweep every (dataset, backbone) pair runs, so every advice can be judged."""
+    p = protocol(profile)
+    return tuple(sorted(p.pair_ranks or p.ranks))
+
+
 def probe_configs(dataset: str, backbone: str, profile: str, **changes) -> tuple[RunConfig, ...]:
-    """One adapter per rank of the profile's grid (ascending), on every block at the adapter grid's middle rate,
-    ``PROBE_SHARE`` of the recipe's epochs, the selection seed."""
+    """One adapter per probed rank (ascending), on every block at the adapter grid's middle rate, ``PROBE_SHARE`` of
+    the recipe's epochs, the selection seed."""
     p = protocol(profile)
     grid = tuning.candidates(profile, "adapter")
     base = tuning.cell_config(profile, dataset, backbone, "adapter", p.selection_seed, grid[len(grid) // 2], **changes)
     epochs = max(1, math.ceil(PROBE_SHARE * base.epochs))
     short = dict(epochs=epochs, warmup_epochs=min(base.warmup_epochs, epochs / 2))
-    return tuple(base.with_(rank=r, every=1, start=0, **short) for r in sorted(p.ranks))
+    return tuple(base.with_(rank=r, every=1, start=0, **short) for r in probe_ranks(profile))
 
 
 def probe_cost(profile: str, dataset: str) -> tuple[float, float]:
-    """(probe cost in full adapter runs, its share of the rank sweep it replaces: every rank x every seed)."""
-    p = protocol(profile)
+    """(probe cost in full adapter runs, its share of the rank sweep it replaces: the same ranks x every seed)."""
+    ranks, seeds = probe_ranks(profile), protocol(profile).seeds
     full = recipe(profile, dataset)["epochs"]
     probe_epochs = max(1, math.ceil(PROBE_SHARE * full))
-    runs = len(p.ranks) * probe_epochs / full
-    return runs, runs / (len(p.ranks) * len(p.seeds))
+    runs = len(ranks) * probe_epochs / full
+    return runs, runs / (len(ranks) * len(seeds))
 
 
 def _spectra(adapter_run: str, images: int, root) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -188,5 +195,5 @@ def advise(data: str, backbone: str, *, profile: str | None = None, root=None, v
 
 
 __all__ = ["EVERY2_OVERLAP", "MARGIN_POINTS", "MAX_COST_SHARE", "PROBE_SHARE", "Advice", "advice_from",
-           "advice_of_records", "advise",
+           "advice_of_records", "advise", "probe_ranks",
            "captured_energy", "probe_configs", "probe_cost", "subspace_overlap"]

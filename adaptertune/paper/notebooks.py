@@ -5,9 +5,12 @@ from __future__ import annotations
 import ast
 import html
 import json
+import multiprocessing
 import os
 import subprocess
 import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import papermill
@@ -106,6 +109,46 @@ def execute(notebook: Path, output: Path, parameters: dict, log_output: bool = F
         else:
             os.environ[HEADLESS_ENV] = previous
     return time.perf_counter() - t0
+
+
+def notebook_workers() -> int:
+    """How many notebooks run at once: one kernel per core, at most two (the notebooks only read the store; their
+    outputs carry no timings, so running them side by side changes no byte of what they write)."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def execute_all(notebook_paths: list[Path], out_dir: Path, parameters: dict, log_output: bool = False,
+                workers: int | None = None, on_done: Callable[[int, Path, float], None] | None = None) -> list[float]:
+    """Execute every notebook into ``out_dir`` (``workers`` kernels at once, in separate processes so papermill's
+    event loops never share a thread); seconds per notebook in the given order. The first failure is raised as
+    :class:`NotebookFailed` once the notebooks already started have finished."""
+    workers = notebook_workers() if workers is None else workers
+    if workers <= 1 or len(notebook_paths) <= 1:
+        secs = []
+        for k, nb in enumerate(notebook_paths):
+            secs.append(execute(nb, out_dir / nb.name, parameters, log_output))
+            if on_done:
+                on_done(k, nb, secs[-1])
+        return secs
+    out: dict[int, float] = {}
+    failure: NotebookFailed | None = None
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(execute, nb, out_dir / nb.name, parameters, log_output): k
+                   for k, nb in enumerate(notebook_paths)}
+        for future in as_completed(futures):
+            k = futures[future]
+            try:
+                out[k] = future.result()
+            except NotebookFailed as err:
+                failure = failure or err
+                for f in futures:
+                    f.cancel()
+                continue
+            if on_done:
+                on_done(k, notebook_paths[k], out[k])
+    if failure is not None:
+        raise failure
+    return [out[k] for k in range(len(notebook_paths))]
 
 
 def make_reproducible(executed: Path) -> None:

@@ -24,8 +24,9 @@ from ..training.settings import add_precision_option, add_settings_options, sett
 from ..training.sweep import sweep, with_settings
 from ..training.threads import apply_threads
 from . import claims, experiments, readme, store_time
-from .notebooks import (NotebookFailed, appendix_dir, check_parameters, compare_with_committed, execute, executed_dir,
-                        notebook_title, notebooks, parse_param, render_html, write_index)
+from .notebooks import (NotebookFailed, appendix_dir, check_parameters, compare_with_committed, executed_dir,
+                        execute_all, notebook_title, notebook_workers, notebooks, parse_param, render_html,
+                        write_index)
 from .plan import describe_plan, plan_frame, write_plan
 from .protocols import PRECISION_ENV, include_beyond
 from .tuning import DIVERGED
@@ -131,18 +132,21 @@ def run_suite(profile: str, only: list[str] | None = None, params: dict | None =
         return 1
     if only is None:  # a full pass records every notebook's verdicts afresh
         shutil.rmtree(claims.verdicts_dir(profile), ignore_errors=True)
-    pages = []
-    for k, nb in enumerate(nbs, 1):
+    pages: dict[int, tuple[Path, str, float]] = {}
+
+    def rendered(k: int, nb: Path, secs: float) -> None:
         out = executed_dir(profile) / nb.name
-        say(f"[suite] notebook {k}/{len(nbs)} {nb.stem} ...")
-        try:
-            secs = execute(nb, out, given, log_output=log_output)
-        except NotebookFailed as err:
-            say(f"[suite] FAILED: {err}")
-            return 1
-        page = render_html(out, appendix_dir(profile))
-        pages.append((page, notebook_title(out), secs))
-        say(f"[suite] notebook {k}/{len(nbs)} {nb.stem} done in {secs:.0f} s -> {page}")
+        pages[k] = (render_html(out, appendix_dir(profile)), notebook_title(out), secs)
+        say(f"[suite] notebook {k + 1}/{len(nbs)} {nb.stem} done in {secs:.0f} s -> {pages[k][0]}")
+
+    workers = 1 if log_output else notebook_workers()  # streamed cell outputs stay readable one notebook at a time
+    say(f"[suite] executing {len(nbs)} notebook(s), {workers} at a time: {', '.join(nb.stem for nb in nbs)}")
+    try:
+        execute_all(nbs, executed_dir(profile), given, log_output=log_output, workers=workers, on_done=rendered)
+    except NotebookFailed as err:
+        say(f"[suite] FAILED: {err}")
+        return 1
+    pages = [pages[k] for k in sorted(pages)]
     if only is None or pages:
         index = write_index(profile, pages, appendix_dir(profile))
         say(f"[suite] appendix: {index}")
