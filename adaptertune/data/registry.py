@@ -20,6 +20,11 @@ from ..paths import data_dir
 KINDS = ("paper", "mini")
 DOWNLOAD_ENV = "ADAPTERTUNE_DOWNLOAD"
 DATASETS_ENV = "ADAPTERTUNE_DATASETS"
+# How the paper sets reach the model. In memory: small uint8 images (32-64 px) the paper profile holds as one tensor on
+# the training device and crops there in batches (issue #16: a GPU would otherwise wait on per-image PIL crops).
+# JPEG: full-size files decoded per image, read from a pre-resized copy once ``prepare`` has written it (jpeg_cache).
+IN_MEMORY_SETS = ("cifar10", "cifar100", "svhn", "tiny_imagenet")
+JPEG_SETS = ("pets", "food101", "flowers102", "aircraft", "imagenet_r")
 
 
 class DatasetNotFoundError(FileNotFoundError):
