@@ -17,8 +17,8 @@ import torchvision
 from torch.utils.data import ConcatDataset, Dataset, Subset
 from torchvision.datasets.folder import default_loader
 
-from . import device_path
-from .registry import DATASETS, IN_MEMORY_SETS, DatasetNotFoundError, DatasetSpec, DataSplits, not_found
+from . import device_path, jpeg_cache
+from .registry import DATASETS, IN_MEMORY_SETS, JPEG_SETS, DatasetNotFoundError, DatasetSpec, DataSplits, not_found
 from .splits import apply_limit, fixed_test_split, holdout_split, labels_of
 from .transforms import describe, paper_transforms
 
@@ -274,5 +274,14 @@ def build_paper(name: str, *, profile: str, seed: int, cfg: dict, root: Path, va
         raise ValueError(f"device_augment=True is not allowed for {name!r}: only the in-memory sets {IN_MEMORY_SETS} "
                          "are held as one tensor")
     source = open_source(spec, root, download)
+    if name in JPEG_SETS:  # read the pre-resized copy when prepare has written it (jpeg_cache)
+        cache = jpeg_cache.use_cache(name, [source.train, source.test], root, cfg)
+        source.where["jpeg_cache"] = None if cache is None else str(cache)
     return assemble(name, spec.num_classes, source, kind="paper", profile=profile, seed=seed, cfg=cfg,
                     val_fraction=val_fraction, limit=limit, device_augment=device_augment)
+
+
+def write_jpeg_cache(name: str, root: Path, download: bool = False, say: Callable[[str], None] = print) -> Path:
+    """Write (or find) the pre-resized cache of a JPEG set's train and test images (``jpeg_cache``)."""
+    source = open_source(DATASETS[name], root, download)
+    return jpeg_cache.build_cache(name, [source.train, source.test], root, say=say)
