@@ -139,7 +139,9 @@ class DataSplits:
     train_eval: Dataset  # the training images with EVAL transforms (generalisation gap)
     num_classes: int
     class_names: list[str]
-    train_augment: Callable[[Tensor, object], Tensor] | None  # batch-level (mini); None = per-sample (paper)
+    # batch-level: mini (BatchAugment on prepared floats) and the paper in-memory sets on the device (uint8 in,
+    # normalised floats out: data.device_path); None = per-sample transforms (paper, folders)
+    train_augment: Callable[[Tensor, object], Tensor] | None
     info: dict = field(default_factory=dict)
 
     def sizes(self) -> dict[str, int]:
