@@ -317,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.set_defaults(func=_cmd_sweep)
 
     prep = sub.add_parser("prepare", help="fetch the datasets and pretrained weights of the paper grids once, before "
-                          "shards start (they wait for it)")
+                          "shards start (they wait for it), and write the JPEG sets' pre-resized cache")
     prep.add_argument("--grid", action="append", metavar="NAME", help="only these grids (default: every grid)")
     prep.add_argument("--profile", choices=PROFILES, default="paper")
     prep.add_argument("--download", action="store_true", help="download what is missing (else: check, as offline)")

@@ -70,6 +70,9 @@ class RunConfig:
     limit: int | None = None
     head_mode: str = "augmented"
     augment: bool = True
+    # crop the training batches on the run's device from one uint8 tensor (data.device_path) instead of per image in
+    # PIL; None = the default: on for the paper profile's in-memory sets (registry.IN_MEMORY_SETS) when augmenting
+    augment_on_device: bool | None = None
     train_eval_limit: int = 4096
     compile: bool = False
     recompute_frozen_mlp: float | None = None  # share of the frozen MLPs recomputed (true = 1); None = the default
@@ -113,6 +116,7 @@ class RunConfig:
         for name in ("decay_all", "pretrained", "augment", "compile"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}={getattr(self, name)!r} is not allowed: use true or false")
+        _check_device_augment(self)
         share = self.recompute_frozen_mlp
         if share is not None and not (isinstance(share, (int, float)) and 0 <= share <= 1):
             raise ValueError(f"recompute_frozen_mlp={share!r} is not allowed: use a share in [0, 1] of the frozen MLPs "
@@ -161,6 +165,8 @@ class RunConfig:
             changes["checkpoint"] = str(Path(self.checkpoint).expanduser().resolve())
         if looks_like_path(self.dataset):
             changes["dataset"] = str(Path(self.dataset).expanduser().resolve())
+        changes["augment_on_device"] = device_augment_default(self) if self.augment_on_device is None \
+            else self.augment_on_device
         for name in _FLOAT_FIELDS:
             value = changes.get(name, getattr(self, name))
             if value is not None:
@@ -175,7 +181,11 @@ class RunConfig:
         return RECOMPUTE_DEFAULT if self.recompute_frozen_mlp is None else float(self.recompute_frozen_mlp)
 
     def semantic_dict(self) -> dict[str, Any]:
+        """The resolved fields that decide what is computed. ``augment_on_device`` counts only when on: off is the
+        per-image PIL path every run had before the field existed, so those run ids do not move."""
         data = self.resolved().to_dict()
+        if not data["augment_on_device"]:
+            data.pop("augment_on_device")
         return {k: v for k, v in data.items() if k not in NON_SEMANTIC}
 
     def input_digests(self) -> dict[str, str]:
@@ -208,6 +218,32 @@ def seeded_backbone(cfg: RunConfig, num_classes: int) -> nn.Module:
     torch.manual_seed(derive_seed(cfg.seed, "init"))
     return create_backbone(cfg.backbone, num_classes, pretrained=cfg.pretrained, checkpoint=cfg.checkpoint,
                            profile=cfg.profile)
+
+
+def device_augment_default(cfg: RunConfig) -> bool:
+    """Whether ``cfg`` crops on the device when it does not say: yes for an augmented paper-profile run on an
+    in-memory set (the crops would otherwise be the GPU's bottleneck), no everywhere else (mini and smoke sets are
+    tensors with their own batch augmentation; JPEG sets are decoded per image anyway)."""
+    from .data.registry import IN_MEMORY_SETS  # lazy: the data package imports this module
+
+    return (cfg.profile == "paper" and cfg.dataset in IN_MEMORY_SETS and cfg.augment
+            and cfg.head_mode == "augmented")
+
+
+def _check_device_augment(cfg: RunConfig) -> None:
+    value = cfg.augment_on_device
+    if value is None or value is False:
+        return
+    if value is not True:
+        raise ValueError(f"augment_on_device={value!r} is not allowed: use true, false or leave it unset")
+    from .data.registry import IN_MEMORY_SETS
+
+    if cfg.profile != "paper" or cfg.dataset not in IN_MEMORY_SETS:
+        raise ValueError(f"augment_on_device=True is not allowed for dataset={cfg.dataset!r} in profile="
+                         f"{cfg.profile!r}: device crops are for the paper profile's in-memory sets {IN_MEMORY_SETS}")
+    if not cfg.augment or cfg.head_mode != "augmented":
+        raise ValueError("augment_on_device=True is not allowed with augment=False or head_mode='cached_features': "
+                         "such a run does not augment")
 
 
 def _check_str(cfg: RunConfig, name: str, optional: bool = False) -> None:
@@ -258,4 +294,5 @@ def _coerce(name: str, value: Any) -> Any:
     return value
 
 
-__all__ = ["ADAPTER_FIELDS", "HEAD_MODES", "NON_SEMANTIC", "PRECISIONS", "PROFILES", "RunConfig", "seeded_backbone"]
+__all__ = ["ADAPTER_FIELDS", "HEAD_MODES", "NON_SEMANTIC", "PRECISIONS", "PROFILES", "RunConfig",
+           "device_augment_default", "seeded_backbone"]

@@ -8,8 +8,11 @@ augmentation distribution is the PIL path's; one ``roi_align`` call then resizes
 (bilinear at pixel centres, averaging several samples per output pixel when a crop is larger than the output, like
 an antialiased resize). ``tests/test_device_augment.py`` compares both paths statistically.
 
-Not wired into the paper datasets yet (issue #16 leaves that step to the data loaders): the cost model in
-``paper.plan`` counts it as planned.
+Wired into the paper profile by ``data.device_path``: an augmented paper run on an in-memory set
+(``RunConfig.augment_on_device``, on by default there) holds its training split as one uint8 tensor on the device and
+crops each batch with this class; ``paper.plan`` counts it in the "now" column. One documented deviation from the
+PIL path: the resize inside the crop is bilinear (``roi_align``), where PIL uses the backbone's interpolation
+(bicubic for the paper's ViTs).
 """
 from __future__ import annotations
 

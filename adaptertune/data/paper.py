@@ -17,7 +17,8 @@ import torchvision
 from torch.utils.data import ConcatDataset, Dataset, Subset
 from torchvision.datasets.folder import default_loader
 
-from .registry import DATASETS, DatasetNotFoundError, DatasetSpec, DataSplits, not_found
+from . import device_path, jpeg_cache
+from .registry import DATASETS, IN_MEMORY_SETS, JPEG_SETS, DatasetNotFoundError, DatasetSpec, DataSplits, not_found
 from .splits import apply_limit, fixed_test_split, holdout_split, labels_of
 from .transforms import describe, paper_transforms
 
@@ -215,8 +216,13 @@ def open_source(spec: DatasetSpec, root: Path, download: bool) -> Source:
 
 
 def assemble(name: str, num_classes: int, source: Source, *, kind: str, profile: str, seed: int, cfg: dict,
-             val_fraction: float, limit: int | None, split_name: str | None = None) -> DataSplits:
-    """Stored hold-out + limit + the paper's per-sample transforms -> DataSplits (train_augment=None)."""
+             val_fraction: float, limit: int | None, split_name: str | None = None,
+             device_augment: bool = False) -> DataSplits:
+    """Stored hold-out + limit + the paper's per-sample transforms -> DataSplits (train_augment=None).
+
+    ``device_augment``: the training split becomes one uint8 tensor cropped per batch on the device
+    (:mod:`.device_path`, ``train_augment`` = the crop); evaluation splits keep the per-sample PIL transforms.
+    """
     train_labels, test_labels = labels_of(source.train), labels_of(source.test)
     found = np.unique(np.concatenate([train_labels, test_labels]))
     if found.size and (found.min() < 0 or found.max() >= num_classes):
@@ -245,16 +251,37 @@ def assemble(name: str, num_classes: int, source: Source, *, kind: str, profile:
         "seed": seed, "val_fraction": val_fraction, "limit": limit, "split_file": str(split_path),
         "test_split_file": source.test_split_file, "data_config": cfg,
         "transform": {"train": describe(train_tf), "eval": describe(eval_tf)},
+        "data_path": {"train": device_path.PIL_PATH, "eval": device_path.PIL_PATH,
+                      "jpeg_cache": source.where.get("jpeg_cache")},
     }
-    return DataSplits(name=name, train=view(source.train, train_idx, train_tf),
-                      val=view(source.train, val_idx, eval_tf), test=test,
+    train: Dataset = view(source.train, train_idx, train_tf)
+    augment = None
+    if device_augment:
+        train = device_path.in_memory_split(source.train, train_idx, cfg["input_size"][0])
+        augment = device_path.device_crops(cfg)
+        info["transform"]["train"] = describe(augment)
+        info["data_path"]["train"] = device_path.TRAIN_PATH
+    return DataSplits(name=name, train=train, val=view(source.train, val_idx, eval_tf), test=test,
                       train_eval=view(source.train, train_idx, eval_tf), num_classes=num_classes,
-                      class_names=class_names, train_augment=None, info=info)
+                      class_names=class_names, train_augment=augment, info=info)
 
 
 def build_paper(name: str, *, profile: str, seed: int, cfg: dict, root: Path, val_fraction: float,
-                limit: int | None, download: bool) -> DataSplits:
+                limit: int | None, download: bool, device_augment: bool = False) -> DataSplits:
+    """A registry dataset for the model: ``device_augment`` only for the in-memory sets (IN_MEMORY_SETS)."""
     spec = DATASETS[name]
+    if device_augment and name not in IN_MEMORY_SETS:
+        raise ValueError(f"device_augment=True is not allowed for {name!r}: only the in-memory sets {IN_MEMORY_SETS} "
+                         "are held as one tensor")
     source = open_source(spec, root, download)
+    if name in JPEG_SETS:  # read the pre-resized copy when prepare has written it (jpeg_cache)
+        cache = jpeg_cache.use_cache(name, [source.train, source.test], root, cfg)
+        source.where["jpeg_cache"] = None if cache is None else str(cache)
     return assemble(name, spec.num_classes, source, kind="paper", profile=profile, seed=seed, cfg=cfg,
-                    val_fraction=val_fraction, limit=limit)
+                    val_fraction=val_fraction, limit=limit, device_augment=device_augment)
+
+
+def write_jpeg_cache(name: str, root: Path, download: bool = False, say: Callable[[str], None] = print) -> Path:
+    """Write (or find) the pre-resized cache of a JPEG set's train and test images (``jpeg_cache``)."""
+    source = open_source(DATASETS[name], root, download)
+    return jpeg_cache.build_cache(name, [source.train, source.test], root, say=say)

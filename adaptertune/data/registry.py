@@ -20,6 +20,11 @@ from ..paths import data_dir
 KINDS = ("paper", "mini")
 DOWNLOAD_ENV = "ADAPTERTUNE_DOWNLOAD"
 DATASETS_ENV = "ADAPTERTUNE_DATASETS"
+# How the paper sets reach the model. In memory: small uint8 images (32-64 px) the paper profile holds as one tensor on
+# the training device and crops there in batches (issue #16: a GPU would otherwise wait on per-image PIL crops).
+# JPEG: full-size files decoded per image, read from a pre-resized copy once ``prepare`` has written it (jpeg_cache).
+IN_MEMORY_SETS = ("cifar10", "cifar100", "svhn", "tiny_imagenet")
+JPEG_SETS = ("pets", "food101", "flowers102", "aircraft", "imagenet_r")
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -134,7 +139,9 @@ class DataSplits:
     train_eval: Dataset  # the training images with EVAL transforms (generalisation gap)
     num_classes: int
     class_names: list[str]
-    train_augment: Callable[[Tensor, object], Tensor] | None  # batch-level (mini); None = per-sample (paper)
+    # batch-level: mini (BatchAugment on prepared floats) and the paper in-memory sets on the device (uint8 in,
+    # normalised floats out: data.device_path); None = per-sample transforms (paper, folders)
+    train_augment: Callable[[Tensor, object], Tensor] | None
     info: dict = field(default_factory=dict)
 
     def sizes(self) -> dict[str, int]:

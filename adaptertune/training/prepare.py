@@ -3,7 +3,8 @@
 Why: eight shard processes started together would otherwise each download CIFAR-100 and the ViT weights into the
 same folders at once, and a missing dataset would surface hours later as a failed run. ``prepare`` takes one
 blocking lock (``<datasets>/.prepare/.lock``): the first process fetches, the others wait for it and then find every
-file in place. It also writes each dataset's split files, so shards never race to create them.
+file in place. It also writes each dataset's split files, so shards never race to create them, and the pre-resized
+copy of each JPEG set (``data.jpeg_cache``) that the paper data path reads instead of the full-size originals.
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from collections.abc import Callable, Iterable
 from ..backbones import create_backbone
 from ..config import RunConfig
 from ..data import DATASETS, datasets_root, load_dataset
+from ..data.paper import write_jpeg_cache
+from ..data.registry import JPEG_SETS
 from ..store.lock import run_lock
 
 
@@ -31,6 +34,9 @@ def prepare_inputs(configs: Iterable[RunConfig], download: bool | None = None,
                 # writes the split file once
                 load_dataset(name, profile="paper", seed=seed, val_fraction=hold_out, download=download)
             done.append(f"dataset {name}")
+            if name in JPEG_SETS:  # the pre-resized copy the paper data path reads (data.jpeg_cache)
+                write_jpeg_cache(name, datasets_root(), say=say)
+                done.append(f"jpeg cache {name}")
         for backbone in sorted({c.backbone for c in paper if c.pretrained and c.checkpoint is None}):
             create_backbone(backbone, 1, pretrained=True, profile="paper")  # fills timm's hub cache
             done.append(f"backbone {backbone}")

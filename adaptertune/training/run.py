@@ -30,6 +30,7 @@ from ..atomic import atomic_save_safetensors
 from ..backbones import backbone_info
 from ..config import RunConfig, seeded_backbone
 from ..data import load_for_run, make_loader
+from ..data.device_path import place_on
 from ..data.loader import WorkerPool
 from ..recompute import recompute_frozen_mlps
 from ..regimes import count_parameters, prepare, regime
@@ -115,6 +116,7 @@ class _Run:
                                    "recompute_frozen_mlp": recompute_share_on(cfg, ctx.device)}
         model, splits = build_model_and_data(cfg, ctx.device)
         model.to(ctx.device)
+        place_on(splits, ctx.device)  # an in-memory training split is gathered and cropped on the run's device
         counts = count_parameters(model)
         self.record.update(
             params={"trainable": counts.trainable, "total": counts.total, "fraction": counts.fraction},
