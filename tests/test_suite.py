@@ -102,6 +102,31 @@ def test_failing_notebook_names_notebook_and_cell(tmp_path):
     assert any(o.get("output_type") == "error" for c in kept["cells"] for o in c.get("outputs", []))
 
 
+def _book(path, body: str):
+    book = nbformat.v4.new_notebook()
+    book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    book.cells = [nbformat.v4.new_code_cell('profile: str = "mini"', metadata={"tags": ["parameters"]}),
+                  nbformat.v4.new_code_cell(body)]
+    nbformat.write(book, path)
+    return path
+
+
+@pytest.mark.slow
+def test_notebooks_run_two_at_a_time_report_in_order_and_fail_with_the_first_failure(tmp_path):
+    good = [_book(tmp_path / f"0{k}_ok.ipynb", f"print({k} * 7)") for k in (1, 2, 3)]
+    done: list[int] = []
+    secs = notebooks.execute_all(good, tmp_path / "out", {"profile": "smoke"}, workers=2,
+                                 on_done=lambda k, nb, s: done.append(k))
+    assert len(secs) == 3 and all(s > 0 for s in secs) and sorted(done) == [0, 1, 2]
+    for k, nb in enumerate(good, 1):
+        outputs = json.loads((tmp_path / "out" / nb.name).read_text())["cells"][-1]["outputs"]
+        assert outputs[0]["text"].strip() == str(k * 7)
+    bad = _book(tmp_path / "04_fail.ipynb", "raise ValueError('second')")
+    with pytest.raises(notebooks.NotebookFailed, match="04_fail.ipynb.*ValueError: second"):
+        notebooks.execute_all([good[0], bad], tmp_path / "out2", {"profile": "smoke"}, workers=2)
+    assert (tmp_path / "out2" / good[0].name).exists()  # the one already started finished
+
+
 def test_executed_notebooks_keep_nothing_that_changes_between_executions(tmp_path, monkeypatch):
     monkeypatch.setenv("ADAPTERTUNE_HOME", str(tmp_path))
     stamp = {"start_time": "2026-01-01T00:00:00", "end_time": "2026-01-01T00:00:01", "duration": 1.0}
