@@ -69,7 +69,7 @@ def report(work: Path, store: Path, wall_s: float, commit: str) -> str:
     settings = ", ".join(f"{k}={v}" for k, v in ISA_ENV.items())
     return "\n".join([
         f"`make mini` from an empty run store at commit {commit}, on {cpu_model()} ({os.cpu_count()} cores), with the "
-        f"kernels held to AVX2 ({settings}) where the committed appendix used this CPU's AVX-512; nothing else ran.",
+        f"kernels held to AVX2 ({settings}) where the committed appendix used this CPU's AVX-512.",
         "",
         f"- Wall clock of the pass from nothing (training in two shard processes, then the notebooks): "
         f"{wall_s / 60:.1f} min.",
