@@ -111,10 +111,18 @@ def execute(notebook: Path, output: Path, parameters: dict, log_output: bool = F
     return time.perf_counter() - t0
 
 
+NOTEBOOK_WORKERS_ENV = "ADAPTERTUNE_NOTEBOOK_WORKERS"
+
+
 def notebook_workers() -> int:
-    """How many notebooks run at once: one kernel per core, at most two (the notebooks only read the store; their
-    outputs carry no timings, so running them side by side changes no byte of what they write)."""
-    return max(1, min(2, os.cpu_count() or 1))
+    """How many notebooks run at once: ``$ADAPTERTUNE_NOTEBOOK_WORKERS``, else one. Side by side changes no byte of
+    what they write (they only read the store; their outputs carry no timings), but each notebook computes with every
+    core: on a 2-core machine two kernels at once took longer than one after another (measured on a cached mini pass),
+    so more than one pays only where cores outnumber what one kernel uses."""
+    value = os.environ.get(NOTEBOOK_WORKERS_ENV, "1")
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{NOTEBOOK_WORKERS_ENV}={value!r} is not allowed: use a positive integer")
+    return int(value)
 
 
 def execute_all(notebook_paths: list[Path], out_dir: Path, parameters: dict, log_output: bool = False,
