@@ -232,3 +232,27 @@ def write_image_folder(root: Path, classes: tuple[str, ...] = ("cat", "dog", "fo
                 path.parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(path)
     return root
+
+
+PAPER_CFG = {"input_size": (3, 24, 24), "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5), "crop_pct": 0.875,
+             "interpolation": "bicubic"}  # a small data config: the paper datasets' fixtures load in milliseconds
+
+
+def write_patched(name: str, root: Path, monkeypatch) -> dict:
+    """Write ``name``'s fixture under ``root`` and point torchvision's checksums at its files."""
+    facts = WRITERS[name](root)
+    for cls, attr, value in md5_patches(name, root):
+        monkeypatch.setattr(cls, attr, value)
+    return facts
+
+
+def load_paper(name: str, root: Path, data_config: dict | None = None, **kw):
+    """``load_dataset`` on a fixture with the paper profile (torchvision's partial-copy warning silenced)."""
+    import warnings
+
+    from adaptertune.data import load_dataset
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*partial copy.*")
+        config = PAPER_CFG if data_config is None else data_config
+        return load_dataset(name, profile="paper", root=root, data_config=config, **kw)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +18,7 @@ from adaptertune.data.splits import cap, holdout_split, stratified_first
 
 import fixtures_data as fx
 
-CFG = {"input_size": (3, 24, 24), "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5), "crop_pct": 0.875,
-       "interpolation": "bicubic"}
+CFG = fx.PAPER_CFG
 GRAY = {"input_size": (1, 20, 20), "mean": (0.3,), "std": (0.4,), "crop_pct": 1.0, "interpolation": "bilinear"}
 REAL_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "pets": 37, "food101": 101, "flowers102": 102,
                 "aircraft": 100, "imagenet_r": 200, "tiny_imagenet": 200, "fmnist_source": 5, "fmnist_target": 5,
@@ -37,17 +35,8 @@ def home(isolated_home):
     return isolated_home
 
 
-def _write(name: str, root: Path, monkeypatch) -> dict:
-    facts = fx.WRITERS[name](root)
-    for cls, attr, value in fx.md5_patches(name, root):
-        monkeypatch.setattr(cls, attr, value)
-    return facts
-
-
-def _load(name, root, **kw):
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*partial copy.*")
-        return load_dataset(name, profile="paper", root=root, data_config=kw.pop("data_config", CFG), **kw)
+_write = fx.write_patched
+_load = fx.load_paper
 
 
 # --- registry ----------------------------------------------------------------------------------------------

@@ -17,21 +17,11 @@ from adaptertune.data.loader import epoch_generator
 
 import fixtures_data as fx
 
-CFG = {"input_size": (3, 24, 24), "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5), "crop_pct": 0.875,
-       "interpolation": "bicubic"}
+CFG = fx.PAPER_CFG
 
 
-def _write(name, root, monkeypatch):
-    facts = fx.WRITERS[name](root)
-    for cls, attr, value in fx.md5_patches(name, root):
-        monkeypatch.setattr(cls, attr, value)
-    return facts
-
-
-def _load(name, root, **kw):
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*partial copy.*")
-        return load_dataset(name, profile="paper", root=root, data_config=CFG, **kw)
+_write = fx.write_patched
+_load = fx.load_paper
 
 
 @pytest.mark.parametrize("name", ["cifar10", "cifar100", "svhn", "tiny_imagenet"])
