@@ -28,8 +28,8 @@ Everything lands in ``<out>/<device>/`` (default ``benchmarks/results/gpu/``): o
 benchmark's own CSV/MD/PNG), ``determinism.csv``, ``mini_suite.csv`` + ``mini_runs.csv``, one status file per part
 under ``parts/``, and ``summary.md`` / ``summary.csv`` rebuilt from whatever the folder holds — so parts run in
 separate calls (and folders merged by hand, then ``--summarize``) add up. Each part's files are written as soon as
-it ends: a call cut short still leaves what finished. Nothing here has been timed on a GPU yet; the
-docs (docs/performance.md) give the expected order of magnitude per part.
+it ends: a call cut short still leaves what finished. ``benchmarks/results/gpu/nvidia-h200/`` holds one such folder
+(three calls on a lent H200, merged); ``paper.plan`` reads it (``paper.gpu_calibration``).
 """
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ VARIANTS: dict[str, list[str]] = {
     "bf16-compile": ["--precision", "bf16", "--compile", "--regimes", "full,adapter,adapter-startL/2",
                      "--memory-regimes", ""],  # compile takes minutes per model: the regimes the targets need
 }
-FULL_BENCH = ["--backbones", "vit-s16,vit-b16", "--batch-size", str(PAPER_BATCH), "--min-seconds", "5"]
+FULL_BACKBONES = "vit-s16,vit-b16"  # --backbones adds DeiT-T/16 (deit-t16) for the plan's calibration
 # --quick: every code path once, in about two minutes on 2 CPU cores (bf16-compile also covers bf16)
 QUICK_BENCH = ["--quick", "--regimes", "full,adapter,adapter-recompute-half", "--memory-regimes", "adapter"]
 QUICK_VARIANTS = ("fp32", "bf16-compile")
@@ -121,14 +121,23 @@ def _tail(proc: subprocess.CompletedProcess, lines: int = 20) -> str:
 
 
 # ------------------------------------------------------------------------------------------------------ parts
-def run_bench(out: Path, device: torch.device, quick: bool, variants: tuple[str, ...]) -> list[dict]:
+def full_bench(backbones: str, min_seconds: float, regimes: str | None, memory_regimes: str | None) -> list[str]:
+    """bench.py's options for a measurement at the paper's batch (``regimes``/``memory_regimes`` None: bench's own)."""
+    extra = ([] if regimes is None else ["--regimes", regimes]) + \
+        ([] if memory_regimes is None else ["--memory-regimes", memory_regimes])
+    return ["--backbones", backbones, "--batch-size", str(PAPER_BATCH), "--min-seconds", str(min_seconds), *extra]
+
+
+def run_bench(out: Path, device: torch.device, quick: bool, variants: tuple[str, ...],
+              full: list[str] | None = None) -> list[dict]:
     """One bench.py run per variant into ``out/bench_<variant>/``; one status row per variant."""
     status = []
+    full = full or full_bench(FULL_BACKBONES, 5.0, None, None)
     for variant in variants:
         options = VARIANTS[variant]
         folder = out / f"bench_{variant}"
         args = [str(ROOT / "benchmarks" / "bench.py"), "--device", device.type, "--optimizer", "fused",
-                *(QUICK_BENCH if quick else FULL_BENCH), *options, "--out", str(folder)]
+                *(QUICK_BENCH if quick else full), *options, "--out", str(folder)]
         if quick and "--compile" in options:
             args += ["--compile-backend", "eager"]  # dynamo tracing without code generation: seconds, not minutes
         log(f"bench {variant}: {' '.join(args[1:])}")
@@ -208,10 +217,10 @@ def _stage_fashion_mnist(home: Path, source: Path | None) -> None:
         (target / path.name).symlink_to(path.resolve())
 
 
-def run_loader(out: Path, quick: bool) -> list[dict]:
-    """benchmarks/loader.py into ``out/loader/`` (quick: tiny sizes, workers 0 and 1)."""
+def run_loader(out: Path, quick: bool, device: torch.device) -> list[dict]:
+    """benchmarks/loader.py into ``out/loader/`` (quick: tiny sizes, workers 0 and 1); batched crops on ``device``."""
     folder = out / "loader"
-    args = [str(ROOT / "benchmarks" / "loader.py"), "--out", str(folder)]
+    args = [str(ROOT / "benchmarks" / "loader.py"), "--out", str(folder), "--device", device.type]
     args += ["--quick", "--workers", "0,1"] if quick else ["--workers", f"0,1,2,4,{max(1, (os.cpu_count() or 2) - 1)}"]
     proc, secs = _python(args, _env())
     ok = proc.returncode == 0 and (folder / "loader.csv").is_file()
@@ -338,6 +347,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--parts", default="bench,determinism", help=f"comma-separated from {PARTS}, or 'all'")
     p.add_argument("--variants", default=None, help=f"bench variants, comma-separated from {tuple(VARIANTS)} "
                    f"(default: all; --quick: {QUICK_VARIANTS})")
+    p.add_argument("--backbones", default=FULL_BACKBONES, help="bench backbones (aliases), comma-separated")
+    p.add_argument("--regimes", default=None, help="bench regimes for the fp32/bf16 variants (default: bench's)")
+    p.add_argument("--memory-regimes", default=None, help="bench regimes whose peak memory is measured, one process "
+                   "each ('' none; default: bench's)")
+    p.add_argument("--min-seconds", type=float, default=5.0, help="bench: timed seconds per backbone at least")
     p.add_argument("--summarize", type=Path, metavar="DIR",
                    help="only rebuild DIR/summary.md from the files of earlier calls (e.g. folders merged by hand)")
     p.add_argument("--quick", action="store_true", help="CI-size form: tiny shapes, smoke suite (plumbing, not numbers)")
@@ -373,11 +387,12 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     for part in parts:
         if part == "bench":
-            done = run_bench(out, device, args.quick, variants)
+            done = run_bench(out, device, args.quick, variants,
+                             full_bench(args.backbones, args.min_seconds, args.regimes, args.memory_regimes))
         elif part == "determinism":
             done = run_determinism(out, device, args.quick)
         elif part == "loader":
-            done = run_loader(out, args.quick)
+            done = run_loader(out, args.quick, device)
         elif part == "paper":
             done = run_paper(out, device)
         else:

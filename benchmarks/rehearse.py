@@ -44,7 +44,6 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(ROOT))
 
-import nbformat  # noqa: E402
 import pandas as pd  # noqa: E402
 import timm  # noqa: E402
 from safetensors import safe_open  # noqa: E402
@@ -240,6 +239,8 @@ def _outputs_text(book) -> str:
 def check_notebooks(report: Rehearsal, home: Path, results_root: Path) -> None:
     """Every notebook executed without an error and names the runs it lacks with the command that makes them;
     notebook 03 and Tab.2 show exactly the runs that exist."""
+    import nbformat  # the paper extra: absent where only the library is installed (a GPU box's gpu-check)
+
     executed = home / "notebooks" / "executed" / PROFILE
     for stem in NOTEBOOK_STEMS:
         path = executed / f"{stem}.ipynb"

@@ -58,3 +58,11 @@ def test_prepare_fetches_nothing_for_mini_and_names_a_missing_paper_dataset_once
     for _ in range(2):  # the lock is released after a failure: a second caller does not hang
         with pytest.raises(DatasetNotFoundError, match="python -m adaptertune.data download cifar10"):
             prepare_inputs([paper], download=False, say=lambda m: None)
+
+
+def test_deterministic_kernels_are_a_cuda_setting_and_leave_a_cpu_process_alone():
+    from adaptertune.training.loop import deterministic_kernels
+
+    before = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic
+    assert deterministic_kernels(torch.device("cpu")) is False  # CPU kernels already repeat exactly
+    assert (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic) == before

@@ -1,10 +1,11 @@
 """How long a profile's runs take: a cost model from dataset sizes, training throughput, precision and decode cost.
 
-Every assumption of the model is a constant of this module, stated once: GPU throughputs per backbone and regime (one
-H100-class GPU, batch 128, fp32 strict) and the speed-up of each precision; the CPU decode cost per dataset format and
-the cores a GPU gets; evaluation passes at 3x the training rate. A run trains at the slower of the GPU and its data
-path. Measured medians of finished runs in the store replace the priors (per profile, backbone and regime). CPU figures
-for the mini backbones were measured on the 2-core machine. ``python -m adaptertune.paper.plan --profile paper`` prints
+A run trains at the slower of the GPU and its data path and evaluates at the slower of the model's inference rate and
+the PIL path. Where the numbers come from, most trusted first: medians of finished runs in the store (per profile,
+backbone and regime); a ``make gpu-check`` folder measured on a lent GPU (:mod:`.gpu_calibration`: training and
+evaluation images/s per backbone, regime and precision, decode images/s per worker); the priors below, each stated once
+(one H100-class GPU, batch 128, fp32 strict; a speed-up per precision; decode per core; evaluation at 3x training), for
+what was not measured. CPU figures for the mini backbones were measured on the 2-core machine. ``python -m adaptertune.paper.plan --profile paper`` prints
 the GPU-hours of the main tables, the ablations and the whole paper on 1 and on 8 GPUs and writes them to
 ``figures/tables/paper/plan.md`` (README and docs include that file: no typed figure).
 """
@@ -27,6 +28,7 @@ from ..regimes import regime
 from ..store import runs as store
 from ..training.sweep import shard_of
 from . import experiments
+from .gpu_calibration import Calibration, load_calibration
 from .protocols import precision_of
 
 # Training images/s, fp32 strict (TF32 off), batch 128, one H100-class GPU (paper) or the 2-core machine (mini).
@@ -86,42 +88,66 @@ def measured_throughput(frame: pd.DataFrame) -> dict[tuple[str, str, str], float
     return good.groupby(["profile", "backbone", "method"])["train_images_per_s"].median().to_dict()
 
 
-def data_rate(dataset: str, scenario: Scenario) -> float:
-    """Images/s the data path delivers to one GPU for ``dataset`` in ``scenario`` (inf for the mini sets: tensors)."""
+def data_rate(dataset: str, scenario: Scenario, calibration: Calibration | None = None, train: bool = True) -> float:
+    """Images/s the data path delivers to one GPU for ``dataset`` in ``scenario`` (inf for the mini sets: tensors).
+    Decode rates per worker are the calibration's where measured. Evaluation (``train=False``) always takes the PIL
+    path: only training crops are done on the device."""
+    decode = {**DECODE_PER_CORE, **(calibration.decode_per_core if calibration else {})}
     fmt = DATA_FORMAT.get(dataset)
     if fmt is None:
         return float("inf") if dataset in DATASETS and DATASETS[dataset].kind == "mini" else \
-            DECODE_PER_CORE["jpeg"] * max(1, scenario.workers)
-    if fmt == "memory" and scenario.device_augment:
-        return DEVICE_AUGMENT_RATE
-    per_core = DECODE_PER_CORE["jpeg_cached" if fmt == "jpeg" and scenario.jpeg_cache else fmt]
+            decode["jpeg"] * max(1, scenario.workers)
+    if fmt == "memory" and scenario.device_augment and train:
+        return (calibration.device_augment if calibration and calibration.device_augment else DEVICE_AUGMENT_RATE)
+    per_core = decode["jpeg_cached" if fmt == "jpeg" and scenario.jpeg_cache else fmt]
     return per_core * max(1, scenario.workers)
 
 
-def estimate_seconds(cfg: RunConfig, measured: dict | None = None, scenario: Scenario | None = None) -> float:
+def _model_rates(cfg: RunConfig, precision: str, calibration: Calibration | None) -> tuple[float, float]:
+    """(training, evaluation) images/s of the model alone on one GPU: measured where the calibration has the cell,
+    else the fp32 prior times the precision's speed-up (evaluation at 3x training)."""
+    methods_like = (cfg.method, regime(cfg.method).speed_like)
+    if calibration is not None:
+        for method in methods_like:
+            train = calibration.train_rate(cfg.backbone, method, precision)
+            if train is not None:
+                return train, calibration.eval_rate(cfg.backbone, method, precision) or 3 * train
+    prior = THROUGHPUT.get(cfg.backbone, {})
+    train = (prior.get(cfg.method) or prior.get(methods_like[1], 500)) * PRECISION_SPEEDUP[precision]
+    return train, 3 * train
+
+
+def estimate_seconds(cfg: RunConfig, measured: dict | None = None, scenario: Scenario | None = None,
+                     calibration: Calibration | None = None) -> float:
     """Wall time of one run: epochs x train images at the slower of the model and the data path, plus val/test/
-    train-eval passes at 3x, plus set-up. A measured median of the store replaces the model's rate for that backbone
-    and regime (it already includes the data path it ran with)."""
+    train-eval passes at the slower of the model's evaluation rate and the PIL path, plus set-up. A measured median
+    of the store replaces the model's rates for that backbone and regime (it includes the data path it ran with)."""
     rate = (measured or {}).get((cfg.profile, cfg.backbone, cfg.method))
+    eval_rate = None if rate is None else 3 * rate
     if rate is None:
-        prior = THROUGHPUT.get(cfg.backbone, {})
-        rate = prior.get(cfg.method) or prior.get(regime(cfg.method).speed_like, 500)
         if profile_record(cfg.profile).on_gpu:
-            precision = scenario.precision if scenario is not None and scenario.precision else cfg.precision
-            rate *= PRECISION_SPEEDUP[precision]
-            rate = min(rate, data_rate(cfg.dataset, scenario or CURRENT))
+            scenario = scenario or CURRENT
+            precision = scenario.precision or cfg.precision
+            model, model_eval = _model_rates(cfg, precision, calibration)
+            rate = min(model, data_rate(cfg.dataset, scenario, calibration))
+            eval_rate = min(model_eval, data_rate(cfg.dataset, scenario, calibration, train=False))
+        else:
+            rate, _ = _model_rates(cfg, "fp32", None)
+            eval_rate = 3 * rate
     spec = DATASETS.get(cfg.dataset)
     train, test = (spec.train_size, spec.test_size) if spec is not None else DEFAULT_SIZES
     if cfg.limit:
         train, test = min(train, cfg.limit), min(test, cfg.limit)
     fit = train * (1 - cfg.val_fraction)
     evaluated = cfg.epochs * train * cfg.val_fraction + test + min(cfg.train_eval_limit, fit)
-    return cfg.epochs * fit / rate + evaluated / (3 * rate) + SETUP_S.get(cfg.profile, 2.0)
+    return cfg.epochs * fit / rate + evaluated / eval_rate + SETUP_S.get(cfg.profile, 2.0)
 
 
-def plan_frame(profile: str, root: str | Path | None = None) -> pd.DataFrame:
+def plan_frame(profile: str, root: str | Path | None = None, calibration: Calibration | None = None) -> pd.DataFrame:
     """Every run of the profile with its status and estimated seconds; tuned runs whose learning rate is not chosen
-    yet are counted with a stand-in rate (``status`` "projected")."""
+    yet are counted with a stand-in rate (``status`` "projected"). ``calibration``: default the checkout's measured
+    GPU (:func:`.gpu_calibration.load_calibration`)."""
+    calibration = calibration or load_calibration()
     settled = experiments.settled_runs(root)
     table = experiments.plan(profile, runs=settled)
     configs = {c.run_id: c for c in experiments.all_configs(profile, runs=settled)}
@@ -130,9 +156,9 @@ def plan_frame(profile: str, root: str | Path | None = None) -> pd.DataFrame:
     measured = measured_throughput(settled[settled["status"] == "finished"])
     table["status"] = ["projected" if projected else store.run_status(rid, root)
                        for rid, projected in zip(table["run_id"], table["projected"])]
-    table["est_s"] = [estimate_seconds(configs[rid], measured) for rid in table["run_id"]]
+    table["est_s"] = [estimate_seconds(configs[rid], measured, calibration=calibration) for rid in table["run_id"]]
     for k, scenario in enumerate(SCENARIOS):
-        table[f"est_s_{k}"] = [estimate_seconds(configs[rid], measured, scenario) for rid in table["run_id"]]
+        table[f"est_s_{k}"] = [estimate_seconds(configs[rid], measured, scenario, calibration) for rid in table["run_id"]]
     return table
 
 
@@ -148,9 +174,11 @@ def gpu_hours(table: pd.DataFrame, column: str, gpus: int) -> float:
     return float(table.groupby(shards)[column].sum().max() / 3600) if len(table) else 0.0
 
 
-def plan_report(profile: str, table: pd.DataFrame) -> str:
+def plan_report(profile: str, table: pd.DataFrame, calibration: Calibration | None = None) -> str:
     """The modelled hours of each part of the paper (each run counted in the first part that uses it) and of the
-    whole, on 1 and on 8 GPUs, per scenario, as a markdown table with the model's assumptions."""
+    whole, on 1 and on 8 GPUs, per scenario, as a markdown table with the model's assumptions and measurements (the
+    calibration ``table`` was estimated with; default the checkout's)."""
+    calibration = calibration or load_calibration()
     rows, seen = [], pd.Series(False, index=table.index)
     parts = [(name, _in_group(table, grids)) for name, grids in GROUPS.items()]
     for name, mask in parts + [("whole paper", pd.Series(True, index=table.index))]:
@@ -164,13 +192,19 @@ def plan_report(profile: str, table: pd.DataFrame) -> str:
         rows.append(row)
     frame = pd.DataFrame(rows)
     recipe = precision_of(profile)
+    measured = (calibration.describe() + "; what it does not cover from the priors" if calibration else
+                "Nothing measured on a GPU yet (no `make gpu-check` folder): all rates are priors")
     notes = (f"Modelled hours (wall clock; on 8 GPUs: one shard process per GPU, runs split by run-id hash) for profile "
              f"`{profile}`, every run of its grids (tuned runs not yet chosen counted at a stand-in rate); a run shared "
-             f"by several parts counts in the first. Recipe precision: {recipe}. Assumptions "
-             f"(`adaptertune.paper.plan`): fp32 training throughput per backbone and regime on one H100-class GPU "
-             f"{THROUGHPUT_NOTE}; precision speed-ups {PRECISION_SPEEDUP}; decode images/s per core {DECODE_PER_CORE}, "
-             f"{CORES_PER_GPU} cores per GPU; evaluation at 3x the training rate; {SETUP_S.get(profile, 2.0):g} s set-up "
-             "per run. `make gpu-check` measures the throughputs this model assumes.")
+             f"by several parts counts in the first. Recipe precision: {recipe}. {measured} (`adaptertune.paper.plan`): "
+             f"fp32 training images/s per backbone and regime on one H100-class GPU {THROUGHPUT_NOTE}; precision "
+             f"speed-ups {PRECISION_SPEEDUP}; decode images/s per core {DECODE_PER_CORE}; evaluation at 3x the training "
+             f"rate. {CORES_PER_GPU} cores per GPU ({CORES_PER_GPU - 1} decode workers); {SETUP_S.get(profile, 2.0):g} s "
+             "set-up per run; evaluation batches decoded on the CPU (PIL), training crops of the in-memory sets on the "
+             "GPU.")
+    if calibration:
+        notes += ("\n\nMeasured training images/s used (batch 128, eager; `" + calibration.source + "`):\n\n"
+                  + calibration.table().to_markdown(index=False, floatfmt=".0f"))
     return frame.to_markdown(index=False) + "\n\n" + notes + "\n\n" + main_breakdown(table) + "\n"
 
 

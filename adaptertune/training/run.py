@@ -40,7 +40,7 @@ from ..store import runs as results
 from . import distributed
 from .checkpoint import CHECKPOINT_FILE, load_checkpoint, read_checkpoint_state, save_checkpoint
 from .loop import (CompiledForward, NonFiniteLossError, evaluate, extract_features, lr_at, make_optimizer,
-                   set_numerics, show_progress, train_epoch)
+                   deterministic_kernels, set_numerics, show_progress, train_epoch)
 
 
 def _now() -> str:
@@ -113,6 +113,7 @@ class _Run:
         cfg, ctx = self.cfg, self.ctx
         provenance.reset_peak_memory(ctx.device)
         self.record["numerics"] = {**set_numerics(cfg.precision), "compile": cfg.compile,
+                                   "deterministic_kernels": deterministic_kernels(ctx.device),
                                    "recompute_frozen_mlp": recompute_share_on(cfg, ctx.device)}
         model, splits = build_model_and_data(cfg, ctx.device)
         model.to(ctx.device)
