@@ -20,7 +20,9 @@ from torch.utils.data import Subset
 
 from ..backbones import backbone_shape, create_backbone, data_config
 from ..data import load_dataset, load_for_run, make_loader
+from ..digests import backbone_digest, split_digest
 from ..store import runs as store
+from ..store.measures import cached_measure
 from ..training.distributed import DistContext
 from ..training.loop import extract_features
 from ..profiles import profile_record
@@ -107,13 +109,29 @@ def linear_probe_source(backbone: str, profile: str, pretrained: bool = True, im
     """Source validation accuracy of a logistic-regression probe on the frozen [CLS] features (a fraction): the same
     measure for every backbone, a random-init one included (seeded weights), so a dose point's x is measured, not
     assumed. ``images`` training examples (seeded subset), the whole validation split; None without an offline
-    source (the paper backbones' ImageNet)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
+    source (the paper backbones' ImageNet). Measured once per store and inputs (``store.measures``: the weights' and
+    split's digests are in the key, so a re-pretrained backbone is probed again)."""
     source = source_dataset(profile)
     if source is None:
         return None
+    import sklearn
+
+    key = {"method": PROBE_VERSION, "backbone": backbone, "weights": backbone_digest(backbone, pretrained, None, profile),
+           "source": source, "split": split_digest(source), "images": images, "seed": seed, "profile": profile,
+           "torch": torch.__version__, "sklearn": sklearn.__version__}
+    measure = lambda: _probe_source(backbone, profile, pretrained, images, seed, source)  # noqa: E731
+    if key["weights"].startswith("missing:"):  # weights not written yet: nothing stable to file the value under
+        return measure()
+    return cached_measure("linear_probe_source", key, measure)
+
+
+PROBE_VERSION = 1  # bump when _probe_source changes what it computes: the stored measurements are then ignored
+
+
+def _probe_source(backbone: str, profile: str, pretrained: bool, images: int, seed: int, source: str) -> float:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
     torch.manual_seed(seed)  # a random-init backbone is one seeded draw
     model = create_backbone(backbone, 1, pretrained=pretrained, profile=profile)
     splits = load_dataset(source, profile=profile, seed=0, data_config=data_config(model))

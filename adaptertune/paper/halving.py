@@ -47,9 +47,10 @@ def selection_histories(runs: pd.DataFrame, profile: str, cells: list[tuple[str,
 VERDICTS = ("same rate", "within seed noise", "better, beyond the noise", "worse, beyond the noise")
 
 
-def _cell_sds(runs: pd.DataFrame, profile: str, cells: list[tuple[str, str, str]]) -> dict[tuple, tuple[float, int]]:
-    """(sd of test accuracy in points, n seeds) of each cell's tuned runs; NaN sd below two seeds."""
-    by_id = runs.drop_duplicates("run_id").set_index("run_id")
+def _cell_sds(runs: pd.DataFrame, by_id: pd.DataFrame, profile: str,
+              cells: list[tuple[str, str, str]]) -> dict[tuple, tuple[float, int]]:
+    """(sd of test accuracy in points, n seeds) of each cell's tuned runs; NaN sd below two seeds. ``by_id``: the
+    runs indexed by run id (built once by the caller)."""
     out = {}
     for cell in cells:
         finals = [c.run_id for c in tuning.final_configs(runs, profile, *cell)]
@@ -63,7 +64,7 @@ def halving_table(histories: dict[tuple[str, str, str], dict[float, list[float]]
     """One row per cell: the full grid's rate, halving's rate and its cost, whether they agree, and otherwise the test
     accuracy difference of the two (points, seed 0) against the seed noise (the cell's, or pooled over its dataset)."""
     by_id = runs.drop_duplicates("run_id").set_index("run_id")
-    sds = _cell_sds(runs, profile, list(histories))
+    sds = _cell_sds(runs, by_id, profile, list(histories))
     pooled: dict[str, list[float]] = {}
     for (dataset, _, _), (sd, _) in sds.items():
         if not math.isnan(sd):

@@ -52,14 +52,16 @@ def identity_at_init(backbone: str, num_classes: int = 10, *, pretrained: bool =
 
 def parameter_row(backbone: str, num_classes: int, method: str = "adapter", rank: int = AdapterConfig.rank,
                   every: int = AdapterConfig.every, start: int = AdapterConfig.start) -> dict:
-    """Counts on a freshly built model, beside the regime record's closed-form count (they must agree)."""
+    """Counts on a freshly built model, beside the regime record's closed-form count (they must agree). Built on the
+    meta device: counting needs shapes, not weights (allocating and initialising 33 ViTs took most of notebook 01)."""
     kind = regime(method)
     options = {"rank": rank, "every": every, "start": start} if kind.adapter_options else {}
-    model = create_backbone(backbone, num_classes, pretrained=False)
-    full_ft = count_parameters(model).total  # what full fine-tuning trains: backbone + head (the paper's denominator)
-    shape = model_shape(model)
-    bare = shape.backbone_params
-    prepare(model, method, **options)
+    with torch.device("meta"):
+        model = create_backbone(backbone, num_classes, pretrained=False)
+        full_ft = count_parameters(model).total  # full fine-tuning trains backbone + head (the paper's denominator)
+        shape = model_shape(model)
+        bare = shape.backbone_params
+        prepare(model, method, **options)
     counts = count_parameters(model)
     chosen = regime_options(model)  # LoRA's matched ranks
     return {

@@ -125,7 +125,9 @@ def run_suite(profile: str, only: list[str] | None = None, params: dict | None =
         return 0
     shards = shard_count(profile)
     defaults = not settings or all(v is None for v in settings.values())  # device/workers/compile: this process only
-    if train and defaults and shards > 1:
+    if train and len(table) and (table["status"] == "finished").all():  # no shard processes to start for nothing
+        say("[suite] every planned run is in the store: nothing to train")
+    elif train and defaults and shards > 1:
         if train_sharded(profile, shards, say=say) != 0:
             return 1
     elif train and train_grids(profile, settings=settings, say=say) != 0:
@@ -146,9 +148,9 @@ def run_suite(profile: str, only: list[str] | None = None, params: dict | None =
     except NotebookFailed as err:
         say(f"[suite] FAILED: {err}")
         return 1
-    pages = [pages[k] for k in sorted(pages)]
-    if only is None or pages:
-        index = write_index(profile, pages, appendix_dir(profile))
+    in_order = [pages[k] for k in sorted(pages)]
+    if only is None or in_order:
+        index = write_index(profile, in_order, appendix_dir(profile))
         say(f"[suite] appendix: {index}")
     if only is None:
         written = claims.assemble(profile)
