@@ -8,7 +8,7 @@ import pandas as pd
 from adaptertune.paper import halving, tuning
 from adaptertune.store import runs as store
 
-CELL = ("digits", "mini-s", "adapter")  # mini: 5 candidate rates, 15 epochs -> rungs 5@3, 2@15
+CELL = ("digits", "mini-s", "adapter")  # mini: 5 candidate rates, 15 epochs -> rungs 5@3, 3@15
 
 
 def _frame(histories: dict[float, list[float]], test: dict[float, float],
@@ -36,7 +36,7 @@ def test_same_rate_within_noise_and_outside():
     test = {lrs[0]: .6, lrs[1]: .8, lrs[2]: .85, lrs[3]: .7, lrs[4]: .86}
     near = halving.halving_table({CELL: hist}, _frame(hist, test, (.85, .87)), "mini").iloc[0]
     assert near.grid_lr == lrs[4] and near.halving_lr == lrs[2] and near.verdict == "within seed noise"
-    assert near.rungs == "5@3 → 2@15" and abs(near.cost_runs - 39 / 15) < 1e-9 and near.noise_from == "cell (3 seeds)"
+    assert near.rungs == "5@3 → 3@15" and abs(near.cost_runs - 51 / 15) < 1e-9 and near.noise_from == "cell (3 seeds)"
     far = halving.halving_table({CELL: hist}, _frame(hist, {**test, lrs[4]: .95}, (.951, .952)), "mini").iloc[0]
     assert far.verdict == "worse, beyond the noise" and far.test_diff_points < -5
     better = halving.halving_table({CELL: hist}, _frame(hist, {**test, lrs[2]: .95}, (.851, .852)), "mini").iloc[0]

@@ -25,18 +25,27 @@ def test_the_rule_ties_go_to_the_smaller_rate_and_nan_never_wins():
 def test_every_profile_schedule_stays_within_the_budget(candidates, epochs):
     plan = schedule(candidates, epochs)
     assert plan.overhead <= selection.DEFAULT_BUDGET and plan.overhead == pytest.approx(plan.cost - 1)
-    assert plan.rungs[-1].epoch == epochs and plan.rungs[-1].keep == min(candidates, selection.FINALISTS) or (
-        len(plan.rungs) == 1 and plan.rungs[0] == selection.Rung(epochs, candidates))
+    if len(plan.rungs) == 1:
+        assert plan.rungs[0] == selection.Rung(epochs, candidates)
+    else:  # as many finalists as the budget allows: one more would not fit
+        keep = plan.rungs[-1].keep
+        assert plan.rungs[-1].epoch == epochs and selection.MIN_FINALISTS <= keep < candidates
+        more = selection.Schedule(candidates, epochs, (plan.rungs[0], selection.Rung(epochs, keep + 1)))
+        assert keep + 1 == candidates or more.overhead > selection.DEFAULT_BUDGET
     assert [r.epoch for r in plan.rungs] == sorted({r.epoch for r in plan.rungs})
     assert plan.rungs[0].keep == candidates
 
 
 def test_the_mini_schedule_is_stated_from_the_rungs():
     plan = schedule(5, 5)
-    assert [(r.epoch, r.keep) for r in plan.rungs] == [(1, 5), (5, 2)]
-    assert plan.epochs_trained == 5 * 1 + 2 * 4 and plan.cost == pytest.approx(2.6)
-    assert plan.overhead == pytest.approx(1.6) and "1.60x beyond the final run" in plan.describe()
-    assert [(r.epoch, r.keep) for r in schedule(4, 20).rungs] == [(4, 4), (20, 2)]
+    assert [(r.epoch, r.keep) for r in plan.rungs] == [(1, 5), (5, 3)]
+    assert plan.epochs_trained == 5 * 1 + 3 * 4 and plan.cost == pytest.approx(3.4)
+    assert plan.overhead == pytest.approx(2.4) and "2.40x beyond the final run" in plan.describe()
+    assert [(r.epoch, r.keep) for r in schedule(4, 20).rungs] == [(4, 4), (20, 3)]
+    # a smaller budget buys fewer finalists, never fewer than two
+    assert [(r.epoch, r.keep) for r in schedule(4, 20, budget=1.5).rungs] == [(4, 4), (20, 2)]
+    with pytest.raises(ValueError, match="1.60 full runs beyond the final one"):
+        schedule(5, 5, budget=1.5)
 
 
 def test_a_schedule_over_budget_is_refused():
@@ -47,12 +56,12 @@ def test_a_schedule_over_budget_is_refused():
 
 
 def test_halving_eliminates_at_the_first_rung_and_decides_between_finalists_at_full_length():
-    histories = {1e-3: [.5, .6, .7, .8, .95],  # a slow starter halving drops at the first rung
+    histories = {1e-3: [.45, .6, .7, .8, .95],  # a slow starter halving drops at the first rung
                  3e-3: [.6, .7, .8, .85, .86],
                  1e-2: [.55, .75, .7, .7, .90],  # looks worse mid-run; the full-length comparison decides
-                 3e-2: [.4, .5, .6, .7, .8], 1e-1: [.2]}
-    h = halving_choice(histories, 5)
-    assert set(h.scores[1]) == set(histories) and set(h.scores[5]) == {3e-3, 1e-2}
+                 3e-2: [.5, .5, .6, .7, .8], 1e-1: [.2]}
+    h = halving_choice(histories, 5)  # 5 rates of 5 epochs: 3 finalists within the default budget
+    assert set(h.scores[1]) == set(histories) and set(h.scores[5]) == {3e-3, 1e-2, 3e-2}
     assert h.lr == 1e-2 and h.margin == (pytest.approx(0.04), 5)
     tie = halving_choice({**histories, 1e-2: [.55, .75, .7, .7, .86]}, 5)
     assert tie.lr == 3e-3  # a tie at full length goes to the smaller rate

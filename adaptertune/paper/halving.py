@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..store import runs as store
-from ..training.selection import DIVERGED, halving_choice
+from ..training.selection import DEFAULT_BUDGET, DIVERGED, halving_choice
 from . import tuning
 
 
@@ -116,7 +116,10 @@ def describe_halving(table: pd.DataFrame) -> str:
     cost = table.groupby("candidates")[["cost_runs", "overhead_runs"]].agg(["min", "max"])
     costs = "; ".join(f"{c} rates: {_span(r['cost_runs'])} ({_span(r['overhead_runs'])} beyond the final run)"
                       for c, r in cost.iterrows())
-    lines = [f"- Successive halving (every rate to a fifth of the run, the best two to the end) chose the full grid's "
+    last_rungs = table["rungs"].str.split(" → ").str[-1]  # "3@15": how many trained to the end
+    finalists = "/".join(str(k) for k in sorted({int(rung.split("@")[0]) for rung in last_rungs}))
+    lines = [f"- Successive halving (every rate to a fifth of the run, the best {finalists} — as many as the budget of "
+             f"{DEFAULT_BUDGET:g} runs beyond the final one allows — to the end) chose the full grid's "
              f"rate on {counts.get('same rate', 0)}/{n} cells; another rate within the seed noise on "
              f"{counts.get('within seed noise', 0)}; a rate better on test beyond the noise on "
              f"{counts.get(VERDICTS[2], 0)}; a worse one beyond the noise on {counts.get(VERDICTS[3], 0)}"

@@ -3,15 +3,17 @@
 The rule (the tuned protocol's and ``fit``'s): the highest validation accuracy wins, ties go to the smaller rate, a
 candidate whose loss diverged (NaN) is never chosen. Successive halving applies the same rule at *rungs*: every
 candidate trains the first epochs of its full-length run (the same cosine schedule, so a rung is a prefix of the run,
-stopped and later resumed by the store), and the best two (the finalists) train to the end, where the rule picks
-between them. A candidate's rung score is therefore exactly the full run's validation accuracy after that epoch, and
-halving's choice can be recomputed from the per-epoch metrics of a full grid (``halving_choice``) as well as run for
-real (``run_halving``).
+stopped and later resumed by the store), and the best few (the finalists: as many as the budget allows, at least
+two) train to the end, where the rule picks among them. A candidate's rung score is therefore exactly the full
+run's validation accuracy after that epoch, and halving's choice can be recomputed from the per-epoch metrics of a
+full grid (``halving_choice``) as well as run for real (``run_halving``).
 
-Why two finalists at full length: a prefix is scored mid-schedule, at the peak of the cosine, where a high rate looks
-worse than it ends (it recovers while the rate anneals). Letting a prefix only eliminate, never decide, keeps the
-winner's evidence the grid's own (full-length validation accuracy); the mini store showed a single survivor chosen at
-half the run missing the grid's rate far more often (``paper.halving``).
+Why finalists at full length, and as many as the budget allows: a prefix is scored mid-schedule, at the peak of the
+cosine, where a high rate looks worse than it ends (it recovers while the rate anneals). Letting a prefix only
+eliminate, never decide, keeps the winner's evidence the grid's own (full-length validation accuracy), and each extra
+finalist is one fewer decision taken on a prefix. On the mini store a single survivor chosen at half the run missed
+the grid's rate far more often than two finalists did, and two more often than three (``paper.halving``; the budget
+default then allows three of four or five rates).
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from ..store.runs import load_metrics, read_result
 
 DIVERGED = "NonFiniteLossError"  # the error of a candidate whose loss blew up: a settled candidate, never chosen
 FIRST_RUNG = 0.2  # every candidate trains this share of the run (rounded up, at least one epoch)
-FINALISTS = 2  # the best this many train to the end; the rule picks among them at full length
+MIN_FINALISTS = 2  # at least this many train to the end (more while the budget allows); the rule picks among them
 DEFAULT_BUDGET = 2.5  # what choosing the rate may cost beyond the final run (the winner's own run), in full-length runs
 
 
@@ -85,27 +87,30 @@ class Schedule:
 
 
 def schedule(candidates: int, epochs: int, budget: float = DEFAULT_BUDGET) -> Schedule:
-    """Every candidate to ``FIRST_RUNG`` of the run, then the best ``FINALISTS`` to the end.
+    """Every candidate to ``FIRST_RUNG`` of the run, then the best ones to the end: as many finalists as ``budget``
+    allows (its overhead beyond the final run), at least ``MIN_FINALISTS``, fewer than all candidates.
 
-    5 rates of 5 epochs -> 5 to epoch 1, 2 to epoch 5 (13 epochs: 2.6 runs, 1.6 beyond the final one); 15 epochs -> 5
-    to 3, 2 to 15 (2.4); 4 rates of 20 -> 4 to 4, 2 to 20 (2.4). A run of one epoch, or two candidates or fewer: every
-    candidate trains fully. Raises when the overhead beyond the final run would exceed ``budget`` full runs.
+    With the default budget: 5 rates of 5 epochs -> 5 to epoch 1, 3 to epoch 5 (17 epochs: 3.4 runs, 2.4 beyond the
+    final one); 4 rates of 20 -> 4 to 4, 3 to 20 (3.2; 2.2). A run of one epoch, or two candidates or fewer: every
+    candidate trains fully. Raises when even ``MIN_FINALISTS`` would exceed ``budget`` full runs beyond the final one.
     """
     if candidates < 1 or epochs < 1:
         raise ValueError(f"successive halving needs >= 1 candidate and >= 1 epoch (got {candidates}, {epochs})")
     if not budget > 0:
         raise ValueError(f"budget={budget!r} is not allowed: use a positive number of full-length runs")
     first = min(epochs, max(1, math.ceil(FIRST_RUNG * epochs - 1e-9)))
-    if candidates <= FINALISTS or first >= epochs:
-        rungs: tuple[Rung, ...] = (Rung(epochs, candidates),)
+    if candidates <= MIN_FINALISTS or first >= epochs:
+        plans = [Schedule(candidates, epochs, (Rung(epochs, candidates),))]
     else:
-        rungs = (Rung(first, candidates), Rung(epochs, FINALISTS))
-    plan = Schedule(candidates, epochs, rungs)
-    if plan.overhead > budget + 1e-9:
+        plans = [Schedule(candidates, epochs, (Rung(first, candidates), Rung(epochs, keep)))
+                 for keep in range(MIN_FINALISTS, candidates)]
+    fitting = [plan for plan in plans if plan.overhead <= budget + 1e-9]
+    if not fitting:
+        plan = plans[0]
         raise ValueError(f"choosing among {candidates} rates of a {epochs}-epoch run costs {plan.overhead:.2f} full "
                          f"runs beyond the final one ({plan.describe()}), over the budget of {budget:g}: pass fewer "
                          "candidate rates, more epochs or a larger budget")
-    return plan
+    return fitting[-1]
 
 
 @dataclass(frozen=True)
@@ -246,5 +251,5 @@ def run_halving(configs: Sequence[RunConfig], *, budget: float = DEFAULT_BUDGET,
     return halve(plan, list(by_lr), score), scorer.seen
 
 
-__all__ = ["DEFAULT_BUDGET", "DIVERGED", "FINALISTS", "FIRST_RUNG", "Halving", "Rung", "Schedule", "StoreScorer",
+__all__ = ["DEFAULT_BUDGET", "DIVERGED", "FIRST_RUNG", "MIN_FINALISTS", "Halving", "Rung", "Schedule", "StoreScorer",
            "best_rate", "halve", "halving_choice", "ranked", "run_halving", "schedule"]
