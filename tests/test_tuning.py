@@ -73,3 +73,24 @@ def test_selection_table_and_its_description():
     assert set(table["status"]) == {"finished", "pending"}
     text = tuning.describe_selection(table)
     assert "adapter: chosen 0.1 ×1" in text and "at the edge of their grid" in text and "1 cell(s) still wait" in text
+
+
+def test_a_dataset_chosen_over_several_seeds_reads_their_mean():
+    cell = ("fmnist_lowdata", "mini-s", "adapter")
+    seeds = tuning.selection_seeds("mini", cell[0])
+    assert len(seeds) >= 3 and tuning.selection_seeds("mini", "digits") == (0,)
+    configs = tuning.selection_configs("mini", *cell)
+    lrs = tuning.candidates("mini", "adapter")
+    assert [(c.lr, c.seed) for c in configs] == [(lr, s) for lr in lrs for s in seeds]
+    # seed 0 alone would pick lrs[1]; the mean over the seeds picks lrs[2]; a rate diverged on one seed never wins
+    val = {lrs[0]: (.5, .5, .5), lrs[1]: (.9, .6, .6), lrs[2]: (.8, .8, .8), lrs[3]: (.6, .6, .6),
+           lrs[4]: (.99, float("nan"), .99)}
+    rows = [{"run_id": c.run_id, "status": "failed" if val[c.lr][seeds.index(c.seed)] != val[c.lr][seeds.index(c.seed)]
+             else "finished", "error": "NonFiniteLossError: loss nan", "val_acc": val[c.lr][seeds.index(c.seed)]}
+            for c in configs]
+    runs = pd.DataFrame(rows)
+    choice = tuning.choose(runs, "mini", *cell)
+    assert choice.lr == lrs[2] and choice.val_acc[lrs[1]] == pytest.approx(0.7) and math.isnan(choice.val_acc[lrs[4]])
+    assert tuning.choose(runs.iloc[:-1], "mini", *cell) is None  # one seed of one rate unsettled: no choice yet
+    finals = tuning.final_configs(runs, "mini", *cell, seeds=seeds)
+    assert {c.run_id for c in finals} <= set(runs["run_id"])  # every seed at the chosen rate is a search run

@@ -19,6 +19,7 @@ import pandas as pd
 from ..store import runs as store
 from ..training.selection import DEFAULT_BUDGET, DIVERGED, halving_choice
 from . import tuning
+from .protocols import protocol
 
 
 def selection_histories(runs: pd.DataFrame, profile: str, cells: list[tuple[str, str, str]],
@@ -29,7 +30,7 @@ def selection_histories(runs: pd.DataFrame, profile: str, cells: list[tuple[str,
     out = {}
     for cell in cells:
         histories: dict[float, list[float]] = {}
-        for cfg in tuning.selection_configs(profile, *cell):
+        for cfg in tuning.selection_configs(profile, *cell, seeds=(protocol(profile).selection_seed,)):
             if cfg.run_id not in rows.index:
                 break
             row = rows.loc[cfg.run_id]
@@ -71,7 +72,8 @@ def halving_table(histories: dict[tuple[str, str, str], dict[float, list[float]]
             pooled.setdefault(dataset, []).append(sd)
     out = []
     for (dataset, backbone, regime), hist in histories.items():
-        configs = {float(c.lr): c for c in tuning.selection_configs(profile, dataset, backbone, regime)}
+        configs = {float(c.lr): c for c in tuning.selection_configs(profile, dataset, backbone, regime,
+                                                                    seeds=(protocol(profile).selection_seed,))}
         epochs = next(iter(configs.values())).epochs
         grid = tuning.choose(runs, profile, dataset, backbone, regime)
         half = halving_choice(hist, epochs)

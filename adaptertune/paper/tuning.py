@@ -2,8 +2,10 @@
 
 For each cell the selection runs train the selection seed at every candidate rate of the regime's grid
 (``Protocol.lr_grid``); the chosen rate is the one with the highest last-epoch validation accuracy (the weights the
-test is read from), ties going to the smaller rate. Every seed then trains at that rate; the selection seed's final
-run *is* its selection run. Test accuracy plays no part. The choice is a pure function of the stored selection runs,
+test is read from), ties going to the smaller rate. Where one validation split is too small to decide
+(``Protocol.selection_seeds``: mini's fmnist_lowdata, 25 images, one image = 4 points) every rate trains on several
+seeds, each with its own validation split, and the rule reads their mean (a rate that diverged on any seed is never
+chosen). Every seed then trains at that rate; a selection seed's final run *is* its selection run. Test accuracy plays no part. The choice is a pure function of the stored selection runs,
 so anyone can inspect it (``selection_table``) and recompute it.
 """
 from __future__ import annotations
@@ -64,10 +66,18 @@ def cell_config(profile: str, dataset: str, backbone: str, regime: str, seed: in
     return config(profile, dataset, backbone, a.method, seed, lr=lr, **a.changes, **changes)
 
 
-def selection_configs(profile: str, dataset: str, backbone: str, regime: str) -> list[RunConfig]:
-    """The selection seed at every candidate rate."""
-    seed = protocol(profile).selection_seed
-    return [cell_config(profile, dataset, backbone, regime, seed, lr) for lr in candidates(profile, regime)]
+def selection_seeds(profile: str, dataset: str) -> tuple[int, ...]:
+    """The seeds a dataset's rate is chosen on: the selection seed, or the several ``Protocol.selection_seeds`` gives."""
+    p = protocol(profile)
+    return p.selection_seeds.get(dataset, (p.selection_seed,))
+
+
+def selection_configs(profile: str, dataset: str, backbone: str, regime: str,
+                      seeds: tuple[int, ...] | None = None) -> list[RunConfig]:
+    """Every candidate rate on each selection seed (rate-major); ``seeds`` overrides the dataset's (halving and
+    ``fit`` search one seed)."""
+    return [cell_config(profile, dataset, backbone, regime, seed, lr) for lr in candidates(profile, regime)
+            for seed in (seeds or selection_seeds(profile, dataset))]
 
 
 @dataclass(frozen=True)
@@ -94,27 +104,29 @@ class Choice:
 
 
 def _scores(runs: pd.DataFrame, configs: list[RunConfig]) -> dict[float, float]:
-    """Validation accuracy per candidate rate over the candidates that are settled: finished (their last-epoch
-    val_acc) or diverged (NaN). ``runs`` may hold failed rows (``status``, ``error``); other failures are unsettled."""
+    """Validation accuracy per candidate rate, the mean over its selection seeds, for the rates whose runs are all
+    settled: finished (their last-epoch val_acc) or diverged (NaN, which makes the mean NaN). ``runs`` may hold failed
+    rows (``status``, ``error``); other failures are unsettled."""
     if not len(runs):
         return {}
     rows = runs.drop_duplicates("run_id").set_index("run_id")
-    out = {}
+    by_lr: dict[float, list[float | None]] = {}
     for c in configs:
-        if c.run_id not in rows.index:
-            continue
-        row = rows.loc[c.run_id]
-        status = row.get("status", "finished")
-        if status == "finished":
-            out[float(c.lr)] = float(row["val_acc"])
-        elif status == "failed" and str(row.get("error") or "").startswith(DIVERGED):
-            out[float(c.lr)] = float("nan")
-    return out
+        value = None
+        if c.run_id in rows.index:
+            row = rows.loc[c.run_id]
+            status = row.get("status", "finished")
+            if status == "finished":
+                value = float(row["val_acc"])
+            elif status == "failed" and str(row.get("error") or "").startswith(DIVERGED):
+                value = float("nan")
+        by_lr.setdefault(float(c.lr), []).append(value)
+    return {lr: float(np.mean(v)) for lr, v in by_lr.items() if all(x is not None for x in v)}
 
 
 def _val_by_lr(runs: pd.DataFrame, configs: list[RunConfig]) -> dict[float, float] | None:
     scores = _scores(runs, configs)
-    return scores if len(scores) == len(configs) else None
+    return scores if len(scores) == len({float(c.lr) for c in configs}) else None
 
 
 def choose(runs: pd.DataFrame, profile: str, dataset: str, backbone: str, regime: str,
@@ -152,6 +164,7 @@ def selection_table(runs: pd.DataFrame, profile: str, cells: list[tuple[str, str
         done = _scores(runs, selection_configs(profile, dataset, backbone, regime))
         for lr in candidates(profile, regime):
             rows.append({"dataset": dataset, "backbone": backbone, "regime": regime, "lr": lr,
+                         "selection_seeds": len(selection_seeds(profile, dataset)),
                          "val_acc": 100 * done[lr] if lr in done else np.nan,
                          "status": "pending" if lr not in done else "diverged" if np.isnan(done[lr]) else "finished",
                          "chosen": bool(choice is not None and choice.lr == lr),
@@ -171,7 +184,8 @@ def describe_selection(table: pd.DataFrame) -> str:
         counts = part["lr"].value_counts().sort_index()
         lines.append(f"- {regime}: chosen " + ", ".join(f"{lr:g} ×{n}" for lr, n in counts.items())
                      + f" over {len(part)} cell(s); median margin over the runner-up "
-                     f"{part['margin_points'].median():.2f} points of validation accuracy (n=1 selection seed).")
+                     f"{part['margin_points'].median():.2f} points of validation accuracy (mean over "
+                     + "/".join(str(n) for n in sorted(set(part["selection_seeds"]))) + " selection seed(s)).")
     edge = chosen[chosen["at_grid_edge"]]
     if len(edge):
         lines.append(f"- {len(edge)} winner(s) at the edge of their grid (" + ", ".join(
@@ -186,5 +200,5 @@ def describe_selection(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["CONTROL_ARMS", "arms", "describe_selection", "DIVERGED", "Arm", "Choice", "arm", "candidates", "cell_config", "choose", "final_configs", "selection_configs",
+__all__ = ["CONTROL_ARMS", "arms", "describe_selection", "DIVERGED", "Arm", "Choice", "arm", "candidates", "cell_config", "choose", "final_configs", "selection_configs", "selection_seeds",
            "selection_table"]
