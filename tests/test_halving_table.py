@@ -8,7 +8,7 @@ import pandas as pd
 from adaptertune.paper import halving, tuning
 from adaptertune.store import runs as store
 
-CELL = ("digits", "mini-s", "adapter")  # mini: 5 candidate rates, 15 epochs -> rungs 5@3, 3@15
+CELL = ("digits", "mini-s", "adapter")  # mini: 7 candidate rates, 15 epochs -> rungs 7@3, 2@15 (the budget's)
 
 
 def _frame(histories: dict[float, list[float]], test: dict[float, float],
@@ -28,15 +28,27 @@ def _hist(early: float, late: float) -> list[float]:
     return [early] * 8 + [late] * 7
 
 
+def _five(*pairs: tuple[float, float]) -> dict[float, list[float]]:
+    """Histories of the grid's first five rates as given; any further rate starts and ends low."""
+    lrs = tuning.candidates("mini", "adapter")
+    return {lr: _hist(*pairs[k]) if k < len(pairs) else _hist(.05, .2) for k, lr in enumerate(lrs)}
+
+
+def _tests(*values: float) -> dict[float, float]:
+    lrs = tuning.candidates("mini", "adapter")
+    return {lr: values[k] if k < len(values) else .2 for k, lr in enumerate(lrs)}
+
+
 def test_same_rate_within_noise_and_outside():
     lrs = tuning.candidates("mini", "adapter")
     # halving drops 1e-1 (slow start) that the full grid would choose: a miss whose size decides the verdict
-    hist = {lrs[0]: _hist(.5, .6), lrs[1]: _hist(.7, .80), lrs[2]: _hist(.8, .85), lrs[3]: _hist(.6, .7),
-            lrs[4]: _hist(.1, .86)}
-    test = {lrs[0]: .6, lrs[1]: .8, lrs[2]: .85, lrs[3]: .7, lrs[4]: .86}
+    hist = _five((.5, .6), (.7, .80), (.8, .85), (.6, .7), (.1, .86))
+    test = _tests(.6, .8, .85, .7, .86)
     near = halving.halving_table({CELL: hist}, _frame(hist, test, (.85, .87)), "mini").iloc[0]
     assert near.grid_lr == lrs[4] and near.halving_lr == lrs[2] and near.verdict == "within seed noise"
-    assert near.rungs == "5@3 → 3@15" and abs(near.cost_runs - 51 / 15) < 1e-9 and near.noise_from == "cell (3 seeds)"
+    n = len(lrs)
+    assert near.rungs == f"{n}@3 → 2@15" and abs(near.cost_runs - (3 * n + 2 * 12) / 15) < 1e-9
+    assert near.noise_from == "cell (3 seeds)"
     far = halving.halving_table({CELL: hist}, _frame(hist, {**test, lrs[4]: .95}, (.951, .952)), "mini").iloc[0]
     assert far.verdict == "worse, beyond the noise" and far.test_diff_points < -5
     better = halving.halving_table({CELL: hist}, _frame(hist, {**test, lrs[2]: .95}, (.851, .852)), "mini").iloc[0]
@@ -50,10 +62,8 @@ def test_same_rate_within_noise_and_outside():
 
 
 def test_a_one_seed_cell_is_judged_by_its_datasets_pooled_sd():
-    lrs = tuning.candidates("mini", "adapter")
-    hist = {lrs[0]: _hist(.5, .6), lrs[1]: _hist(.7, .80), lrs[2]: _hist(.8, .85), lrs[3]: _hist(.6, .7),
-            lrs[4]: _hist(.1, .86)}
-    test = {lrs[0]: .6, lrs[1]: .8, lrs[2]: .85, lrs[3]: .7, lrs[4]: .86}
+    hist = _five((.5, .6), (.7, .80), (.8, .85), (.6, .7), (.1, .86))
+    test = _tests(.6, .8, .85, .7, .86)
     other = ("digits", "mini-b", "adapter")
     runs = pd.concat([_frame(hist, test, (.84, .88)), _frame(hist, test, (), other)])  # other: one seed only
     table = halving.halving_table({CELL: hist, other: hist}, runs, "mini").set_index("backbone")

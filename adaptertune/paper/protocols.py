@@ -162,7 +162,10 @@ PROTOCOLS: dict[str, Protocol] = {
         lr_grid_note=("a pilot on mini-s put full fine-tuning's best rate near 1e-3 to 3e-3 and the adapter's near 1e-2 "
                       "(issue #11), whose grids were full {1e-4..3e-3}, adapter {1e-3..3e-2}, head {1e-3, 1e-2, 3e-2}; "
                       "with those, full FT and head-only won at the top edge of their grids on several cells, so each "
-                      "grid got one more rate above it (and the adapter's too, for symmetry)."),
+                      "grid got one more rate above it (and the adapter's too, for symmetry). Issue #17 then asked for "
+                      "interior winners: head-only (4 cells) and BitFit (3) still won at 1e-1 and the adapter at 1e-3 "
+                      "(fmnist_lowdata/mini-s) and 1e-1 (the e2 snapshot), so head-only gained 3e-1 and 1, BitFit "
+                      "3e-1, the adapter 3e-4 and 3e-1; the selection table says where a winner still sits on an edge."),
     ),
     "smoke": Protocol(
         backbones=("mini-s",), datasets=("fmnist_target",), extended=(), seeds=(0,),
