@@ -13,7 +13,8 @@ cosine, where a high rate looks worse than it ends (it recovers while the rate a
 eliminate, never decide, keeps the winner's evidence the grid's own (full-length validation accuracy), and each extra
 finalist is one fewer decision taken on a prefix. On the mini store a single survivor chosen at half the run missed
 the grid's rate far more often than two finalists did, and two more often than three (``paper.halving``; the budget
-default then allows three of four or five rates).
+default then allows three of four or five rates, two of six or seven). Both rules were set after seeing those cells,
+so the halving table judges a rule tuned on them.
 """
 from __future__ import annotations
 
