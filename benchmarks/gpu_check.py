@@ -68,6 +68,7 @@ VARIANTS: dict[str, list[str]] = {
                      "--memory-regimes", ""],  # compile takes minutes per model: the regimes the targets need
 }
 FULL_BACKBONES = "vit-s16,vit-b16"  # --backbones adds DeiT-T/16 (deit-t16) for the plan's calibration
+FULL_MIN_SECONDS = 5.0  # bench's timed seconds per backbone at least (--min-seconds)
 # --quick: every code path once, in about two minutes on 2 CPU cores (bf16-compile also covers bf16)
 QUICK_BENCH = ["--quick", "--regimes", "full,adapter,adapter-recompute-half", "--memory-regimes", "adapter"]
 QUICK_VARIANTS = ("fp32", "bf16-compile")
@@ -132,7 +133,7 @@ def run_bench(out: Path, device: torch.device, quick: bool, variants: tuple[str,
               full: list[str] | None = None) -> list[dict]:
     """One bench.py run per variant into ``out/bench_<variant>/``; one status row per variant."""
     status = []
-    full = full or full_bench(FULL_BACKBONES, 5.0, None, None)
+    full = full or full_bench(FULL_BACKBONES, FULL_MIN_SECONDS, None, None)
     for variant in variants:
         options = VARIANTS[variant]
         folder = out / f"bench_{variant}"
@@ -351,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--regimes", default=None, help="bench regimes for the fp32/bf16 variants (default: bench's)")
     p.add_argument("--memory-regimes", default=None, help="bench regimes whose peak memory is measured, one process "
                    "each ('' none; default: bench's)")
-    p.add_argument("--min-seconds", type=float, default=5.0, help="bench: timed seconds per backbone at least")
+    p.add_argument("--min-seconds", type=float, default=FULL_MIN_SECONDS, help="bench: timed seconds per backbone at least")
     p.add_argument("--summarize", type=Path, metavar="DIR",
                    help="only rebuild DIR/summary.md from the files of earlier calls (e.g. folders merged by hand)")
     p.add_argument("--quick", action="store_true", help="CI-size form: tiny shapes, smoke suite (plumbing, not numbers)")

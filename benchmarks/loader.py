@@ -137,13 +137,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[loader] {fmt:13s} workers={w}: {rate:8.0f} images/s", flush=True)
     device = torch.device(args.device)
     rate = _device_rate(small, batch, batches, device)
-    rows.append({"format": "memory-device", "workers": 0, "images_per_s": rate,
-                 "images_per_s_per_process": rate})
+    rows.append({"format": "memory-device", "workers": 0, "images_per_s": rate, "images_per_s_per_process": rate})
     print(f"[loader] memory-device batched on {device.type}: {rate:8.0f} images/s", flush=True)
     frame = pd.DataFrame(rows)
     machine = {"cpu": cpu_model(), "cpu_cores": os.cpu_count(), "torch": torch.__version__, "crops_on": device.type,
-               "batch": batch,
-               "batches": batches}
+               "batch": batch, "batches": batches}
     frame.to_csv(out / "loader.csv", index=False)
     text = ((QUICK_STAMP + "\n\n") if args.quick else "") + \
         "Training data path, images/s at 224 px per dataset format and decode workers (`benchmarks/loader.py`).\n\n" + \

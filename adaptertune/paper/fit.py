@@ -118,11 +118,9 @@ def per_class_errors(run_id: str, class_names: list[str], root: str | Path | Non
 
 
 def fit_configs(dataset: str, backbone: str, method: str, profile: str, **changes) -> list[RunConfig]:
-    """The candidates: the tuned protocol's selection runs of the cell (the same run ids, so a registered dataset
-    with the protocol's recipe reuses them), with ``changes`` applied."""
-    seed = protocol(profile).selection_seed
-    return [tuning.cell_config(profile, dataset, backbone, method, seed, lr, **changes)
-            for lr in tuning.candidates(profile, method)]
+    """The candidates: the tuned protocol's selection runs of the cell on its selection seed (the same run ids, so a
+    registered dataset with the protocol's recipe reuses them), with ``changes`` applied."""
+    return tuning.search_configs(profile, dataset, backbone, method, **changes)
 
 
 def fit(data: str | Path, backbone: str, *, method: str = "adapter", rank: int | str = 16, profile: str | None = None,

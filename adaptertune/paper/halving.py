@@ -19,7 +19,6 @@ import pandas as pd
 from ..store import runs as store
 from ..training.selection import DEFAULT_BUDGET, DIVERGED, halving_choice
 from . import tuning
-from .protocols import protocol
 
 
 def selection_histories(runs: pd.DataFrame, profile: str, cells: list[tuple[str, str, str]],
@@ -30,7 +29,7 @@ def selection_histories(runs: pd.DataFrame, profile: str, cells: list[tuple[str,
     out = {}
     for cell in cells:
         histories: dict[float, list[float]] = {}
-        for cfg in tuning.selection_configs(profile, *cell, seeds=(protocol(profile).selection_seed,)):
+        for cfg in tuning.search_configs(profile, *cell):
             if cfg.run_id not in rows.index:
                 break
             row = rows.loc[cfg.run_id]
@@ -72,8 +71,7 @@ def halving_table(histories: dict[tuple[str, str, str], dict[float, list[float]]
             pooled.setdefault(dataset, []).append(sd)
     out = []
     for (dataset, backbone, regime), hist in histories.items():
-        configs = {float(c.lr): c for c in tuning.selection_configs(profile, dataset, backbone, regime,
-                                                                    seeds=(protocol(profile).selection_seed,))}
+        configs = {float(c.lr): c for c in tuning.search_configs(profile, dataset, backbone, regime)}
         epochs = next(iter(configs.values())).epochs
         grid = tuning.choose(runs, profile, dataset, backbone, regime)
         half = halving_choice(hist, epochs)

@@ -5,8 +5,8 @@ the PIL path. Where the numbers come from, most trusted first: medians of finish
 backbone and regime); a ``make gpu-check`` folder measured on a lent GPU (:mod:`.gpu_calibration`: training and
 evaluation images/s per backbone, regime and precision, decode images/s per worker); the priors below, each stated once
 (one H100-class GPU, batch 128, fp32 strict; a speed-up per precision; decode per core; evaluation at 3x training), for
-what was not measured. CPU figures for the mini backbones were measured on the 2-core machine. ``python -m adaptertune.paper.plan --profile paper`` prints
-the GPU-hours of the main tables, the ablations and the whole paper on 1 and on 8 GPUs and writes them to
+what was not measured. CPU figures for the mini backbones were measured on the 2-core machine.
+``python -m adaptertune.paper.plan --profile paper`` prints the GPU-hours of the main tables, the ablations and the whole paper on 1 and on 8 GPUs and writes them to
 ``figures/tables/paper/plan.md`` (README and docs include that file: no typed figure).
 """
 from __future__ import annotations
@@ -132,8 +132,7 @@ def estimate_seconds(cfg: RunConfig, measured: dict | None = None, scenario: Sce
             rate = min(model, data_rate(cfg.dataset, scenario, calibration))
             eval_rate = min(model_eval, data_rate(cfg.dataset, scenario, calibration, train=False))
         else:
-            rate, _ = _model_rates(cfg, "fp32", None)
-            eval_rate = 3 * rate
+            rate, eval_rate = _model_rates(cfg, "fp32", None)
     spec = DATASETS.get(cfg.dataset)
     train, test = (spec.train_size, spec.test_size) if spec is not None else DEFAULT_SIZES
     if cfg.limit:

@@ -5,8 +5,9 @@ For each cell the selection runs train the selection seed at every candidate rat
 test is read from), ties going to the smaller rate. Where one validation split is too small to decide
 (``Protocol.selection_seeds``: mini's fmnist_lowdata, 25 images, one image = 4 points) every rate trains on several
 seeds, each with its own validation split, and the rule reads their mean (a rate that diverged on any seed is never
-chosen). Every seed then trains at that rate; a selection seed's final run *is* its selection run. Test accuracy plays no part. The choice is a pure function of the stored selection runs,
-so anyone can inspect it (``selection_table``) and recompute it.
+chosen). Every seed then trains at that rate; a selection seed's final run *is* its selection run. Test accuracy
+plays no part. The choice is a pure function of the stored selection runs, so anyone can inspect it
+(``selection_table``) and recompute it.
 """
 from __future__ import annotations
 
@@ -73,11 +74,16 @@ def selection_seeds(profile: str, dataset: str) -> tuple[int, ...]:
 
 
 def selection_configs(profile: str, dataset: str, backbone: str, regime: str,
-                      seeds: tuple[int, ...] | None = None) -> list[RunConfig]:
-    """Every candidate rate on each selection seed (rate-major); ``seeds`` overrides the dataset's (halving and
-    ``fit`` search one seed)."""
-    return [cell_config(profile, dataset, backbone, regime, seed, lr) for lr in candidates(profile, regime)
+                      seeds: tuple[int, ...] | None = None, **changes) -> list[RunConfig]:
+    """Every candidate rate on each selection seed (rate-major); ``seeds`` overrides the dataset's."""
+    return [cell_config(profile, dataset, backbone, regime, seed, lr, **changes) for lr in candidates(profile, regime)
             for seed in (seeds or selection_seeds(profile, dataset))]
+
+
+def search_configs(profile: str, dataset: str, backbone: str, regime: str, **changes) -> list[RunConfig]:
+    """What successive halving (``fit``, and its judgement against the grid) searches: the selection seed at every
+    candidate rate, whatever seeds the grid itself averages; with ``changes`` applied."""
+    return selection_configs(profile, dataset, backbone, regime, seeds=(protocol(profile).selection_seed,), **changes)
 
 
 @dataclass(frozen=True)
@@ -200,5 +206,5 @@ def describe_selection(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["CONTROL_ARMS", "arms", "describe_selection", "DIVERGED", "Arm", "Choice", "arm", "candidates", "cell_config", "choose", "final_configs", "selection_configs", "selection_seeds",
+__all__ = ["CONTROL_ARMS", "arms", "describe_selection", "DIVERGED", "Arm", "Choice", "arm", "candidates", "cell_config", "choose", "final_configs", "search_configs", "selection_configs", "selection_seeds",
            "selection_table"]
