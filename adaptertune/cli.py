@@ -135,12 +135,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if not args.dry_run:
         _threads(args.threads, shards=(shard or shard_from_env() or (0, 1))[1])
     if args.dry_run:
-        from .store import runs as results
+        from .store import runs as run_store
 
         chosen = select_shard(configs, shard if shard is not None else shard_from_env())
         for cfg in chosen:
             extra = f" rank={cfg.rank} every={cfg.every}" if cfg.adapter_config() is not None else ""
-            print(f"{cfg.run_id}  {results.run_status(cfg.run_id, args.root):8s}  {cfg.dataset} {cfg.backbone} "
+            print(f"{cfg.run_id}  {run_store.run_status(cfg.run_id, args.root):8s}  {cfg.dataset} {cfg.backbone} "
                   f"{cfg.method}{extra} seed={cfg.seed} epochs={cfg.epochs}")
         print(f"{len(chosen)} of {len(configs)} run(s) in this shard")
         return 0

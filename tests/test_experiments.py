@@ -122,6 +122,20 @@ def test_multitask_grid_is_one_start_half_adapter_run_per_dataset():
     assert {c.start for c in experiments.grid("multitask", "paper")} == {6} and len(experiments.grid("multitask", "paper")) == 5
 
 
+@pytest.mark.parametrize("profile", ["smoke", "mini", "paper"])
+def test_each_grid_record_waits_for_exactly_the_choices_it_needs(profile):
+    """A grid's two facts agree: it says it waits (pending cells on an empty store) exactly when its runs grow once
+    the pending choices are filled in, so `load_grid` never calls an incomplete grid complete."""
+    from adaptertune.paper import grids
+
+    empty = pd.DataFrame(columns=["run_id", "status", "val_acc", "error"])
+    assert tuple(grids.GRID_RECORDS) == experiments.GRIDS and all(g.serves for g in grids.GRID_RECORDS.values())
+    for name in experiments.GRIDS:
+        known, planned = experiments.grid(name, profile, empty), experiments.grid(name, profile, empty, assume_pending=True)
+        waiting = experiments.pending_cells(name, profile, empty)
+        assert (len(planned) > len(known)) == (waiting > 0), (name, len(known), len(planned), waiting)
+
+
 def test_grid_errors_name_the_allowed_values():
     with pytest.raises(ValueError, match="choose one of"):
         experiments.grid("nope", "mini")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..store import runs as store
+from ..store import runs as run_store
 from .advisor import MARGIN_POINTS, Advice, advice_of_records, probe_configs
 from .protocols import protocol
 from .stats import difference
@@ -101,7 +101,7 @@ def stored_advice(profile: str, pairs: Sequence[tuple[str, str]] | None = None,
     out = []
     for dataset, backbone in pairs or [(d, b) for b in p.backbones for d in p.datasets]:
         configs = probe_configs(dataset, backbone, profile)
-        records = [store.read_result(c.run_id, root) for c in configs]
+        records = [run_store.read_result(c.run_id, root) for c in configs]
         if all(r is not None and r.get("status") == "finished" for r in records):
             out.append(advice_of_records(dataset, backbone, profile, configs, records, root))
     return out

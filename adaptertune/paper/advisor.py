@@ -26,7 +26,7 @@ import torch
 from ..config import RunConfig
 from ..data import load_for_run
 from ..inject import adapter_modules
-from ..store import runs as store
+from ..store import runs as run_store
 from ..training.run import run
 from . import tuning
 from .protocols import protocol, recipe
@@ -70,7 +70,7 @@ def probe_cost(profile: str, dataset: str) -> tuple[float, float]:
 def _spectra(adapter_run: str, images: int, root) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per adapted block: (data-weighted singular values τ, top output directions) of the probe's residual."""
     pretrained, trained = run_models(adapter_run, root)
-    splits = load_for_run(store.load_config(adapter_run, root))
+    splits = load_for_run(run_store.load_config(adapter_run, root))
     pick = torch.randperm(len(splits.train_eval), generator=torch.Generator().manual_seed(0))[:images].tolist()
     batch = torch.stack([splits.train_eval[i][0] for i in pick])
     pairs = block_shifts(pretrained, trained, batch)

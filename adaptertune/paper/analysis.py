@@ -21,7 +21,7 @@ from torch.utils.data import Subset
 from ..backbones import backbone_shape, create_backbone, data_config
 from ..data import load_dataset, load_for_run, make_loader
 from ..digests import backbone_digest, split_digest
-from ..store import runs as store
+from ..store import runs as run_store
 from ..store.measures import cached_measure
 from ..training.distributed import DistContext
 from ..training.loop import extract_features
@@ -249,8 +249,8 @@ def pair_errors(frames: dict[str, pd.DataFrame], focus: tuple[str, str, str] | N
     chosen = pair_runs(runs, dataset, backbone)
     if chosen.empty:
         raise LookupError(f"no finished runs for {dataset}/{backbone}")
-    names = store.read_result(chosen["run_id"].iloc[0], root)["dataset"]["class_names"]
-    preds = {rid: store.load_predictions(rid, root) for rid in chosen["run_id"]}
+    names = run_store.read_result(chosen["run_id"].iloc[0], root)["dataset"]["class_names"]
+    preds = {rid: run_store.load_predictions(rid, root) for rid in chosen["run_id"]}
     return per_class_by_regime(chosen, preds, names)
 
 
@@ -263,11 +263,11 @@ def pair_examples(frames: dict[str, pd.DataFrame], focus: tuple[str, str, str] |
     protocol, dataset, backbone = focus
     chosen = pair_runs(frames[protocol], dataset, backbone)
     chosen = chosen[chosen["seed"] == seed]
-    info = store.read_result(chosen["run_id"].iloc[0], root)
+    info = run_store.read_result(chosen["run_id"].iloc[0], root)
     names = info["dataset"]["class_names"]
-    preds = {method_label(m): store.load_predictions(rid, root) for m, rid in zip(chosen["method"], chosen["run_id"])}
+    preds = {method_label(m): run_store.load_predictions(rid, root) for m, rid in zip(chosen["method"], chosen["run_id"])}
     y_true = next(iter(preds.values()))["y_true"]
-    cfg = store.load_config(chosen["run_id"].iloc[0], root)
+    cfg = run_store.load_config(chosen["run_id"].iloc[0], root)
     dcfg = data_config(create_backbone(backbone, 1, pretrained=False, profile=cfg.profile))
     test = load_for_run(cfg).test
     picks = wrong_examples(y_true, {r: p["y_pred"] for r, p in preds.items()}, per_regime, seed)

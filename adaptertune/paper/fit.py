@@ -18,7 +18,7 @@ import numpy as np
 from ..atomic import atomic_write_bytes
 from ..config import RunConfig
 from ..regimes import methods, regime
-from ..store import runs as store
+from ..store import runs as run_store
 from ..training.run import run
 from ..training.selection import DEFAULT_BUDGET, run_halving
 from . import tuning
@@ -102,7 +102,7 @@ def _pct(v: float | None) -> str:
 
 def per_class_errors(run_id: str, class_names: list[str], root: str | Path | None = None) -> list[dict]:
     """Test accuracy per class and its most common wrong answer, from the run's stored predictions."""
-    pred = store.load_predictions(run_id, root)
+    pred = run_store.load_predictions(run_id, root)
     y, p = np.asarray(pred["y_true"]), np.asarray(pred["y_pred"])
     out = []
     for i, name in enumerate(class_names):
@@ -160,8 +160,9 @@ def fit(data: str | Path, backbone: str, *, method: str = "adapter", rank: int |
     first = records[0]
     out = Path(out) if out is not None else Path(f"fit-{Path(dataset).name}-{backbone}-{method}")
     out.mkdir(parents=True, exist_ok=True)
-    target = out / store.ADAPTER_FILE
-    atomic_write_bytes(target, store.adapter_file_for_run(first["run_id"], root).read_bytes())  # the run's file as is
+    target = out / run_store.ADAPTER_FILE
+    # the run's file as is
+    atomic_write_bytes(target, run_store.adapter_file_for_run(first["run_id"], root).read_bytes())
     margin, margin_epoch = halving.margin
     report = FitReport(
         dataset=dataset, backbone=backbone, method=method, rank=adapter_changes.get("rank"), profile=profile,
@@ -179,7 +180,7 @@ def fit(data: str | Path, backbone: str, *, method: str = "adapter", rank: int |
         predict_command=f"python -m adaptertune predict {target} --images IMAGES"
                         + (" --profile smoke" if profile == "smoke" else ""),
         rank_advice=advice.to_dict() if advice is not None else None)
-    store.write_json(out / "report.json", report.to_dict())
+    run_store.write_json(out / "report.json", report.to_dict())
     atomic_write_bytes(out / "report.md", report.markdown().encode())
     log(f"[fit] {target} ({report.file_bytes:,} bytes), report {out / 'report.md'}")
     return report

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..store import runs as store
+from ..store import runs as run_store
 from ..training.selection import DEFAULT_BUDGET, DIVERGED, halving_choice
 from . import tuning
 
@@ -36,7 +36,7 @@ def selection_histories(runs: pd.DataFrame, profile: str, cells: list[tuple[str,
             if row.get("status", "finished") == "failed" and str(row.get("error") or "").startswith(DIVERGED):
                 histories[float(cfg.lr)] = []
             elif row.get("status", "finished") == "finished":
-                histories[float(cfg.lr)] = store.load_metrics(cfg.run_id, root)["val_acc"].astype(float).tolist()
+                histories[float(cfg.lr)] = run_store.load_metrics(cfg.run_id, root)["val_acc"].astype(float).tolist()
             else:
                 break
         else:

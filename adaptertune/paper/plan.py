@@ -25,7 +25,7 @@ from ..data.registry import IN_MEMORY_SETS, JPEG_SETS
 from ..paths import home
 from ..profiles import profile_record
 from ..regimes import regime
-from ..store import runs as store
+from ..store import runs as run_store
 from ..training.sweep import shard_of
 from . import experiments
 from .gpu_calibration import Calibration, load_calibration
@@ -153,11 +153,12 @@ def plan_frame(profile: str, root: str | Path | None = None, calibration: Calibr
     configs |= {c.run_id: c for name in experiments.GRIDS
                 for c in experiments.grid(name, profile, settled, assume_pending=True)}
     measured = measured_throughput(settled[settled["status"] == "finished"])
-    table["status"] = ["projected" if projected else store.run_status(rid, root)
+    table["status"] = ["projected" if projected else run_store.run_status(rid, root)
                        for rid, projected in zip(table["run_id"], table["projected"])]
     table["est_s"] = [estimate_seconds(configs[rid], measured, calibration=calibration) for rid in table["run_id"]]
     for k, scenario in enumerate(SCENARIOS):
         table[f"est_s_{k}"] = [estimate_seconds(configs[rid], measured, scenario, calibration) for rid in table["run_id"]]
+    table.attrs["calibration"] = calibration  # what the estimates used: the report states it without reading it again
     return table
 
 
@@ -176,8 +177,8 @@ def gpu_hours(table: pd.DataFrame, column: str, gpus: int) -> float:
 def plan_report(profile: str, table: pd.DataFrame, calibration: Calibration | None = None) -> str:
     """The modelled hours of each part of the paper (each run counted in the first part that uses it) and of the
     whole, on 1 and on 8 GPUs, per scenario, as a markdown table with the model's assumptions and measurements (the
-    calibration ``table`` was estimated with; default the checkout's)."""
-    calibration = calibration or load_calibration()
+    calibration ``table`` was estimated with, kept by :func:`plan_frame`; else the checkout's)."""
+    calibration = calibration or table.attrs.get("calibration") or load_calibration()
     rows, seen = [], pd.Series(False, index=table.index)
     parts = [(name, _in_group(table, grids)) for name, grids in GROUPS.items()]
     for name, mask in parts + [("whole paper", pd.Series(True, index=table.index))]:

@@ -18,7 +18,7 @@ import torch
 from ..backbones import create_backbone, data_config
 from ..data import load_for_run
 from ..multitask import BATCHED_ATOL, BATCHED_RTOL, MultiTask
-from ..store import runs as store
+from ..store import runs as run_store
 from ..store.models import backbone_for_run, load_model
 from .analysis import display_images
 
@@ -35,7 +35,7 @@ def load_tasks(runs: pd.DataFrame, root: str | Path | None = None) -> MultiTask 
     if runs.empty:
         return None
     backbone = backbone_for_run(runs["run_id"].iloc[0], root)
-    return MultiTask(backbone, [(task_name(d), store.adapter_file_for_run(r, root))
+    return MultiTask(backbone, [(task_name(d), run_store.adapter_file_for_run(r, root))
                                 for d, r in zip(runs["dataset"], runs["run_id"])])
 
 
@@ -68,11 +68,11 @@ def mixed_batch(runs: pd.DataFrame, per_task: int = 4, seed: int = 0, root: str 
     """``per_task`` seeded test images of each run's dataset (the images the run was scored on), interleaved."""
     parts = []
     for dataset, run_id in zip(runs["dataset"], runs["run_id"]):
-        cfg = store.load_config(run_id, root)
+        cfg = run_store.load_config(run_id, root)
         test = load_for_run(cfg).test
         pick = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:per_task].tolist()
         dcfg = data_config(create_backbone(cfg.backbone, 1, pretrained=False, profile=cfg.profile))
-        names = (store.read_result(run_id, root) or {})["dataset"]["class_names"]
+        names = (run_store.read_result(run_id, root) or {})["dataset"]["class_names"]
         parts.append((task_name(dataset), [test[i][0] for i in pick], [int(test[i][1]) for i in pick],
                       display_images(test, pick, dcfg["mean"], dcfg["std"]), names))
     if not parts:

@@ -20,7 +20,8 @@ from ..backbones import create_backbone
 from ..data import load_for_run
 from ..inject import adapter_modules, transformer_blocks
 from ..regimes import regime
-from ..store import models, runs
+from ..store import models
+from ..store import runs as run_store
 from .theory import ENERGIES, KIND_ADAPTER, KIND_FULL, KIND_LINEARISED, estimate_shift, linear_map, spectra_table, tail_curves
 
 
@@ -82,7 +83,7 @@ def adapter_linearisation(adapter: nn.Module) -> np.ndarray:
 
 def _models(run_id: str, root: str | Path | None) -> tuple[nn.Module, nn.Module]:
     """The run's trained network and its pretrained backbone (same architecture and head size)."""
-    cfg = runs.load_config(run_id, root)
+    cfg = run_store.load_config(run_id, root)
     if not (regime(cfg.method).whole_model or regime(cfg.method).adapter_options):
         raise ValueError(f"run {run_id} is method={cfg.method!r}: a block shift is measured on a run that trains the "
                          "whole backbone (full) or adapters")
@@ -98,7 +99,7 @@ run_models = _models  # public name for the rank advisor: the trained network an
 
 def probe_images(run_id: str, images: int, root: str | Path | None = None) -> Tensor:
     """The first ``images`` of a fixed (seed 0) permutation of the run's test split: the same for every run of a dataset."""
-    splits = load_for_run(runs.load_config(run_id, root))
+    splits = load_for_run(run_store.load_config(run_id, root))
     pick = torch.randperm(len(splits.test), generator=torch.Generator().manual_seed(0))[:images].tolist()
     return torch.stack([splits.test[i][0] for i in pick])
 

@@ -166,8 +166,8 @@ def selection_table(runs: pd.DataFrame, profile: str, cells: list[tuple[str, str
     winner's margin over the runner-up (points) and whether it sits at the edge of the grid. Pending cells show NaN."""
     rows = []
     for dataset, backbone, regime in cells:
-        choice = choose(runs, profile, dataset, backbone, regime)
-        done = _scores(runs, selection_configs(profile, dataset, backbone, regime))
+        choice = choose(runs, profile, dataset, backbone, regime)  # its scores are the cell's when it is decided
+        done = choice.val_acc if choice is not None else _scores(runs, selection_configs(profile, dataset, backbone, regime))
         for lr in candidates(profile, regime):
             rows.append({"dataset": dataset, "backbone": backbone, "regime": regime, "lr": lr,
                          "selection_seeds": len(selection_seeds(profile, dataset)),

@@ -18,7 +18,7 @@ from ..atomic import atomic_save_safetensors
 from ..backbones import mini_variant, mini_weights_path, spec_dict
 from ..profiles import MINI_SOURCE
 from ..config import RunConfig
-from ..store import runs as results
+from ..store import runs as run_store
 from ..store.provenance import environment
 from .run import run
 
@@ -54,16 +54,16 @@ def pretrain_config(name: str, profile: str = "mini", snapshot_epochs: tuple[int
 def _export(name: str, profile: str, result: dict, root: str | Path | None) -> Path:
     """Backbone tensors (head dropped) + provenance JSON, each written atomically; a snapshot variant exports the
     weights its run kept after that epoch, with that epoch's source validation accuracy."""
-    run_dir = results.run_path(result["run_id"], root)
+    run_dir = run_store.run_path(result["run_id"], root)
     _, kind, number = mini_variant(name)
     epoch = number if kind == "e" else result["config"]["epochs"]
-    state = load_file(str(results.snapshot_path(run_dir, epoch) if kind == "e" else run_dir / results.MODEL_FILE))
+    state = load_file(str(run_store.snapshot_path(run_dir, epoch) if kind == "e" else run_dir / run_store.MODEL_FILE))
     backbone = {k: v for k, v in state.items() if not k.startswith("head.")}
     path = mini_weights_path(name, profile)
     atomic_save_safetensors(backbone, path, metadata={"format": "adaptertune-mini-backbone/1", "run_id": result["run_id"],
                                                       "epoch": str(epoch)})
     cfg, metrics = result["config"], result["metrics"]
-    at_epoch = results.load_metrics(result["run_id"], root).set_index("epoch").loc[epoch]
+    at_epoch = run_store.load_metrics(result["run_id"], root).set_index("epoch").loc[epoch]
     env = environment()
     provenance = {
         "name": name, "tag": f"{profile}-{SOURCE_DATASET}-{result['run_id']}-epoch{epoch}", "spec": spec_dict(name),
@@ -78,7 +78,7 @@ def _export(name: str, profile: str, result: dict, root: str | Path | None) -> P
         "versions": env["versions"], "device": result.get("device"), "threads": result.get("threads"),
         "tensors": len(backbone),
     }
-    results.write_json(path.with_suffix(".json"), provenance)
+    run_store.write_json(path.with_suffix(".json"), provenance)
     return path
 
 
@@ -107,13 +107,13 @@ def pretrain_mini(profile: str = "mini", names: tuple[str, ...] = ("mini-s", "mi
                 print(f"[pretrain-mini] {name} ({profile}): cached at {path}")
             continue
         t0 = time.perf_counter()
-        missing_snapshot = any(not results.snapshot_path(results.run_path(cfg.run_id, root), e).is_file()
+        missing_snapshot = any(not run_store.snapshot_path(run_store.run_path(cfg.run_id, root), e).is_file()
                                for e in cfg.snapshot_epochs)
-        if verbose and results.run_status(cfg.run_id, root) != "finished":
+        if verbose and run_store.run_status(cfg.run_id, root) != "finished":
             print(f"[pretrain-mini] {name} ({profile}): training {base} from scratch on {SOURCE_DATASET} "
                   f"({cfg.epochs} epochs, lr {cfg.lr}, batch {cfg.batch_size}, seed {cfg.seed}) as run {cfg.run_id}",
                   flush=True)
-        redo = force or (missing_snapshot and results.run_status(cfg.run_id, root) == "finished")
+        redo = force or (missing_snapshot and run_store.run_status(cfg.run_id, root) == "finished")
         result = run(cfg, root=root, progress=progress, verbose=verbose, force=redo)
         _export(name, profile, result, root)
         out[name] = json.loads(meta.read_text())

@@ -36,7 +36,7 @@ from ..recompute import recompute_frozen_mlps
 from ..regimes import count_parameters, prepare, regime
 from ..seeds import derive_seed
 from ..store import lock, provenance
-from ..store import runs as results
+from ..store import runs as run_store
 from . import distributed
 from .checkpoint import CHECKPOINT_FILE, load_checkpoint, read_checkpoint_state, save_checkpoint
 from .loop import (CompiledForward, NonFiniteLossError, evaluate, extract_features, lr_at, make_optimizer,
@@ -95,7 +95,7 @@ class _Run:
 
     def write(self, name: str, obj) -> None:
         if self.ctx.is_main:
-            (results.write_jsonl if name.endswith(".jsonl") else results.write_json)(self.path / name, obj)
+            (run_store.write_jsonl if name.endswith(".jsonl") else run_store.write_json)(self.path / name, obj)
 
     def log(self, text: str) -> None:
         if self.verbose and self.ctx.is_main:
@@ -104,7 +104,7 @@ class _Run:
     def fail(self, err: BaseException) -> None:
         self.record.update(status="failed", error=f"{type(err).__name__}: {err}", finished_at=_now(),
                            traceback=traceback.format_exc()[-4000:], wall_s=self._wall())
-        self.write(results.RESULT_FILE, self.record)
+        self.write(run_store.RESULT_FILE, self.record)
 
     def _wall(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.t0
@@ -124,7 +124,7 @@ class _Run:
             backbone=backbone_info(model),
             dataset={"name": splits.name, "num_classes": splits.num_classes, "class_names": list(splits.class_names),
                      "sizes": {k: len(getattr(splits, k)) for k in ("train", "val", "test")}, "info": splits.info})
-        self.write(results.RESULT_FILE, self.record)
+        self.write(run_store.RESULT_FILE, self.record)
         eval_bs = max(1, (cfg.eval_batch_size or cfg.batch_size) // ctx.world_size)
         workers = resolve_workers(cfg.num_workers, ctx.device)
         self.record["numerics"]["num_workers"] = workers
@@ -151,8 +151,8 @@ class _Run:
             state["resumed_from"] = state.get("resumed_from", []) + [state["epoch"]]
             self.elapsed_before = state["elapsed_s"]
             self.log(f"[{cfg.run_id}] resuming after epoch {state['epoch']}/{cfg.epochs} from {ckpt}")
-        self.write(results.METRICS_FILE, state["history"])  # drops lines written after the checkpoint
-        self.write(results.STEPS_FILE, state["steps"])
+        self.write(run_store.METRICS_FILE, state["history"])  # drops lines written after the checkpoint
+        self.write(run_store.STEPS_FILE, state["steps"])
         wrapped = net
         if ctx.active:
             ids = [ctx.device.index] if ctx.device.type == "cuda" else None
@@ -185,9 +185,9 @@ class _Run:
             if ctx.is_main:
                 save_checkpoint(ckpt, model, cfg.method, optimizer, state)
                 if epoch + 1 in cfg.snapshot_epochs:
-                    atomic_save_safetensors(model.state_dict(), results.snapshot_path(self.path, epoch + 1))
-            self.write(results.METRICS_FILE, state["history"])
-            self.write(results.STEPS_FILE, state["steps"])
+                    atomic_save_safetensors(model.state_dict(), run_store.snapshot_path(self.path, epoch + 1))
+            self.write(run_store.METRICS_FILE, state["history"])
+            self.write(run_store.STEPS_FILE, state["steps"])
             self.log(f"[{cfg.run_id}] epoch {epoch + 1}/{cfg.epochs}  train loss {row['train_loss']:.4f} acc "
                      f"{row['train_acc']:.2%}  val loss {row['val_loss']:.4f} acc {row['val_acc']:.2%}  lr {row['lr']:.2e}  "
                      f"{row['seconds']:.1f}s  {row['images_per_s']:.0f} img/s")
@@ -207,11 +207,11 @@ class _Run:
         train_secs = sum(r["train_seconds"] for r in history)
         if self.ctx.is_main:
             if regime(cfg.method).whole_model:
-                atomic_save_safetensors(model.state_dict(), self.path / results.MODEL_FILE)
+                atomic_save_safetensors(model.state_dict(), self.path / run_store.MODEL_FILE)
             else:
-                save_adapters(model, self.path / results.ADAPTER_FILE, class_names=list(splits.class_names),
+                save_adapters(model, self.path / run_store.ADAPTER_FILE, class_names=list(splits.class_names),
                               data_config=splits.info["data_config"])
-            results.write_predictions(self.path / results.PREDICTIONS_FILE, test["y_true"], test["y_pred"], test["top"])
+            run_store.write_predictions(self.path / run_store.PREDICTIONS_FILE, test["y_true"], test["y_pred"], test["top"])
         self.record.update(
             status="finished", finished_at=_now(), wall_s=self._wall(), compiled=compiled,
             peak_mem_mb=provenance.peak_memory_mb(self.ctx.device), resumed_from=state.get("resumed_from", []),
@@ -222,7 +222,7 @@ class _Run:
                      "train_loss": last.get("train_loss"), "train_eval_acc": train_eval["acc"], "train_eval_n": n,
                      "train_images_per_s": train_imgs / train_secs if train_secs > 0 else None,
                      "epochs_done": state["epoch"]})
-        self.write(results.RESULT_FILE, self.record)
+        self.write(run_store.RESULT_FILE, self.record)
         distributed.barrier(self.ctx)
         m = self.record["metrics"]
         self.log(f"[{cfg.run_id}] finished: test acc {m['test_acc']:.2%}"
@@ -289,8 +289,8 @@ def train_or_fetch(config: RunConfig | dict, *, root: str | Path | None = None, 
     if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 1):
         raise ValueError(f"stop_after={stop_after!r} is not allowed: use an epoch >= 1 (or None for the whole run)")
     ctx = distributed.setup(cfg.device)
-    path = results.run_path(cfg.run_id, root)
-    existing = results.read_result(cfg.run_id, root)
+    path = run_store.run_path(cfg.run_id, root)
+    existing = run_store.read_result(cfg.run_id, root)
     if existing is not None and existing.get("status") == "finished" and not force:
         return existing, False
     refusal = cpu_refusal(cfg, ctx.device)
@@ -298,7 +298,7 @@ def train_or_fetch(config: RunConfig | dict, *, root: str | Path | None = None, 
         raise ValueError(refusal)
     with ExitStack() as stack:
         _locked(ctx, path, stack)
-        existing = results.read_result(cfg.run_id, root)  # under the lock: another process may just have finished it
+        existing = run_store.read_result(cfg.run_id, root)  # under the lock: another process may just have finished it
         status = None if existing is None else existing.get("status")
         if not force and (status == "finished" or (status == "failed" and not retry_failed)):
             return existing, False
@@ -306,7 +306,7 @@ def train_or_fetch(config: RunConfig | dict, *, root: str | Path | None = None, 
         if ctx.is_main:
             if force or status == "failed":
                 _clear(path)
-            results.write_json(path / results.CONFIG_FILE, cfg.resolved().to_dict())
+            run_store.write_json(path / run_store.CONFIG_FILE, cfg.resolved().to_dict())
             lock.note(path, "start")
         distributed.barrier(ctx)
         job = _Run(cfg, ctx, path, show_progress(progress), verbose)

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from ..config import NON_SEMANTIC, RunConfig
-from ..store import runs as results
+from ..store import runs as run_store
 from ..store.lock import RunLocked
 from .prepare import prepare_inputs
 from .run import cpu_refusal, train_or_fetch
@@ -141,7 +141,7 @@ def sweep(configs: Iterable[RunConfig | dict], shard: tuple[int, int] | None = N
     todo = select_shard(todo, shard if shard is not None else shard_from_env())
     summary, durations = [], []
     skip = ("finished",) if retry_failed else ("finished", "failed")
-    statuses = {c.run_id: results.run_status(c.run_id, root) for c in todo}
+    statuses = {c.run_id: run_store.run_status(c.run_id, root) for c in todo}
     pending = [] if dry_run else [c for c in todo if statuses[c.run_id] not in skip]
     if pending and not torch.cuda.is_available():
         first = pending[0]
