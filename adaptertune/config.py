@@ -74,6 +74,9 @@ class RunConfig:
     # PIL; None = the default: on for the paper profile's in-memory sets (registry.IN_MEMORY_SETS) when augmenting
     augment_on_device: bool | None = None
     train_eval_limit: int = 4096
+    # False: scored on validation only, with no test or clean-train evaluation at the end (a learning-rate proxy run,
+    # training.selection.proxy_config): its test metrics are None
+    final_eval: bool = True
     compile: bool = False
     recompute_frozen_mlp: float | None = None  # share of the frozen MLPs recomputed (true = 1); None = the default
     num_workers: int | None = 0  # None: the cores per GPU on CUDA (training.run.resolve_workers), 0 on CPU
@@ -91,6 +94,8 @@ class RunConfig:
         _check_choice(self, "precision", PRECISIONS)
         _check_choice(self, "profile", PROFILES)
         _check_choice(self, "head_mode", HEAD_MODES)
+        if not isinstance(self.final_eval, bool):
+            raise ValueError(f"final_eval={self.final_eval!r} is not allowed: use true or false")
         if self.head_mode == "cached_features" and not kind.probe:
             raise ValueError(f"head_mode='cached_features' is not allowed with method={self.method!r}: it is a "
                              "linear probe on frozen features and needs method='head' (or use head_mode='augmented')")
@@ -182,10 +187,13 @@ class RunConfig:
 
     def semantic_dict(self) -> dict[str, Any]:
         """The resolved fields that decide what is computed. ``augment_on_device`` counts only when on: off is the
-        per-image PIL path every run had before the field existed, so those run ids do not move."""
+        per-image PIL path every run had before the field existed, so those run ids do not move; ``final_eval`` only
+        when off, for the same reason."""
         data = self.resolved().to_dict()
         if not data["augment_on_device"]:
             data.pop("augment_on_device")
+        if data["final_eval"]:
+            data.pop("final_eval")
         return {k: v for k, v in data.items() if k not in NON_SEMANTIC}
 
     def input_digests(self) -> dict[str, str]:

@@ -84,3 +84,24 @@ def test_histories_are_read_from_the_store_and_unsettled_cells_skipped(tmp_path)
     rows[-1] = {**rows[-1], "status": "failed", "error": "NonFiniteLossError: loss nan"}
     got = halving.selection_histories(pd.DataFrame(rows), "mini", [CELL, ("digits", "mini-b", "adapter")], tmp_path)
     assert list(got) == [CELL] and got[CELL][lrs[-1]] == [] and got[CELL][lrs[0]][:2] == [0.0, 0.01]
+
+
+def test_the_proxy_rule_is_judged_from_its_proxy_runs_with_its_wall_time():
+    lrs = tuning.candidates("mini", "adapter")
+    hist = _five((.5, .6), (.7, .80), (.8, .85), (.6, .7), (.1, .86))  # the prefix rule drops lrs[4] early
+    runs = _frame(hist, _tests(.6, .8, .85, .7, .86), (.85, .87)).assign(wall_s=10.0)
+    proxy_rows = [{"run_id": p.run_id, "status": "finished", "val_acc": v, "test_acc": None, "wall_s": 1.0}
+                  for p, v in zip(halving.proxy_configs(tuning.search_configs("mini", *CELL)),
+                                  (.3, .5, .7, .6, .75, .2, .1))]  # proxies score lrs[4] after its decay: a finalist
+    with_proxies = pd.concat([runs, pd.DataFrame(proxy_rows)], ignore_index=True)
+    scores = halving.proxy_scores(with_proxies, "mini", [CELL, ("digits", "mini-b", "adapter")])
+    assert list(scores) == [CELL] and scores[CELL][lrs[4]] == (.75, 1.0)  # the other cell has no proxy runs
+    row = halving.halving_table({CELL: hist}, with_proxies, "mini", scores).iloc[0]
+    assert row.halving_lr == lrs[2] and row.proxy_lr == lrs[4] == row.grid_lr and row.proxy_verdict == "same rate"
+    assert row.proxy_cost_runs == (7 * 3 + 2 * 15) / 15  # 7 three-epoch proxies, two full finalists
+    assert row.proxy_wall_overhead_runs == (7 * 1.0 + 2 * 10.0) / 10.0 - 1
+    plain = halving.halving_table({CELL: hist}, runs, "mini").iloc[0]
+    assert plain.proxy_verdict == halving.NOT_RUN
+    text = halving.describe_halving(pd.DataFrame([row]))
+    assert "Proxy rule (what `fit` uses)**, on the 1 main cells" in text and "the grid's rate on 1/1" in text
+    assert "Proxy rule" not in halving.describe_halving(pd.DataFrame([plain]))

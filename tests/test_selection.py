@@ -113,3 +113,54 @@ def test_run_halving_goes_through_the_store_and_is_cached(isolated_home):
 def test_stop_after_is_validated():
     with pytest.raises(ValueError, match="stop_after=0"):
         run(_config(), stop_after=0)
+
+
+def test_a_proxy_schedule_counts_the_finalists_full_runs_and_fits_the_budget():
+    plan = schedule(7, 5, proxy=True)  # mini adapter: 7 one-epoch proxies, the best two as full runs
+    assert [(r.epoch, r.keep) for r in plan.rungs] == [(1, 7), (5, 2)] and plan.proxy
+    assert plan.epochs_trained == 7 * 1 + 2 * 5 and plan.overhead == pytest.approx(2.4)
+    assert "7 1-epoch proxy runs, the best 2 as full runs" in plan.describe()
+    three = selection.Schedule(7, 5, (selection.Rung(1, 7), selection.Rung(5, 3)), proxy=True)
+    assert three.overhead > selection.DEFAULT_BUDGET  # a third finalist does not fit: two it is
+    assert schedule(4, 20, proxy=True).rungs[-1].keep == 2  # where the prefix rule affords three
+
+
+def test_a_proxy_is_the_runs_first_fifth_with_its_own_schedule_and_no_test_evaluation():
+    cfg = _config().with_(epochs=15, warmup_epochs=1)
+    proxy = selection.proxy_config(cfg, 3)
+    assert (proxy.epochs, proxy.warmup_epochs, proxy.final_eval) == (3, 0.2, False)
+    assert proxy.with_(epochs=15, warmup_epochs=1, final_eval=True).run_id == cfg.run_id  # only those three differ
+    assert proxy.run_id != cfg.run_id and "final_eval" not in cfg.semantic_dict()
+    assert [p.epochs for p in selection.proxy_configs([cfg, cfg.with_(lr=1e-2), cfg.with_(lr=1e-1)])] == [3, 3, 3]
+    assert selection.proxy_configs([cfg, cfg.with_(lr=1e-2)]) == []  # two candidates: both train fully
+    with pytest.raises(ValueError, match="1 <= epochs <= 15"):
+        selection.proxy_config(cfg, 16)
+    with pytest.raises(ValueError, match="final_eval='no'"):
+        cfg.with_(final_eval="no")
+
+
+def test_proxies_pick_the_finalists_and_full_length_decides():
+    histories = {1e-3: [.5, .6, .7, .8, .95], 3e-3: [.6, .7, .8, .85, .86], 1e-2: [.2, .3, .5, .7, .90],
+                 3e-2: [.5, .5, .6, .7, .8], 1e-1: [.2]}
+    proxies = {1e-3: .4, 3e-3: .7, 1e-2: .75, 3e-2: .6, 1e-1: NAN}  # 1e-2 scored after its decay, not at its peak
+    h = halving_choice(histories, 5, proxies=proxies)
+    assert h.plan.proxy and set(h.scores[1]) == set(histories) and set(h.scores[5]) == {1e-2, 3e-3}
+    assert h.lr == 1e-2 and h.scores[1][1e-2] == .75
+    assert halving_choice(histories, 5).lr == 1e-3  # the prefix rule keeps three and lets the slow starter win
+
+
+@pytest.mark.slow
+def test_run_halving_with_proxies_trains_short_validation_only_runs_then_full_finalists(isolated_home):
+    rates = (1e-3, 1e-2, 1e-1)
+    configs = [_config(lr).with_(epochs=5) for lr in rates]
+    lines: list[str] = []
+    h, _ = selection.run_halving(configs, verbose=False, log=lines.append, proxy=True)
+    assert [(r.epoch, r.keep) for r in h.plan.rungs] == [(1, 3), (5, 2)] and len(lines) == 3 + 2
+    assert sum("1-epoch proxy" in line for line in lines) == 3
+    for cfg in configs:
+        proxy = store.read_result(selection.proxy_config(cfg, 1).run_id)
+        assert proxy["status"] == "finished" and proxy["metrics"]["test_acc"] is None
+        assert not (store.run_path(proxy["run_id"]) / store.PREDICTIONS_FILE).exists()
+        assert store.run_status(cfg.run_id) == ("finished" if cfg.lr in h.scores[5] else "missing")
+    again, _ = selection.run_halving(configs, verbose=False, log=lambda s: None, proxy=True)
+    assert again.lr == h.lr and again.scores == h.scores

@@ -36,6 +36,7 @@ def pair_view(df: pd.DataFrame, dataset: str, backbone: str, regimes: tuple[str,
     if metric not in METRICS:
         raise ValueError(f"metric={metric!r} is not allowed: choose one of {METRICS}")
     rows = df[(df["dataset"] == dataset) & (df["backbone"] == backbone) & df["method"].isin(regimes or methods())]
+    rows = rows[rows["test_acc"].notna()]  # validation-only runs (fit's learning-rate proxies) have no test score
     if rows.empty:
         return pd.DataFrame(columns=KNOBS + ["seeds", metric])
     rows = rows.assign(test_acc=rows[metric]) if metric != "test_acc" else rows

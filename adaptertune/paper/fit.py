@@ -1,9 +1,10 @@
 """``fit(data, backbone)``: from a dataset (registered or an ImageFolder) to a well-tuned adapter file in one call.
 
 The learning rate is chosen on the validation split by the tuned protocol's own rule and grid (``tuning.candidates``,
-``training.selection``), applied by successive halving so the choice costs at most ``budget`` full runs beyond the
-final one; every run goes through the run store (cached, resumable), so on a registered dataset with the protocol's
-recipe fit reuses the tuned protocol's selection runs. Then the other seeds train at the chosen rate, and fit writes
+``training.selection``), applied by successive halving with proxy rungs (every candidate's short run with its own
+schedule, then the best two as full runs) so the choice costs at most ``budget`` full runs beyond the final one; every
+run goes through the run store (cached, resumable), so on a registered dataset with the protocol's recipe fit reuses
+the tuned protocol's selection runs as its finalists. Then the other seeds train at the chosen rate, and fit writes
 the adapter file unchanged (``predict`` and ``MultiTask`` read it as they read any run's) plus ``report.json`` and
 ``report.md``.
 """
@@ -20,7 +21,7 @@ from ..config import RunConfig
 from ..regimes import methods, regime
 from ..store import runs as run_store
 from ..training.run import run
-from ..training.selection import DEFAULT_BUDGET, run_halving
+from ..training.selection import DEFAULT_BUDGET, proxy_config, run_halving
 from . import tuning
 from .advisor import advise
 from .protocols import protocol
@@ -54,6 +55,7 @@ class FitReport:
     adapter_file: str
     predict_command: str
     rank_advice: dict | None = None
+    proxy_epochs: int | None = None  # the proxy runs' length (the first rung); None: every candidate ran fully
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -70,7 +72,8 @@ class FitReport:
                  "",
                  "| lr | validation accuracy per rung | last rung | chosen |", "|---:|---|---:|:-:|"]
         for c in self.candidates:
-            rungs = ", ".join(f"e{e}: {_pct(v)}" for e, v in c["val_acc"].items())
+            rungs = ", ".join(f"{e}-epoch proxy: {_pct(v)}" if e == self.proxy_epochs else f"e{e}: {_pct(v)}"
+                              for e, v in c["val_acc"].items())
             lines.append(f"| {c['lr']:g} | {rungs} | {c['last_epoch']} | {'✓' if c['chosen'] else ''} |")
         margin = ("alone at its rung" if self.margin_points is None
                   else f"{self.margin_points:+.2f} points over the runner-up at epoch {self.margin_epoch}")
@@ -148,7 +151,7 @@ def fit(data: str | Path, backbone: str, *, method: str = "adapter", rank: int |
     val_counts = check_selectable(configs[0])
     log(f"[fit] {dataset}: {len(val_counts)} classes, {sum(val_counts.values())} validation images; "
         f"{len(configs)} candidate rates {[c.lr for c in configs]}")
-    halving, _ = run_halving(configs, budget=budget, root=root, verbose=verbose, log=log)
+    halving, _ = run_halving(configs, budget=budget, root=root, verbose=verbose, log=log, proxy=True)
     log(f"[fit] {halving.plan.describe()}; chosen lr {halving.lr:g}")
     by_lr = {float(c.lr): c for c in configs}
     chosen = by_lr[halving.lr]
@@ -164,12 +167,19 @@ def fit(data: str | Path, backbone: str, *, method: str = "adapter", rank: int |
     # the run's file as is
     atomic_write_bytes(target, run_store.adapter_file_for_run(first["run_id"], root).read_bytes())
     margin, margin_epoch = halving.margin
+    plan = halving.plan
+    proxy_epochs = plan.rungs[0].epoch if plan.proxy and len(plan.rungs) > 1 else None
+
+    def scored_by(lr: float, last: int) -> str:  # the run that gave the candidate its last score
+        return (proxy_config(by_lr[lr], last) if last == proxy_epochs else by_lr[lr]).run_id
+
+    lasts = {lr: max(e for e, s in halving.scores.items() if lr in s) for lr in by_lr}
     report = FitReport(
         dataset=dataset, backbone=backbone, method=method, rank=adapter_changes.get("rank"), profile=profile,
         schedule=halving.plan.describe(), cost_runs=halving.plan.cost, overhead_runs=halving.plan.overhead,
-        candidates=[{"lr": lr, "run_id": by_lr[lr].run_id,
+        candidates=[{"lr": lr, "run_id": scored_by(lr, lasts[lr]),
                      "val_acc": {e: _finite(s[lr]) for e, s in halving.scores.items() if lr in s},
-                     "last_epoch": max(e for e, s in halving.scores.items() if lr in s), "chosen": lr == halving.lr}
+                     "last_epoch": lasts[lr], "chosen": lr == halving.lr}
                     for lr in sorted(by_lr)],
         lr=halving.lr, at_grid_edge=halving.lr in (min(by_lr), max(by_lr)), margin_points=_finite(100 * margin),
         margin_epoch=margin_epoch,
@@ -179,7 +189,7 @@ def fit(data: str | Path, backbone: str, *, method: str = "adapter", rank: int |
         trainable_params=int(first["params"]["trainable"]), file_bytes=target.stat().st_size, adapter_file=str(target),
         predict_command=f"python -m adaptertune predict {target} --images IMAGES"
                         + (" --profile smoke" if profile == "smoke" else ""),
-        rank_advice=advice.to_dict() if advice is not None else None)
+        rank_advice=advice.to_dict() if advice is not None else None, proxy_epochs=proxy_epochs)
     run_store.write_json(out / "report.json", report.to_dict())
     atomic_write_bytes(out / "report.md", report.markdown().encode())
     log(f"[fit] {target} ({report.file_bytes:,} bytes), report {out / 'report.md'}")

@@ -20,6 +20,7 @@ import pandas as pd
 from ..backbones import backbone_shape, mini_variant
 from ..config import PROFILES, RunConfig
 from ..regimes import methods
+from ..training.selection import proxy_configs
 from ..training.sweep import unique
 from . import tuning
 from .advisor import probe_configs
@@ -268,6 +269,9 @@ _RECORDS = (
          lambda a: _product(a.profile, a.p.datasets, a.c.seed_backbones, MAIN_REGIMES, (a.p.selection_seed,))),
     Grid("advisor", "the rank advisor's probes, judged against the rank sweeps",
          lambda a: [x for b in a.p.backbones for d in a.p.datasets for x in probe_configs(d, b, a.profile)]),
+    Grid("proxies", "fit's proxy rule judged against the full grid on every main selection cell",
+         lambda a: [x for cell in _main_cells(a) for x in proxy_configs(tuning.search_configs(a.profile, *cell))]
+         if a.p.judge_proxies else []),
     Grid("multitask", "notebook 06's tasks served from one backbone", _multitask),
 )
 GRID_RECORDS: dict[str, Grid] = {g.name: g for g in _RECORDS}

@@ -7,6 +7,10 @@ with the seed noise: the sample sd over seeds of the cell's tuned runs (what a r
 for a cell tuned on one seed only, the root-mean-square of those sds over the same dataset's cells (labelled
 ``pooled``). A difference beyond the noise is a miss when halving's rate is worse and is reported as such when it is
 better (the grid's choice is itself one noisy validation reading). Test accuracy judges the choice; it never makes it.
+
+The proxy rule (``fit``'s) is judged the same way where the profile trains its proxy runs (``proxies`` grid): its
+first rung is read from those short runs, its finalists from the same full-length selection runs. Its cost is given
+in epochs and as measured wall time (the proxies' and the losing finalist's recorded ``wall_s`` over the winner's).
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..store import runs as run_store
-from ..training.selection import DEFAULT_BUDGET, DIVERGED, halving_choice
+from ..training.selection import DEFAULT_BUDGET, DIVERGED, Halving, halving_choice, proxy_configs
 from . import tuning
 
 
@@ -45,6 +49,28 @@ def selection_histories(runs: pd.DataFrame, profile: str, cells: list[tuple[str,
 
 
 VERDICTS = ("same rate", "within seed noise", "better, beyond the noise", "worse, beyond the noise")
+NOT_RUN = "no proxy runs"
+
+
+def proxy_scores(runs: pd.DataFrame, profile: str,
+                 cells: list[tuple[str, str, str]]) -> dict[tuple[str, str, str], dict[float, tuple[float, float]]]:
+    """Per cell whose proxy runs are all settled: each rate's (proxy validation accuracy, wall seconds); a diverged
+    proxy scores NaN. Cells without proxies (a profile that does not judge them) are left out."""
+    rows = runs.drop_duplicates("run_id").set_index("run_id") if len(runs) else pd.DataFrame()
+    out = {}
+    for cell in cells:
+        proxies = proxy_configs(tuning.search_configs(profile, *cell))
+        found = {}
+        for cfg in proxies:
+            row = rows.loc[cfg.run_id] if cfg.run_id in rows.index else None
+            status = None if row is None else row.get("status", "finished")
+            if status == "finished":
+                found[float(cfg.lr)] = (float(row["val_acc"]), float(row.get("wall_s", math.nan)))
+            elif status == "failed" and str(row.get("error") or "").startswith(DIVERGED):
+                found[float(cfg.lr)] = (math.nan, float(row.get("wall_s", math.nan)))
+        if proxies and len(found) == len(proxies):
+            out[cell] = found
+    return out
 
 
 def _cell_sds(runs: pd.DataFrame, by_id: pd.DataFrame, profile: str,
@@ -59,10 +85,34 @@ def _cell_sds(runs: pd.DataFrame, by_id: pd.DataFrame, profile: str,
     return out
 
 
+def _verdict(diff: float, sd: float, same: bool, decided: bool) -> str:
+    if same:
+        return VERDICTS[0]
+    if not decided or math.isnan(diff) or math.isnan(sd):
+        return "pending"
+    return VERDICTS[1] if abs(diff) <= sd else VERDICTS[2] if diff > 0 else VERDICTS[3]
+
+
+def _proxy_columns(choice: Halving | None, grid_lr: float | None, test, sd: float, wall: dict[float, float],
+                   proxy_wall: float) -> dict:
+    """The proxy rule's columns of one cell (NaN and ``NOT_RUN`` where the cell has no proxy runs)."""
+    if choice is None:
+        return {"proxy_lr": np.nan, "proxy_cost_runs": np.nan, "proxy_overhead_runs": np.nan,
+                "proxy_wall_overhead_runs": np.nan, "proxy_test_diff_points": np.nan, "proxy_verdict": NOT_RUN}
+    finalists = [lr for lr in choice.scores[choice.plan.epochs]]
+    spent = proxy_wall + sum(wall.get(lr, math.nan) for lr in finalists)
+    same = grid_lr is not None and choice.lr == grid_lr
+    diff = 0.0 if same else (test(choice.lr) - test(grid_lr) if grid_lr is not None else math.nan)
+    return {"proxy_lr": choice.lr, "proxy_cost_runs": choice.plan.cost, "proxy_overhead_runs": choice.plan.overhead,
+            "proxy_wall_overhead_runs": spent / wall.get(choice.lr, math.nan) - 1,
+            "proxy_test_diff_points": diff, "proxy_verdict": _verdict(diff, sd, same, grid_lr is not None)}
+
+
 def halving_table(histories: dict[tuple[str, str, str], dict[float, list[float]]], runs: pd.DataFrame,
-                  profile: str) -> pd.DataFrame:
+                  profile: str, proxies: dict | None = None) -> pd.DataFrame:
     """One row per cell: the full grid's rate, halving's rate and its cost, whether they agree, and otherwise the test
-    accuracy difference of the two (points, seed 0) against the seed noise (the cell's, or pooled over its dataset)."""
+    accuracy difference of the two (points, seed 0) against the seed noise (the cell's, or pooled over its dataset);
+    the same for the proxy rule where ``proxies`` (:func:`proxy_scores`) has the cell."""
     by_id = runs.drop_duplicates("run_id").set_index("run_id")
     sds = _cell_sds(runs, by_id, profile, list(histories))
     pooled: dict[str, list[float]] = {}
@@ -87,18 +137,28 @@ def halving_table(histories: dict[tuple[str, str, str], dict[float, list[float]]
 
         diff = test(half.lr) - test(grid.lr) if grid is not None else math.nan
         same = grid is not None and half.lr == grid.lr
-        verdict = ("same rate" if same else "pending" if grid is None or math.isnan(diff) or math.isnan(sd)
-                   else "within seed noise" if abs(diff) <= sd else VERDICTS[2] if diff > 0 else VERDICTS[3])
+        verdict = _verdict(diff, sd, same, grid is not None)
+        prox = (proxies or {}).get((dataset, backbone, regime))
+        wall = {lr: float(by_id.loc[c.run_id, "wall_s"]) if prox and c.run_id in by_id.index else math.nan
+                for lr, c in configs.items()}
+        proxy_choice = (halving_choice(hist, epochs, proxies={lr: v for lr, (v, _) in prox.items()})
+                        if prox else None)
+        proxy_wall = sum(w for _, w in prox.values()) if prox else math.nan
         out.append({"dataset": dataset, "backbone": backbone, "regime": regime, "epochs": epochs,
                     "candidates": len(hist),
                     "rungs": " → ".join(f"{r.keep}@{r.epoch}" for r in half.plan.rungs),
                     "cost_runs": half.plan.cost, "overhead_runs": half.plan.overhead,
                     "grid_lr": grid.lr if grid is not None else np.nan,
                     "halving_lr": half.lr, "test_diff_points": 0.0 if same else diff, "seed_sd_points": sd,
-                    "noise_from": noise_from, "verdict": verdict})
+                    "noise_from": noise_from, "verdict": verdict,
+                    **_proxy_columns(proxy_choice, grid.lr if grid is not None else None, test, sd, wall, proxy_wall)})
     return pd.DataFrame(out, columns=["dataset", "backbone", "regime", "epochs", "candidates", "rungs", "cost_runs",
                                       "overhead_runs", "grid_lr", "halving_lr", "test_diff_points", "seed_sd_points",
-                                      "noise_from", "verdict"])
+                                      "noise_from", "verdict", *PROXY_COLUMNS])
+
+
+PROXY_COLUMNS = ("proxy_lr", "proxy_cost_runs", "proxy_overhead_runs", "proxy_wall_overhead_runs",
+                 "proxy_test_diff_points", "proxy_verdict")
 
 
 def _span(values: pd.Series) -> str:
@@ -118,7 +178,7 @@ def describe_halving(table: pd.DataFrame) -> str:
                       for c, r in cost.iterrows())
     last_rungs = table["rungs"].str.split(" → ").str[-1]  # "3@15": how many trained to the end
     finalists = "/".join(str(k) for k in sorted({int(rung.split("@")[0]) for rung in last_rungs}))
-    lines = [f"- Successive halving (every rate to a fifth of the run, the best {finalists} — as many as the budget of "
+    lines = [f"- The prefix rule (every rate to a fifth of the run, the best {finalists} — as many as the budget of "
              f"{DEFAULT_BUDGET:g} runs beyond the final one allows — to the end) chose the full grid's "
              f"rate on {counts.get('same rate', 0)}/{n} cells; another rate within the seed noise on "
              f"{counts.get('within seed noise', 0)}; a rate better on test beyond the noise on "
@@ -133,7 +193,37 @@ def describe_halving(table: pd.DataFrame) -> str:
         lines.append(f"- Missed: {r.dataset}/{r.backbone}/{r.regime}: halving {r.halving_lr:g} vs grid {r.grid_lr:g}, "
                      f"{r.test_diff_points:+.2f} points of test accuracy (seed sd {r.seed_sd_points:.2f}, "
                      f"{r.noise_from}).")
-    return "\n".join(lines)
+    return "\n".join(lines + _describe_proxies(table))
 
 
-__all__ = ["VERDICTS", "describe_halving", "halving_table", "selection_histories"]
+def _counts(verdicts: pd.Series) -> str:
+    c = verdicts.value_counts()
+    return (f"the grid's rate on {c.get(VERDICTS[0], 0)}/{len(verdicts)}, another within the seed noise on "
+            f"{c.get(VERDICTS[1], 0)}, better beyond the noise on {c.get(VERDICTS[2], 0)}, worse beyond the noise on "
+            f"{c.get(VERDICTS[3], 0)}" + (f" ({c.get('pending', 0)} pending)" if c.get("pending", 0) else ""))
+
+
+def _describe_proxies(table: pd.DataFrame) -> list[str]:
+    """The proxy rule's lines: its verdicts beside the prefix rule's on the same cells, per regime for the adapter
+    (``fit``'s default), its cost, and each miss."""
+    judged = table[table["proxy_verdict"] != NOT_RUN]
+    if judged.empty:
+        return []
+    adapter = judged[judged["regime"] == "adapter"]
+    wall = judged["proxy_wall_overhead_runs"].astype(float)
+    lines = [f"- **Proxy rule (what `fit` uses)**, on the {len(judged)} main cells with proxy runs: "
+             f"{_counts(judged['proxy_verdict'])}; the prefix rule above, on the same cells: "
+             f"{_counts(judged['verdict'])}. Adapter cells (`fit`'s default): proxy "
+             f"{_counts(adapter['proxy_verdict'])}; prefix {_counts(adapter['verdict'])}.",
+             f"- Proxy cost beyond the final run: {_span(judged['proxy_overhead_runs'].agg(['min', 'max']))} runs in "
+             f"epochs; in recorded wall time (proxies skip the test evaluation; the finalists are full runs) median "
+             f"{wall.median():.2f}, range {_span(wall.agg(['min', 'max']))} (budget {DEFAULT_BUDGET:g})."]
+    for r in judged[judged["proxy_verdict"] == VERDICTS[3]].itertuples(index=False):
+        lines.append(f"- Proxy missed: {r.dataset}/{r.backbone}/{r.regime}: {r.proxy_lr:g} vs grid {r.grid_lr:g}, "
+                     f"{r.proxy_test_diff_points:+.2f} points of test accuracy (seed sd {r.seed_sd_points:.2f}, "
+                     f"{r.noise_from}).")
+    return lines
+
+
+__all__ = ["NOT_RUN", "PROXY_COLUMNS", "VERDICTS", "describe_halving", "halving_table", "proxy_scores",
+           "selection_histories"]

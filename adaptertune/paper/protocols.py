@@ -86,6 +86,9 @@ class Protocol:
     pair_ranks: tuple[int, ...] = ()  # the rank sweep on every (dataset, backbone) pair; the ablation pair runs `ranks`
     init_stds: tuple[float, ...] = ()  # random-init sigmas of the init ablation (empty: the adapter default only)
     precision: str = "fp32"  # config.PRECISIONS; $ADAPTERTUNE_PRECISION overrides it (precision_of)
+    # train the proxy rule's short runs on every main selection cell, to judge `fit`'s search against the full grid
+    # (paper.halving); a profile that never runs `fit` on its own cells leaves it off
+    judge_proxies: bool = False
     extended_note: str = ""
     lr_grid_note: str = ""
     # regimes beyond the paper (LoRA, BitFit) in the tuned protocol's selection and tuned grids; ``optional_beyond``
@@ -157,6 +160,7 @@ PROTOCOLS: dict[str, Protocol] = {
                           longer_factor=3, longer_datasets=("fmnist_target", "digits"),
                           matched_candidates=("mini-s.e4", "mini-s.e7", "mini-s"), matched_to="mini-b"),
         threads=1, beyond=methods(in_paper=False), replicates=True, ablation_tuned=True, pair_ranks=(1, 4, 16, 64),
+        judge_proxies=True,
         init_stds=(1e-4, 1e-2), selection_seeds={"fmnist_lowdata": (0, 1, 2)},
         extended_note="paper-only: the offline mini protocol has no stand-in for the extended datasets",
         lr_grid_note=("a pilot on mini-s put full fine-tuning's best rate near 1e-3 to 3e-3 and the adapter's near 1e-2 "

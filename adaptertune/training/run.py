@@ -197,10 +197,11 @@ class _Run:
 
     def _finish(self, model, net, splits, state, test_set, train_eval_set, common, compiled) -> dict:
         cfg, history = self.cfg, state["history"]
-        test = evaluate(net, test_set, **common)
-        n = min(cfg.train_eval_limit, len(train_eval_set))
+        skipped = {"acc": None, "top5": None, "loss": None, "n": 0}  # a validation-only run (cfg.final_eval off)
+        test = evaluate(net, test_set, **common) if cfg.final_eval else skipped
+        n = min(cfg.train_eval_limit, len(train_eval_set)) if cfg.final_eval else 0
         pick = torch.randperm(len(train_eval_set), generator=torch.Generator().manual_seed(derive_seed(cfg.seed, "train_eval")))[:n]
-        train_eval = evaluate(net, Subset(train_eval_set, pick.tolist()), **common)
+        train_eval = evaluate(net, Subset(train_eval_set, pick.tolist()), **common) if cfg.final_eval else skipped
         best = max(history, key=lambda r: r["val_acc"]) if history else None
         last = history[-1] if history else {}
         train_imgs = sum(r["train_images"] for r in history)
@@ -211,7 +212,9 @@ class _Run:
             else:
                 save_adapters(model, self.path / run_store.ADAPTER_FILE, class_names=list(splits.class_names),
                               data_config=splits.info["data_config"])
-            run_store.write_predictions(self.path / run_store.PREDICTIONS_FILE, test["y_true"], test["y_pred"], test["top"])
+            if cfg.final_eval:
+                run_store.write_predictions(self.path / run_store.PREDICTIONS_FILE, test["y_true"], test["y_pred"],
+                                            test["top"])
         self.record.update(
             status="finished", finished_at=_now(), wall_s=self._wall(), compiled=compiled,
             peak_mem_mb=provenance.peak_memory_mb(self.ctx.device), resumed_from=state.get("resumed_from", []),
@@ -225,10 +228,11 @@ class _Run:
         self.write(run_store.RESULT_FILE, self.record)
         distributed.barrier(self.ctx)
         m = self.record["metrics"]
-        self.log(f"[{cfg.run_id}] finished: test acc {m['test_acc']:.2%}"
-                 + (f" (top-5 {m['test_top5']:.2%})" if m["test_top5"] is not None else "")
-                 + f", best val {m['best_val_acc']:.2%} @ epoch {m['best_val_epoch']}, train (clean) {m['train_eval_acc']:.2%}, "
-                 f"{self.record['params']['trainable']:,} trainable params, {self.record['wall_s']:.1f}s -> {self.path}")
+        scored = (f"test acc {m['test_acc']:.2%}" + (f" (top-5 {m['test_top5']:.2%})" if m["test_top5"] is not None else "")
+                  if cfg.final_eval else "validation only")
+        self.log(f"[{cfg.run_id}] finished: {scored}, best val {m['best_val_acc']:.2%} @ epoch {m['best_val_epoch']}, "
+                 + (f"train (clean) {m['train_eval_acc']:.2%}, " if cfg.final_eval else "")
+                 + f"{self.record['params']['trainable']:,} trainable params, {self.record['wall_s']:.1f}s -> {self.path}")
         return self.record
 
 

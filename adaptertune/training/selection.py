@@ -15,6 +15,14 @@ finalist is one fewer decision taken on a prefix. On the mini store a single sur
 the grid's rate far more often than two finalists did, and two more often than three (``paper.halving``; the budget
 default then allows three of four or five rates, two of six or seven). Both rules were set after seeing those cells,
 so the halving table judges a rule tuned on them.
+
+Proxy rungs (``proxy=True``, what ``fit`` uses): the first rung is not a prefix but a *proxy*, a short run of its own
+(``FIRST_RUNG`` of the epochs, warm-up shrunk alike) whose cosine anneals to its end, so a high rate is scored after
+its decay instead of at its peak, the bias the prefix rule suffers from. The finalists then train full runs from the
+start. Costlier in epochs (a finalist's first epochs are trained twice), so the budget admits two finalists; proxies
+skip the test evaluation (``RunConfig.final_eval``). The proxy was built to remove that stated bias, with the prefix
+rule's share, finalists and budget unchanged; a pilot on the mini main cells was seen before ``fit`` adopted it, and
+nothing in the rule changed after it (``paper.halving`` judges it).
 """
 from __future__ import annotations
 
@@ -55,18 +63,20 @@ class Rung:
 
 @dataclass(frozen=True)
 class Schedule:
-    """Successive halving for ``candidates`` rates of an ``epochs``-long run; ``cost`` is in full-length runs."""
+    """Successive halving for ``candidates`` rates of an ``epochs``-long run; ``cost`` is in full-length runs.
+    ``proxy``: the first rung is a short run of its own, and the finalists train from the start."""
 
     candidates: int
     epochs: int
     rungs: tuple[Rung, ...]
+    proxy: bool = False
 
     @property
     def epochs_trained(self) -> int:
         done, total = 0, 0
         for rung in self.rungs:
             total += rung.keep * (rung.epoch - done)
-            done = rung.epoch
+            done = 0 if self.proxy else rung.epoch
         return total
 
     @property
@@ -82,18 +92,22 @@ class Schedule:
 
     def describe(self) -> str:
         steps = ", ".join(f"{r.keep} to epoch {r.epoch}" for r in self.rungs)
+        if self.proxy and len(self.rungs) > 1:
+            first, last = self.rungs
+            steps = f"{first.keep} {first.epoch}-epoch proxy runs, the best {last.keep} as full runs"
         return (f"successive halving over {self.candidates} rates of a {self.epochs}-epoch run: {steps}; "
                 f"{self.epochs_trained} epochs = {self.cost:.2f}x one full run, {self.overhead:.2f}x beyond the final "
                 "run")
 
 
-def schedule(candidates: int, epochs: int, budget: float = DEFAULT_BUDGET) -> Schedule:
+def schedule(candidates: int, epochs: int, budget: float = DEFAULT_BUDGET, proxy: bool = False) -> Schedule:
     """Every candidate to ``FIRST_RUNG`` of the run, then the best ones to the end: as many finalists as ``budget``
     allows (its overhead beyond the final run), at least ``MIN_FINALISTS``, fewer than all candidates.
 
     With the default budget: 5 rates of 5 epochs -> 5 to epoch 1, 3 to epoch 5 (17 epochs: 3.4 runs, 2.4 beyond the
-    final one); 4 rates of 20 -> 4 to 4, 3 to 20 (3.2; 2.2). A run of one epoch, or two candidates or fewer: every
-    candidate trains fully. Raises when even ``MIN_FINALISTS`` would exceed ``budget`` full runs beyond the final one.
+    final one); 4 rates of 20 -> 4 to 4, 3 to 20 (3.2; 2.2). With proxies: 7 rates of 5 epochs -> 7 one-epoch
+    proxies, 2 full runs (17 epochs: 3.4; 2.4). A run of one epoch, or two candidates or fewer: every candidate trains
+    fully. Raises when even ``MIN_FINALISTS`` would exceed ``budget`` full runs beyond the final one.
     """
     if candidates < 1 or epochs < 1:
         raise ValueError(f"successive halving needs >= 1 candidate and >= 1 epoch (got {candidates}, {epochs})")
@@ -103,7 +117,7 @@ def schedule(candidates: int, epochs: int, budget: float = DEFAULT_BUDGET) -> Sc
     if candidates <= MIN_FINALISTS or first >= epochs:
         plans = [Schedule(candidates, epochs, (Rung(epochs, candidates),))]
     else:
-        plans = [Schedule(candidates, epochs, (Rung(first, candidates), Rung(epochs, keep)))
+        plans = [Schedule(candidates, epochs, (Rung(first, candidates), Rung(epochs, keep)), proxy)
                  for keep in range(MIN_FINALISTS, candidates)]
     fitting = [plan for plan in plans if plan.overhead <= budget + 1e-9]
     if not fitting:
@@ -174,13 +188,16 @@ def halve(plan: Schedule, rates: Sequence[float], score: Callable[[float, int], 
     return Halving(plan, scores, lr)
 
 
-def halving_choice(histories: Mapping[float, Sequence[float]], epochs: int,
-                   budget: float = DEFAULT_BUDGET) -> Halving:
+def halving_choice(histories: Mapping[float, Sequence[float]], epochs: int, budget: float = DEFAULT_BUDGET,
+                   proxies: Mapping[float, float] | None = None) -> Halving:
     """What halving would choose, from each rate's per-epoch validation accuracies of a full grid (a list of
-    ``epochs`` values; a diverged run's list may stop early: its later epochs count as NaN). Pure: no training."""
-    plan = schedule(len(histories), epochs, budget)
+    ``epochs`` values; a diverged run's list may stop early: its later epochs count as NaN) and, for the proxy rule,
+    each rate's proxy score (its proxy run's last validation accuracy; NaN = diverged). Pure: no training."""
+    plan = schedule(len(histories), epochs, budget, proxy=proxies is not None)
 
     def score(lr: float, epoch: int) -> float:
+        if proxies is not None and epoch < epochs:
+            return float(proxies[lr])
         history = histories[lr]
         return float(history[epoch - 1]) if len(history) >= epoch else float("nan")
 
@@ -208,37 +225,56 @@ class StoreScorer:
         return float(history[epoch - 1]) if len(history) >= epoch else float("nan")
 
 
+def proxy_config(cfg: RunConfig, epochs: int) -> RunConfig:
+    """The proxy of ``cfg``: its first ``epochs`` as a run of their own (warm-up shrunk in proportion, so the cosine
+    still warms up and anneals), scored on validation only."""
+    if not 1 <= epochs <= cfg.epochs:
+        raise ValueError(f"a proxy of a {cfg.epochs}-epoch run needs 1 <= epochs <= {cfg.epochs}, got {epochs}")
+    return cfg.with_(epochs=epochs, warmup_epochs=round(cfg.warmup_epochs * epochs / cfg.epochs, 6), final_eval=False)
+
+
+def proxy_configs(configs: Sequence[RunConfig], budget: float = DEFAULT_BUDGET) -> list[RunConfig]:
+    """The proxy runs the proxy rule trains for these candidates (none when every candidate trains fully)."""
+    plan = schedule(len(configs), configs[0].epochs, budget, proxy=True)
+    return [proxy_config(c, plan.rungs[0].epoch) for c in configs] if len(plan.rungs) > 1 else []
+
+
 def run_halving(configs: Sequence[RunConfig], *, budget: float = DEFAULT_BUDGET, root: str | Path | None = None,
-                verbose: bool = True, log: Callable[[str], None] = print) -> tuple[Halving, dict[float, list[float]]]:
+                verbose: bool = True, log: Callable[[str], None] = print,
+                proxy: bool = False) -> tuple[Halving, dict[float, list[float]]]:
     """Successive halving for real, through the run store: ``configs`` differ only in ``lr``; each rung trains its
-    survivors up to the rung's epoch (resuming stored prefixes, reusing finished runs) and prints one line per
-    candidate. Returns the halving and each candidate's per-epoch validation accuracies."""
+    survivors up to the rung's epoch (resuming stored prefixes, reusing finished runs; with ``proxy``, the first rung
+    trains each candidate's proxy run instead) and prints one line per candidate. Returns the halving and each
+    candidate's per-epoch validation accuracies (a finalist's are its full run's)."""
     from .run import run  # the training floor's entry point (imported here: the rule above stays importable alone)
 
     by_lr = {float(c.lr): c for c in configs}
     if len(by_lr) != len(configs) or len({c.with_(lr=1.0).run_id for c in configs}) != 1:
         raise ValueError("run_halving needs configs that differ only in lr, one per rate")
     epochs = configs[0].epochs
-    plan = schedule(len(configs), epochs, budget)
+    plan = schedule(len(configs), epochs, budget, proxy=proxy)
 
     def train(lr: float, epoch: int) -> list[float]:
-        cfg = by_lr[lr]
-        record = run(cfg, root=root, verbose=verbose, stop_after=None if epoch >= epochs else epoch)
+        cfg = by_lr[lr] if not proxy or epoch >= epochs else proxy_config(by_lr[lr], epoch)
+        record = run(cfg, root=root, verbose=verbose, stop_after=None if epoch >= cfg.epochs else epoch)
         history = record.get("history")
         if history is None:  # a finished run: its per-epoch metrics are in the store
             history = load_metrics(cfg.run_id, root).to_dict("records")
         accs = [float(r["val_acc"]) for r in history]
-        log(f"[{cfg.run_id}] lr {lr:g}: val acc {accs[epoch - 1]:.2%} after epoch {epoch}/{epochs}")
+        kind = f"{cfg.epochs}-epoch proxy" if cfg.epochs < epochs else f"epoch {epoch}/{epochs}"
+        log(f"[{cfg.run_id}] lr {lr:g}: val acc {accs[epoch - 1]:.2%} after {kind}")
         return accs
 
     def diverged(err: BaseException) -> bool:
         return type(err).__name__ == DIVERGED
 
     scorer = StoreScorer(train, diverged)
-    for cfg in configs:  # a rate that diverged before is settled: never retrained
-        stored = read_result(cfg.run_id, root)
-        if stored and stored.get("status") == "failed" and str(stored.get("error", "")).startswith(DIVERGED):
-            scorer.seen[float(cfg.lr)] = []
+    first = plan.rungs[0].epoch
+    for cfg in configs:  # a rate that diverged before (its full run, or its proxy) is settled: never retrained
+        tried = [cfg] + ([proxy_config(cfg, first)] if proxy and len(plan.rungs) > 1 else [])
+        for stored in (read_result(c.run_id, root) for c in tried):
+            if stored and stored.get("status") == "failed" and str(stored.get("error", "")).startswith(DIVERGED):
+                scorer.seen[float(cfg.lr)] = []
 
     def score(lr: float, epoch: int) -> float:
         if lr in scorer.seen and not scorer.seen[lr]:
@@ -253,4 +289,4 @@ def run_halving(configs: Sequence[RunConfig], *, budget: float = DEFAULT_BUDGET,
 
 
 __all__ = ["DEFAULT_BUDGET", "DIVERGED", "FIRST_RUNG", "MIN_FINALISTS", "Halving", "Rung", "Schedule", "StoreScorer",
-           "best_rate", "halve", "halving_choice", "ranked", "run_halving", "schedule"]
+           "best_rate", "halve", "halving_choice", "proxy_config", "proxy_configs", "ranked", "run_halving", "schedule"]
