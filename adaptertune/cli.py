@@ -122,7 +122,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         try:
             return train_grids(args.profile, tuple(args.grid), shard=shard or shard_from_env(), threads=args.threads,
                                root=args.root, retry_failed=args.retry_failed, settings=settings_from(args),
-                               say=lambda m: print(m, file=sys.stderr, flush=True))
+                               steal=args.steal, say=lambda m: print(m, file=sys.stderr, flush=True))
         finally:
             distributed.cleanup()
     if args.grid:
@@ -146,7 +146,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         return 0
     try:
         summary = sweep(with_settings(configs, **settings_from(args)), shard=shard, root=args.root, progress=True,
-                        retry_failed=args.retry_failed, verbose=args.verbose)
+                        retry_failed=args.retry_failed, verbose=args.verbose, steal=args.steal)
     finally:
         distributed.cleanup()
     return 1 if any(s["status"] == "failed" for s in summary) else 0
@@ -308,6 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--profile", choices=PROFILES, default="mini", help="the profile of --grid (default mini)")
     sw.add_argument("--shard", help="i/n: run the i-th of n disjoint parts (default: SLURM array variables when set)")
     sw.add_argument("--dry-run", action="store_true", help="list the runs of this shard and their status; train nothing")
+    sw.add_argument("--steal", action="store_true",
+                    help="with --shard: once this shard is done, train the other shards' runs no process holds (needs "
+                    "a file system where the per-run lock works: local, or one with flock)")
     sw.add_argument("--retry-failed", action="store_true", help="retrain runs whose status is failed")
     sw.add_argument("--verbose", action="store_true", help="print each run's epoch lines too")
     sw.add_argument("--root", help="run store root")

@@ -101,10 +101,11 @@ def _shard_env(home: Path) -> dict[str, str]:
             "OMP_NUM_THREADS": "1"}
 
 
-def _start(sweep_file: Path, shard: str | None, env: dict[str, str]) -> subprocess.Popen:
+def _start(sweep_file: Path, shard: str | None, env: dict[str, str], steal: bool = False) -> subprocess.Popen:
     args = [sys.executable, "-m", "adaptertune", "sweep", str(sweep_file), "--threads", "1"]
-    return subprocess.Popen(args + (["--shard", shard] if shard else []), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    args += (["--shard", shard] + (["--steal"] if steal else [])) if shard else []
+    return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
 
 
 def _stored(cfg: RunConfig, root: Path) -> tuple[dict, list[dict], dict]:
@@ -117,8 +118,8 @@ def _stored(cfg: RunConfig, root: Path) -> tuple[dict, list[dict], dict]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("shards", [2, 4])
-def test_shards_killed_at_random_moments_finish_every_run_once_as_one_process_would(isolated_home, shards):
+@pytest.mark.parametrize("shards,steal", [(2, False), (4, False), (2, True)])
+def test_shards_killed_at_random_moments_finish_every_run_once_as_one_process_would(isolated_home, shards, steal):
     configs = _configs(2)  # 4 small runs
     sweep_file = isolated_home / "sweep.yaml"
     sweep_file.write_text(json.dumps({"base": BASE, "grid": {"rank": [2, 4], "seed": [0, 1]}}))  # JSON is YAML
@@ -128,13 +129,13 @@ def test_shards_killed_at_random_moments_finish_every_run_once_as_one_process_wo
     # every shard, plus one process without --shard that walks every run: only the locks keep it off the others' runs
     names = [f"{i}/{shards}" for i in range(shards)] + [None]
     for _ in range(2):  # two rounds killed at random moments, then one to the end
-        procs = [_start(sweep_file, name, env) for name in names]
+        procs = [_start(sweep_file, name, env, steal) for name in names]
         time.sleep(rng.uniform(3.0, 12.0))
         for proc in procs:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    procs = [_start(sweep_file, name, env) for name in names]
+    procs = [_start(sweep_file, name, env, steal) for name in names]
     assert all(proc.wait(timeout=600) == 0 for proc in procs)
 
     root = isolated_home / "results"
@@ -146,3 +147,15 @@ def test_shards_killed_at_random_moments_finish_every_run_once_as_one_process_wo
         assert _stored(cfg, root) == _stored(cfg, reference), f"resumed after epochs {resumed}"
         assert not (store.run_path(cfg.run_id, root) / "checkpoint.safetensors").exists()
         assert np.isfinite(store.read_result(cfg.run_id, root)["metrics"]["test_acc"])
+
+
+@pytest.mark.slow
+def test_a_stealing_shard_takes_the_other_shards_free_runs_after_its_own(isolated_home):
+    configs = _configs(2)
+    own = [c.run_id for c in select_shard(configs, (0, 2))]
+    alone = sweep(configs, shard=(0, 2), progress=False)
+    assert [x["run_id"] for x in alone if x["ran"]] == own  # without --steal: its own part only
+    stolen = sweep(configs, shard=(0, 2), progress=False, steal=True)
+    others = sorted((c.run_id for c in configs if c.run_id not in own), reverse=True)  # from the far end
+    assert [x["run_id"] for x in stolen if x["ran"]] == others
+    assert all(store.run_status(c.run_id) == "finished" for c in configs)

@@ -41,11 +41,12 @@ def ensure_backbones(profile: str, verbose: bool = False, root: str | Path | Non
 
 def train_grids(profile: str, names: tuple[str, ...] = experiments.GRIDS, shard: tuple[int, int] | None = None,
                 threads: int | None = None, root: str | Path | None = None, retry_failed: bool = False,
-                settings: dict | None = None, say=print) -> int:
+                settings: dict | None = None, steal: bool = False, say=print) -> int:
     """Pretrain what the grids need, then sweep until they stop growing (a tuned cell's final runs appear once its
     selection runs have settled). Returns 0, or 1 when a run failed for another reason than a diverging loss (a
     diverged candidate learning rate is a result of the search). ``threads`` defaults to the profile's pinned count;
-    ``settings``: this process's device, num_workers, compile (``training.sweep.with_settings``; run ids unchanged)."""
+    ``settings``: this process's device, num_workers, compile (``training.sweep.with_settings``; run ids unchanged);
+    ``steal``: take other shards' free runs once this one's are done (``training.sweep.sweep``)."""
     pinned = experiments.protocol(profile).threads
     used, why = apply_threads(threads if threads is not None else pinned, shard[1] if shard else 1)
     if pinned is not None and used != pinned:
@@ -65,7 +66,7 @@ def train_grids(profile: str, names: tuple[str, ...] = experiments.GRIDS, shard:
             return 0
         seen |= {c.run_id for c in configs}
         summary = sweep(with_settings(configs, **(settings or {})), shard=shard, root=root, progress=True,
-                        retry_failed=retry_failed and not seen)
+                        retry_failed=retry_failed and not seen, steal=steal)
         broken = [x for x in summary if x["status"] == "failed" and x["ran"]
                   and not str(x.get("error", "")).startswith(DIVERGED)]
         if broken:
@@ -84,15 +85,16 @@ def shard_count(profile: str, cores: int | None = None) -> int:
 
 def train_sharded(profile: str, shards: int, names: tuple[str, ...] = experiments.GRIDS, say=print,
                   rounds: int = 4) -> int:
-    """Train the grids in ``shards`` parallel ``sweep --shard i/n`` processes (hash shards and per-run locks keep them
-    apart; each runs on its pinned threads), again while a round leaves runs to train: a shard stops when its part
-    is done, and the tuned cells' final runs appear only once every selection run has settled."""
+    """Train the grids in ``shards`` parallel ``sweep --shard i/n --steal`` processes (hash shards and per-run locks
+    keep them apart; each runs on its pinned threads, and takes the others' free runs once its own are done, so no
+    core idles while runs are left), again while a round leaves runs to train: a tuned cell's final runs appear only
+    once its selection runs have settled."""
     ensure_backbones(profile, verbose=True)  # once, before the shards start
     grid_args = [a for name in names for a in ("--grid", name)]
     for round_ in range(1, rounds + 1):
         say(f"[suite] training round {round_}: {shards} shard processes")
         procs = [subprocess.Popen([sys.executable, "-m", "adaptertune", "sweep", "--profile", profile, *grid_args,
-                                   "--shard", f"{i}/{shards}"]) for i in range(shards)]
+                                   "--shard", f"{i}/{shards}", "--steal"]) for i in range(shards)]
         codes = [p.wait() for p in procs]
         if any(codes):
             say(f"[suite] a shard exited with {max(codes)}: see its lines above")

@@ -128,7 +128,8 @@ def with_settings(configs: Iterable[RunConfig], **settings: Any) -> list[RunConf
 
 
 def sweep(configs: Iterable[RunConfig | dict], shard: tuple[int, int] | None = None, root: str | Path | None = None,
-          progress: bool = True, retry_failed: bool = False, dry_run: bool = False, verbose: bool = False) -> list[dict]:
+          progress: bool = True, retry_failed: bool = False, dry_run: bool = False, verbose: bool = False,
+          steal: bool = False) -> list[dict]:
     """Run every config not yet finished (this shard only); returns one ``{run_id, status, ...}`` per config.
 
     ``shard``: ``(i, n)``; default from ``SLURM_ARRAY_TASK_ID/COUNT`` when set. Finished runs are skipped;
@@ -136,9 +137,16 @@ def sweep(configs: Iterable[RunConfig | dict], shard: tuple[int, int] | None = N
     lock is held) is skipped with status ``locked``. A failing run is recorded and the sweep goes on; ``progress``
     prints ``run k/N`` with an ETA. The paper profile on a CPU it did not ask for is refused before any run starts,
     and its datasets and weights are fetched (or found missing) once first (:func:`~.prepare.prepare_inputs`).
+    ``steal``: once its own shard is done, take the other shards' runs that no process holds, so shards of unequal
+    length finish together (safe only where the per-run lock works: a local file system or one with ``flock``).
     """
-    todo = unique(c if isinstance(c, RunConfig) else RunConfig.from_dict(c) for c in configs)
-    todo = select_shard(todo, shard if shard is not None else shard_from_env())
+    every = unique(c if isinstance(c, RunConfig) else RunConfig.from_dict(c) for c in configs)
+    shard = shard if shard is not None else shard_from_env()
+    todo = select_shard(every, shard)
+    if steal and shard is not None:
+        own = {c.run_id for c in todo}
+        # the others' runs from the far end of their lists: each owner works forward, so the two rarely meet
+        todo += sorted((c for c in every if c.run_id not in own), key=lambda c: c.run_id, reverse=True)
     summary, durations = [], []
     skip = ("finished",) if retry_failed else ("finished", "failed")
     statuses = {c.run_id: run_store.run_status(c.run_id, root) for c in todo}
@@ -150,10 +158,11 @@ def sweep(configs: Iterable[RunConfig | dict], shard: tuple[int, int] | None = N
             raise ValueError(refusal)
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
     prepare_inputs(pending, say=say)  # paper profile: downloads once, before any shard trains
-    say(f"[sweep] {len(todo)} run(s) in this shard: {len(todo) - len(pending)} done or skipped, {len(pending)} to do")
+    scope = "in this shard, then the other shards' free ones" if steal and shard is not None else "in this shard"
+    say(f"[sweep] {len(todo)} run(s) {scope}: {len(todo) - len(pending)} done or skipped, {len(pending)} to do")
     k = 0
     for cfg in todo:
-        status = statuses[cfg.run_id]
+        status = run_store.run_status(cfg.run_id, root) if steal else statuses[cfg.run_id]  # another shard moves on
         entry = {"run_id": cfg.run_id, "dataset": cfg.dataset, "backbone": cfg.backbone, "method": cfg.method,
                  "status_before": status}
         if status in skip or dry_run:
