@@ -168,7 +168,7 @@ def fit(data: str | Path, backbone: str, *, method: str = "adapter", rank: int |
     atomic_write_bytes(target, run_store.adapter_file_for_run(first["run_id"], root).read_bytes())
     margin, margin_epoch = halving.margin
     plan = halving.plan
-    proxy_epochs = plan.rungs[0].epoch if plan.proxy and len(plan.rungs) > 1 else None
+    proxy_epochs = plan.proxy_epochs
 
     def scored_by(lr: float, last: int) -> str:  # the run that gave the candidate its last score
         return (proxy_config(by_lr[lr], last) if last == proxy_epochs else by_lr[lr]).run_id

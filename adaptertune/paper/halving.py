@@ -10,7 +10,8 @@ better (the grid's choice is itself one noisy validation reading). Test accuracy
 
 The proxy rule (``fit``'s) is judged the same way where the profile trains its proxy runs (``proxies`` grid): its
 first rung is read from those short runs, its finalists from the same full-length selection runs. Its cost is given
-in epochs and as measured wall time (the proxies' and the losing finalist's recorded ``wall_s`` over the winner's).
+in epochs here; its measured wall time (the proxies' and the losing finalist's recorded ``wall_s`` over the winner's,
+:func:`proxy_wall`) differs on every pass, so it sits with the store's other timings, outside the reproducible table.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..store import runs as run_store
-from ..training.selection import DEFAULT_BUDGET, DIVERGED, Halving, halving_choice, proxy_configs
+from ..training.selection import DEFAULT_BUDGET, Halving, halving_choice, proxy_configs
 from . import tuning
 
 
@@ -29,20 +30,16 @@ def selection_histories(runs: pd.DataFrame, profile: str, cells: list[tuple[str,
                         root: str | Path | None = None) -> dict[tuple[str, str, str], dict[float, list[float]]]:
     """Per settled cell, each candidate rate's per-epoch validation accuracies (a diverged rate: []); cells with an
     unsettled candidate are left out."""
-    rows = runs.drop_duplicates("run_id").set_index("run_id") if len(runs) else pd.DataFrame()
+    rows = tuning.by_run_id(runs)
     out = {}
     for cell in cells:
         histories: dict[float, list[float]] = {}
         for cfg in tuning.search_configs(profile, *cell):
-            if cfg.run_id not in rows.index:
+            how = tuning.outcome(rows, cfg.run_id)
+            if how is None:
                 break
-            row = rows.loc[cfg.run_id]
-            if row.get("status", "finished") == "failed" and str(row.get("error") or "").startswith(DIVERGED):
-                histories[float(cfg.lr)] = []
-            elif row.get("status", "finished") == "finished":
-                histories[float(cfg.lr)] = run_store.load_metrics(cfg.run_id, root)["val_acc"].astype(float).tolist()
-            else:
-                break
+            histories[float(cfg.lr)] = [] if how == "diverged" else \
+                run_store.load_metrics(cfg.run_id, root)["val_acc"].astype(float).tolist()
         else:
             out[cell] = histories
     return out
@@ -56,18 +53,17 @@ def proxy_scores(runs: pd.DataFrame, profile: str,
                  cells: list[tuple[str, str, str]]) -> dict[tuple[str, str, str], dict[float, tuple[float, float]]]:
     """Per cell whose proxy runs are all settled: each rate's (proxy validation accuracy, wall seconds); a diverged
     proxy scores NaN. Cells without proxies (a profile that does not judge them) are left out."""
-    rows = runs.drop_duplicates("run_id").set_index("run_id") if len(runs) else pd.DataFrame()
+    rows = tuning.by_run_id(runs)
     out = {}
     for cell in cells:
         proxies = proxy_configs(tuning.search_configs(profile, *cell))
         found = {}
         for cfg in proxies:
-            row = rows.loc[cfg.run_id] if cfg.run_id in rows.index else None
-            status = None if row is None else row.get("status", "finished")
-            if status == "finished":
-                found[float(cfg.lr)] = (float(row["val_acc"]), float(row.get("wall_s", math.nan)))
-            elif status == "failed" and str(row.get("error") or "").startswith(DIVERGED):
-                found[float(cfg.lr)] = (math.nan, float(row.get("wall_s", math.nan)))
+            how = tuning.outcome(rows, cfg.run_id)
+            if how is not None:
+                row = rows.loc[cfg.run_id]
+                found[float(cfg.lr)] = (float(row["val_acc"]) if how == "finished" else math.nan,
+                                        float(row.get("wall_s", math.nan)))
         if proxies and len(found) == len(proxies):
             out[cell] = found
     return out
@@ -93,19 +89,40 @@ def _verdict(diff: float, sd: float, same: bool, decided: bool) -> str:
     return VERDICTS[1] if abs(diff) <= sd else VERDICTS[2] if diff > 0 else VERDICTS[3]
 
 
-def _proxy_columns(choice: Halving | None, grid_lr: float | None, test, sd: float, wall: dict[float, float],
-                   proxy_wall: float) -> dict:
+def _proxy_columns(choice: Halving | None, grid_lr: float | None, test, sd: float) -> dict:
     """The proxy rule's columns of one cell (NaN and ``NOT_RUN`` where the cell has no proxy runs)."""
     if choice is None:
         return {"proxy_lr": np.nan, "proxy_cost_runs": np.nan, "proxy_overhead_runs": np.nan,
-                "proxy_wall_overhead_runs": np.nan, "proxy_test_diff_points": np.nan, "proxy_verdict": NOT_RUN}
-    finalists = [lr for lr in choice.scores[choice.plan.epochs]]
-    spent = proxy_wall + sum(wall.get(lr, math.nan) for lr in finalists)
+                "proxy_test_diff_points": np.nan, "proxy_verdict": NOT_RUN}
     same = grid_lr is not None and choice.lr == grid_lr
     diff = 0.0 if same else (test(choice.lr) - test(grid_lr) if grid_lr is not None else math.nan)
     return {"proxy_lr": choice.lr, "proxy_cost_runs": choice.plan.cost, "proxy_overhead_runs": choice.plan.overhead,
-            "proxy_wall_overhead_runs": spent / wall.get(choice.lr, math.nan) - 1,
             "proxy_test_diff_points": diff, "proxy_verdict": _verdict(diff, sd, same, grid_lr is not None)}
+
+
+def _proxy_choice(history: dict[float, list[float]], epochs: int, proxies: dict[float, tuple[float, float]] | None):
+    return halving_choice(history, epochs, proxies={lr: v for lr, (v, _) in proxies.items()}) if proxies else None
+
+
+def proxy_wall(runs: pd.DataFrame, profile: str, cells: list[tuple[str, str, str]],
+               root: str | Path | None = None) -> pd.Series:
+    """The proxy rule's recorded wall time beyond the final run, per cell whose proxy and selection runs are settled,
+    in final runs: the proxies' and the losing finalists' ``wall_s`` over the winner's. A measured time, different on
+    every pass, so it is reported with the store's other timings (:mod:`.store_time`), never in ``tab2_halving``."""
+    by_id = tuning.by_run_id(runs)
+    histories = selection_histories(runs, profile, cells, root)
+    out = {}
+    for cell, prox in proxy_scores(runs, profile, list(histories)).items():
+        configs = {float(c.lr): c for c in tuning.search_configs(profile, *cell)}
+        choice = _proxy_choice(histories[cell], next(iter(configs.values())).epochs, prox)
+
+        def wall(lr: float, configs=configs) -> float:
+            rid = configs[lr].run_id
+            return float(by_id.loc[rid, "wall_s"]) if rid in by_id.index else math.nan
+
+        spent = sum(w for _, w in prox.values()) + sum(wall(lr) for lr in choice.scores[choice.plan.epochs])
+        out[cell] = spent / wall(choice.lr) - 1
+    return pd.Series(out, dtype=float, name="proxy_wall_overhead_runs")
 
 
 def halving_table(histories: dict[tuple[str, str, str], dict[float, list[float]]], runs: pd.DataFrame,
@@ -113,7 +130,7 @@ def halving_table(histories: dict[tuple[str, str, str], dict[float, list[float]]
     """One row per cell: the full grid's rate, halving's rate and its cost, whether they agree, and otherwise the test
     accuracy difference of the two (points, seed 0) against the seed noise (the cell's, or pooled over its dataset);
     the same for the proxy rule where ``proxies`` (:func:`proxy_scores`) has the cell."""
-    by_id = runs.drop_duplicates("run_id").set_index("run_id")
+    by_id = tuning.by_run_id(runs)
     sds = _cell_sds(runs, by_id, profile, list(histories))
     pooled: dict[str, list[float]] = {}
     for (dataset, _, _), (sd, _) in sds.items():
@@ -138,12 +155,7 @@ def halving_table(histories: dict[tuple[str, str, str], dict[float, list[float]]
         diff = test(half.lr) - test(grid.lr) if grid is not None else math.nan
         same = grid is not None and half.lr == grid.lr
         verdict = _verdict(diff, sd, same, grid is not None)
-        prox = (proxies or {}).get((dataset, backbone, regime))
-        wall = {lr: float(by_id.loc[c.run_id, "wall_s"]) if prox and c.run_id in by_id.index else math.nan
-                for lr, c in configs.items()}
-        proxy_choice = (halving_choice(hist, epochs, proxies={lr: v for lr, (v, _) in prox.items()})
-                        if prox else None)
-        proxy_wall = sum(w for _, w in prox.values()) if prox else math.nan
+        proxy_choice = _proxy_choice(hist, epochs, (proxies or {}).get((dataset, backbone, regime)))
         out.append({"dataset": dataset, "backbone": backbone, "regime": regime, "epochs": epochs,
                     "candidates": len(hist),
                     "rungs": " → ".join(f"{r.keep}@{r.epoch}" for r in half.plan.rungs),
@@ -151,19 +163,30 @@ def halving_table(histories: dict[tuple[str, str, str], dict[float, list[float]]
                     "grid_lr": grid.lr if grid is not None else np.nan,
                     "halving_lr": half.lr, "test_diff_points": 0.0 if same else diff, "seed_sd_points": sd,
                     "noise_from": noise_from, "verdict": verdict,
-                    **_proxy_columns(proxy_choice, grid.lr if grid is not None else None, test, sd, wall, proxy_wall)})
+                    **_proxy_columns(proxy_choice, grid.lr if grid is not None else None, test, sd)})
     return pd.DataFrame(out, columns=["dataset", "backbone", "regime", "epochs", "candidates", "rungs", "cost_runs",
                                       "overhead_runs", "grid_lr", "halving_lr", "test_diff_points", "seed_sd_points",
                                       "noise_from", "verdict", *PROXY_COLUMNS])
 
 
-PROXY_COLUMNS = ("proxy_lr", "proxy_cost_runs", "proxy_overhead_runs", "proxy_wall_overhead_runs",
-                 "proxy_test_diff_points", "proxy_verdict")
+PROXY_COLUMNS = ("proxy_lr", "proxy_cost_runs", "proxy_overhead_runs", "proxy_test_diff_points", "proxy_verdict")
 
 
 def _span(values: pd.Series) -> str:
     lo, hi = float(values["min"]), float(values["max"])
     return f"{lo:.2f}" if abs(hi - lo) < 5e-3 else f"{lo:.2f}–{hi:.2f}"
+
+
+def describe_proxy_wall(overheads: pd.Series) -> str:
+    """One Markdown line on :func:`proxy_wall` (empty without proxy runs)."""
+    if overheads.empty:
+        return ""
+    over = int((overheads > DEFAULT_BUDGET + 1e-9).sum())
+    return (f"The proxy rule's (`fit`'s) recorded wall time beyond the final run, on the {len(overheads)} main cells "
+            "with proxy runs, in final runs (the proxies' and the losing finalist's `wall_s` over the winner's; "
+            f"proxies skip the test evaluation, the finalists are full runs): median {overheads.median():.2f}, range "
+            f"{_span(overheads.agg(['min', 'max']))}; {over} cell(s) over the budget of {DEFAULT_BUDGET:g}, which is "
+            "stated and enforced in epochs.\n")
 
 
 def describe_halving(table: pd.DataFrame) -> str:
@@ -210,14 +233,13 @@ def _describe_proxies(table: pd.DataFrame) -> list[str]:
     if judged.empty:
         return []
     adapter = judged[judged["regime"] == "adapter"]
-    wall = judged["proxy_wall_overhead_runs"].astype(float)
     lines = [f"- **Proxy rule (what `fit` uses)**, on the {len(judged)} main cells with proxy runs: "
              f"{_counts(judged['proxy_verdict'])}; the prefix rule above, on the same cells: "
              f"{_counts(judged['verdict'])}. Adapter cells (`fit`'s default): proxy "
              f"{_counts(adapter['proxy_verdict'])}; prefix {_counts(adapter['verdict'])}.",
              f"- Proxy cost beyond the final run: {_span(judged['proxy_overhead_runs'].agg(['min', 'max']))} runs in "
-             f"epochs; in recorded wall time (proxies skip the test evaluation; the finalists are full runs) median "
-             f"{wall.median():.2f}, range {_span(wall.agg(['min', 'max']))} (budget {DEFAULT_BUDGET:g})."]
+             f"epochs (budget {DEFAULT_BUDGET:g}); in recorded wall time: `store_time.md`, with the store's other "
+             "timings."]
     for r in judged[judged["proxy_verdict"] == VERDICTS[3]].itertuples(index=False):
         lines.append(f"- Proxy missed: {r.dataset}/{r.backbone}/{r.regime}: {r.proxy_lr:g} vs grid {r.grid_lr:g}, "
                      f"{r.proxy_test_diff_points:+.2f} points of test accuracy (seed sd {r.seed_sd_points:.2f}, "
@@ -225,5 +247,6 @@ def _describe_proxies(table: pd.DataFrame) -> list[str]:
     return lines
 
 
-__all__ = ["NOT_RUN", "PROXY_COLUMNS", "VERDICTS", "describe_halving", "halving_table", "proxy_scores",
+__all__ = ["NOT_RUN", "PROXY_COLUMNS", "VERDICTS", "describe_halving", "describe_proxy_wall", "halving_table",
+           "proxy_scores", "proxy_wall",
            "selection_histories"]

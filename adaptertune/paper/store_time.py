@@ -1,6 +1,7 @@
 """What the run store says a profile's grids cost to train, on which CPU: the timing the README quotes, read from
 each run's recorded wall time and CPU model rather than typed (a timing without its machine means little: Intel and
-AMD machines differ several-fold)."""
+AMD machines differ several-fold). Every measured time of a pass is in this one file, so every other table is
+byte-identical between passes on one CPU type."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,6 +9,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..atomic import atomic_write_bytes
+from . import halving
+from .grids import selection_cells
 from .tables import tables_dir
 
 
@@ -32,9 +35,11 @@ def describe(table: pd.DataFrame, profile: str) -> str:
             "divided by the shards, plus the notebooks; a cached pass trains nothing.\n")
 
 
-def write(runs: pd.DataFrame, profile: str) -> Path:
-    """``figures/tables/<profile>/store_time.md`` (atomically)."""
-    text = describe(store_time(runs), profile)
+def write(runs: pd.DataFrame, store: pd.DataFrame, profile: str) -> Path:
+    """``figures/tables/<profile>/store_time.md`` (atomically): the finished ``runs``' time, and the proxy rule's
+    measured cost read from the whole ``store`` (settled runs: a diverged proxy counts)."""
+    wall = halving.describe_proxy_wall(halving.proxy_wall(store, profile, selection_cells(profile)))
+    text = describe(store_time(runs), profile) + (f"\n{wall}" if wall else "")
     return atomic_write_bytes(tables_dir(profile) / "store_time.md", text.encode())
 
 

@@ -159,7 +159,8 @@ def run_suite(profile: str, only: list[str] | None = None, params: dict | None =
         say(f"[suite] claims: {written['claims']}; controls: {written['controls']}")
         say("[suite] verdict stability: " + written["stability"].read_text().splitlines()[0])
         if profile_record(profile).documented:  # the README and docs include its results from their files
-            say(f"[suite] training time by CPU: {store_time.write(experiments.load_grid(profile).runs, profile)}")
+            loaded = experiments.load_grid(profile)
+            say(f"[suite] training time by CPU: {store_time.write(loaded.runs, loaded.store, profile)}")
             refreshed = readme.sync_all(only="figures/")
             say(f"[suite] documents: {sum(map(len, refreshed.values()))} included block(s) refreshed from figures/")
         say(compare_with_committed(profile))

@@ -109,23 +109,32 @@ class Choice:
         return self.lr in (min(self.val_acc), max(self.val_acc))
 
 
+def by_run_id(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs frame indexed by run id, one row each (empty when there are no runs)."""
+    return runs.drop_duplicates("run_id").set_index("run_id") if len(runs) else pd.DataFrame()
+
+
+def outcome(rows: pd.DataFrame, run_id: str) -> str | None:
+    """How a run settled, as a choice reads it: "finished", "diverged" (loss not finite: scored NaN, never chosen) or
+    None while it is unsettled (absent, running, or failed otherwise). ``rows``: :func:`by_run_id`'s frame, which
+    may hold failed rows (``status``, ``error``)."""
+    if run_id not in rows.index:
+        return None
+    row = rows.loc[run_id]
+    status = row.get("status", "finished")
+    if status == "finished":
+        return "finished"
+    return "diverged" if status == "failed" and str(row.get("error") or "").startswith(DIVERGED) else None
+
+
 def _scores(runs: pd.DataFrame, configs: list[RunConfig]) -> dict[float, float]:
     """Validation accuracy per candidate rate, the mean over its selection seeds, for the rates whose runs are all
-    settled: finished (their last-epoch val_acc) or diverged (NaN, which makes the mean NaN). ``runs`` may hold failed
-    rows (``status``, ``error``); other failures are unsettled."""
-    if not len(runs):
-        return {}
-    rows = runs.drop_duplicates("run_id").set_index("run_id")
+    settled: finished (their last-epoch val_acc) or diverged (NaN, which makes the mean NaN)."""
+    rows = by_run_id(runs)
     by_lr: dict[float, list[float | None]] = {}
     for c in configs:
-        value = None
-        if c.run_id in rows.index:
-            row = rows.loc[c.run_id]
-            status = row.get("status", "finished")
-            if status == "finished":
-                value = float(row["val_acc"])
-            elif status == "failed" and str(row.get("error") or "").startswith(DIVERGED):
-                value = float("nan")
+        how = outcome(rows, c.run_id)
+        value = None if how is None else float(rows.loc[c.run_id, "val_acc"]) if how == "finished" else float("nan")
         by_lr.setdefault(float(c.lr), []).append(value)
     return {lr: float(np.mean(v)) for lr, v in by_lr.items() if all(x is not None for x in v)}
 
@@ -206,5 +215,5 @@ def describe_selection(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["CONTROL_ARMS", "arms", "describe_selection", "DIVERGED", "Arm", "Choice", "arm", "candidates", "cell_config", "choose", "final_configs", "search_configs", "selection_configs", "selection_seeds",
+__all__ = ["CONTROL_ARMS", "arms", "by_run_id", "outcome", "describe_selection", "DIVERGED", "Arm", "Choice", "arm", "candidates", "cell_config", "choose", "final_configs", "search_configs", "selection_configs", "selection_seeds",
            "selection_table"]

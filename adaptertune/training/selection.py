@@ -80,6 +80,11 @@ class Schedule:
         return total
 
     @property
+    def proxy_epochs(self) -> int | None:
+        """The proxy runs' length (the first rung) when the first rung trains proxies; None when candidates run on."""
+        return self.rungs[0].epoch if self.proxy and len(self.rungs) > 1 else None
+
+    @property
     def cost(self) -> float:
         """Epochs trained over all candidates / the epochs of one full run (the winner's full run counted in)."""
         return self.epochs_trained / self.epochs
@@ -92,7 +97,7 @@ class Schedule:
 
     def describe(self) -> str:
         steps = ", ".join(f"{r.keep} to epoch {r.epoch}" for r in self.rungs)
-        if self.proxy and len(self.rungs) > 1:
+        if self.proxy_epochs is not None:
             first, last = self.rungs
             steps = f"{first.keep} {first.epoch}-epoch proxy runs, the best {last.keep} as full runs"
         return (f"successive halving over {self.candidates} rates of a {self.epochs}-epoch run: {steps}; "
@@ -235,8 +240,8 @@ def proxy_config(cfg: RunConfig, epochs: int) -> RunConfig:
 
 def proxy_configs(configs: Sequence[RunConfig], budget: float = DEFAULT_BUDGET) -> list[RunConfig]:
     """The proxy runs the proxy rule trains for these candidates (none when every candidate trains fully)."""
-    plan = schedule(len(configs), configs[0].epochs, budget, proxy=True)
-    return [proxy_config(c, plan.rungs[0].epoch) for c in configs] if len(plan.rungs) > 1 else []
+    epochs = schedule(len(configs), configs[0].epochs, budget, proxy=True).proxy_epochs
+    return [] if epochs is None else [proxy_config(c, epochs) for c in configs]
 
 
 def run_halving(configs: Sequence[RunConfig], *, budget: float = DEFAULT_BUDGET, root: str | Path | None = None,
@@ -255,7 +260,7 @@ def run_halving(configs: Sequence[RunConfig], *, budget: float = DEFAULT_BUDGET,
     plan = schedule(len(configs), epochs, budget, proxy=proxy)
 
     def train(lr: float, epoch: int) -> list[float]:
-        cfg = by_lr[lr] if not proxy or epoch >= epochs else proxy_config(by_lr[lr], epoch)
+        cfg = proxy_config(by_lr[lr], epoch) if epoch == plan.proxy_epochs else by_lr[lr]
         record = run(cfg, root=root, verbose=verbose, stop_after=None if epoch >= cfg.epochs else epoch)
         history = record.get("history")
         if history is None:  # a finished run: its per-epoch metrics are in the store
@@ -269,9 +274,8 @@ def run_halving(configs: Sequence[RunConfig], *, budget: float = DEFAULT_BUDGET,
         return type(err).__name__ == DIVERGED
 
     scorer = StoreScorer(train, diverged)
-    first = plan.rungs[0].epoch
     for cfg in configs:  # a rate that diverged before (its full run, or its proxy) is settled: never retrained
-        tried = [cfg] + ([proxy_config(cfg, first)] if proxy and len(plan.rungs) > 1 else [])
+        tried = [cfg] + ([proxy_config(cfg, plan.proxy_epochs)] if plan.proxy_epochs is not None else [])
         for stored in (read_result(c.run_id, root) for c in tried):
             if stored and stored.get("status") == "failed" and str(stored.get("error", "")).startswith(DIVERGED):
                 scorer.seen[float(cfg.lr)] = []

@@ -162,7 +162,9 @@ def sweep(configs: Iterable[RunConfig | dict], shard: tuple[int, int] | None = N
     say(f"[sweep] {len(todo)} run(s) {scope}: {len(todo) - len(pending)} done or skipped, {len(pending)} to do")
     k = 0
     for cfg in todo:
-        status = run_store.run_status(cfg.run_id, root) if steal else statuses[cfg.run_id]  # another shard moves on
+        status = statuses[cfg.run_id]
+        if steal and status not in skip:  # another shard may have taken it since: a settled run stays settled
+            status = run_store.run_status(cfg.run_id, root)
         entry = {"run_id": cfg.run_id, "dataset": cfg.dataset, "backbone": cfg.backbone, "method": cfg.method,
                  "status_before": status}
         if status in skip or dry_run:
