@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .adapter import AdapterConfig
 from .config import PROFILES
+from .regimes import file_methods
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -133,7 +134,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         configs = load_sweep(args.file)
         configs = [c.with_(precision=args.precision) for c in configs] if args.precision else configs
     if not args.dry_run:
-        _threads(args.threads, shards=(shard or shard_from_env() or (0, 1))[1])
+        _threads(args.threads, shards=(shard or (0, 1))[1])  # an array's tasks are separate allocations: not sharing
     if args.dry_run:
         from .store import runs as run_store
 
@@ -248,8 +249,10 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     report = fit(args.data, args.backbone, method=args.method, rank=args.rank, profile=args.profile,
                  seeds=tuple(args.seeds) if args.seeds else None, out=args.out, root=args.root, verbose=args.verbose,
                  **budget, **_fit_changes(args))
+    seeds = "" if len(report.seeds) < 2 else \
+        f" (mean over {len(report.seeds)} seeds; the file holds seed {report.seeds[0]['seed']})"
     print(f"chosen lr {report.lr:g}; test acc " + (f"{report.test_acc:.2%}" if report.test_acc is not None else "-")
-          + f"; {report.adapter_file} ({report.file_bytes:,} bytes)\nuse it: {report.predict_command}")
+          + f"{seeds}; {report.adapter_file} ({report.file_bytes:,} bytes)\nuse it: {report.predict_command}")
     return 0
 
 
@@ -360,7 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     ft = sub.add_parser("fit", help="choose the learning rate on validation (successive halving), train, write the "
                         "adapter file + report")
     _add_fit_options(ft)
-    ft.add_argument("--method", default="adapter", choices=("adapter", "head"))
+    ft.add_argument("--method", default="adapter", choices=file_methods(),
+                    help="what to train (default adapter): a method whose result is an adapter file")
     ft.add_argument("--rank", type=_rank, default=AdapterConfig.rank, help="an integer, or auto (the rank advisor)")
     ft.add_argument("--budget", type=float, default=None,
                     help="most the rate choice may cost beyond the final run, in full-length runs "

@@ -11,7 +11,8 @@ registry. ``RunConfig.run_id`` hashes these digests with the config, so such a c
 - split: everything that decides which images are train / val / test — the registry's sizes and pool caps, the
   split format and its fixed test seed (the seed, validation fraction and limit are config fields already). The
   stored split files carry the labels' fingerprint and refuse a changed dataset on load (``data.splits``). A user's
-  ImageFolder digests its class folders and file names.
+  ImageFolder digests its images' paths and bytes (``data.folder.folder_digest``): an image overwritten in place
+  is a new input.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from .backbones import mini_spec, mini_weights_path, resolve_name
+from .data.folder import folder_digest
 from .data.registry import DATASETS, MINI_SIZES
 from .data.splits import FIXED_TEST_SEED, FORMAT
 from .paths import looks_like_path
@@ -64,13 +66,6 @@ def backbone_digest(backbone: str, pretrained: bool, checkpoint: str | None, pro
     return f"timm:{resolve_name(backbone)}"
 
 
-@lru_cache(maxsize=64)
-def _folder_digest(path: str, mtime_ns: int) -> str:
-    root = Path(path)
-    listing = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
-    return _short("\n".join(listing).encode())
-
-
 def split_digest(dataset: str) -> str:
     """What decides the dataset's splits beyond the config's seed, validation fraction and limit."""
     if dataset in DATASETS:
@@ -81,9 +76,7 @@ def split_digest(dataset: str) -> str:
         return _short(json.dumps(definition, sort_keys=True, default=list).encode())
     root = Path(dataset)
     if looks_like_path(dataset) and root.is_dir():
-        # a file added inside a class folder changes that folder's mtime, not the root's
-        stamp = max([root.stat().st_mtime_ns] + [p.stat().st_mtime_ns for p in root.iterdir() if p.is_dir()])
-        return f"folder:{_folder_digest(str(root.resolve()), stamp)}"
+        return f"folder:{folder_digest(root)}"
     return f"missing:{Path(dataset).name}"
 
 

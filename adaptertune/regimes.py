@@ -153,6 +153,12 @@ def methods(in_paper: bool | None = None) -> tuple[str, ...]:
     return tuple(n for n, r in REGIMES.items() if in_paper is None or r.in_paper == in_paper)
 
 
+def file_methods() -> tuple[str, ...]:
+    """The regimes whose trained part is an adapter file (``predict`` and ``MultiTask`` serve it on a shared frozen
+    backbone): every registered one but the whole-model regimes such as full fine-tuning."""
+    return tuple(n for n, r in REGIMES.items() if not r.whole_model)
+
+
 def _apply_head(model: nn.Module, options: dict[str, Any]) -> dict[str, Any]:
     heads = set(head_parameter_names(model))
     for name, p in model.named_parameters():

@@ -1,11 +1,14 @@
 """RunConfig: validation with clear errors, YAML coercion, and run identity (what changes the run_id)."""
 from __future__ import annotations
 
+import shutil
+
 import json
 
 import pytest
 
 from adaptertune import RunConfig
+from adaptertune.data.folder import folder_digest
 
 
 def tiny(**changes) -> RunConfig:
@@ -114,4 +117,12 @@ def test_run_id_of_a_folder_follows_its_files(tmp_path):
     cfg = RunConfig(dataset=str(root), backbone="vit-s16", method="head", profile="paper")
     first = cfg.run_id
     (root / "dog" / "b.png").write_bytes(b"y")
-    assert cfg.run_id != first
+    added = cfg.run_id
+    assert added != first
+    (root / "dog" / "b.png").write_bytes(b"z")  # the same name, other bytes: a new input
+    assert cfg.run_id != added
+    (root / "dog" / "notes.txt").write_text("not an image")  # what the dataset never reads changes nothing
+    assert cfg.run_id == RunConfig(dataset=str(root), backbone="vit-s16", method="head", profile="paper").run_id
+    copy = tmp_path / "elsewhere" / "pets"
+    shutil.copytree(root, copy)
+    assert folder_digest(copy) == folder_digest(root)  # the digest is of the images, not of where they are

@@ -159,6 +159,10 @@ def test_image_folder_without_test_folder(home):
     assert Path(s.info["test_split_file"]).parent == paths.splits_dir()
     again = load_dataset(str(root), profile="mini", seed=1)
     assert [again.val[i][1] for i in range(len(again.val))] == [s.val[i][1] for i in range(len(s.val))]
+    fx.write_image_folder(root, per_class=8)  # more images of every class: new splits, not a refusal of the old
+    grown = load_dataset(str(root), profile="mini", seed=1)
+    assert len(grown.train) + len(grown.val) + len(grown.test) == 24
+    assert grown.info["test_split_file"] != s.info["test_split_file"]
 
 
 def test_image_folder_with_test_folder(home):

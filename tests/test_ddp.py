@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -46,3 +47,32 @@ def test_two_processes_match_one(isolated_home, tmp_path, method):
     assert list(a["train_images"]) == list(b["train_images"])
     assert b["train_loss"].tolist() == pytest.approx(a["train_loss"].tolist(), rel=1e-4)
     assert b["lr"].tolist() == pytest.approx(a["lr"].tolist())
+
+
+AGREE_SCRIPT = textwrap.dedent("""
+    import torch.distributed as dist
+    from adaptertune.training import distributed
+    ctx = distributed.setup("cpu")
+    # each rank reads a different answer (as two ranks reading a shared file a moment apart can); all act on rank 0's
+    print(f"rank {ctx.rank}: {distributed.agreed(ctx, ctx.rank == 0)} {distributed.agreed(ctx, ctx.rank == 1)}")
+    import torch
+    from torch.utils.data import TensorDataset
+    from adaptertune.data import make_loader
+    from adaptertune.training.loop import evaluate
+    one = TensorDataset(torch.ones(1, 3), torch.zeros(1, dtype=torch.long))  # fewer rows than ranks
+    out = evaluate(torch.nn.Linear(3, 2), one, ctx=ctx, batch_size=4, precision="fp32", make_loader=make_loader, seed=0)
+    print(f"eval {ctx.rank}: n={out['n']}")
+    distributed.cleanup()
+""")
+
+
+@pytest.mark.slow
+def test_ranks_act_on_rank_zeros_reading_and_a_split_smaller_than_the_world_is_scored(tmp_path):
+    script = tmp_path / "agree.py"
+    script.write_text(AGREE_SCRIPT)
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or "torchrun"
+    proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", str(script)],
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    said = sorted(re.findall(r"(?:rank|eval) \d: (?:True|False|n=\d+)(?: True| False)?", proc.stdout))  # interleaved
+    assert said == ["eval 0: n=1", "eval 1: n=1", "rank 0: True False", "rank 1: True False"]

@@ -4,6 +4,7 @@ few images)."""
 from __future__ import annotations
 
 import json
+import shlex
 from types import SimpleNamespace
 
 import fixtures_data as fx
@@ -38,6 +39,9 @@ def test_fit_on_a_folder_writes_a_served_adapter_and_a_report(isolated_home, fol
     assert saved["seeds"][0]["test_acc"] is not None
     assert {c["class"] for c in saved["per_class"]} == {"cat", "dog", "fox"}
     assert "python -m adaptertune predict" in (out / "report.md").read_text()
+    level = next(c for c in report.candidates if c["chosen"])["val_acc"][report.margin_epoch]
+    assert saved["val_images"] > 0 and saved["margin_noise_points"] == pytest.approx(
+        100 * (level * (1 - level) / saved["val_images"]) ** 0.5)
     run_id = report.seeds[0]["run_id"]
     assert (out / "adapters.safetensors").read_bytes() == store.adapter_file_for_run(run_id).read_bytes()
     assert report.file_bytes == (out / "adapters.safetensors").stat().st_size
@@ -57,6 +61,20 @@ def test_fit_on_a_folder_writes_a_served_adapter_and_a_report(isolated_home, fol
     assert again.lr == report.lr and again.seeds == report.seeds
 
 
+def _report(margin: float | None, noise: float | None) -> fitting.FitReport:
+    return fitting.FitReport(
+        dataset="pics", backbone="mini-s", method="adapter", rank=4, profile="smoke", schedule="s", cost_runs=3.4,
+        overhead_runs=2.4, candidates=[], lr=1e-2, at_grid_edge=False, margin_points=margin, margin_epoch=5, seeds=[],
+        per_class=[], trainable_params=1, file_bytes=1, adapter_file="a", predict_command="p", val_images=80,
+        margin_noise_points=noise)
+
+
+def test_the_report_says_whether_the_margin_beats_the_validation_noise():
+    assert _report(1.25, 5.1).margin_within_noise and "a tie with the runner-up" in _report(1.25, 5.1).markdown()
+    assert _report(7.5, 5.1).margin_within_noise is False and "beyond it." in _report(7.5, 5.1).markdown()
+    assert _report(None, 5.1).margin_within_noise is None and "sampling sd" not in _report(None, 5.1).markdown()
+
+
 def test_one_class_is_refused(isolated_home):
     fx.write_image_folder(isolated_home / "one", classes=("cat",), per_class=30)
     with pytest.raises(ValueError, match="need >= 2"):
@@ -66,8 +84,43 @@ def test_one_class_is_refused(isolated_home):
 def test_too_few_images_are_refused_with_the_number_needed(isolated_home):
     fx.write_image_folder(isolated_home / "few", per_class=6)
     with pytest.raises(ValueError, match=r"too few to choose a learning rate: fit needs at least 20 .* at least 200 "
-                                         r"training images"):
+                                         r"training images; a folder without test/ gives 20% .* about 250 images"):
         fitting.fit(str(isolated_home / "few"), "mini-s", log=lambda s: None, **SMALL)
+
+
+def test_bad_requests_are_refused_before_anything_trains(isolated_home, monkeypatch):
+    folder = fx.write_image_folder(isolated_home / "my pics", per_class=40)
+    monkeypatch.setattr(fitting, "run_halving", lambda *a, **k: pytest.fail("nothing may train"))
+    monkeypatch.setattr(fitting, "advise", lambda *a, **k: pytest.fail("nothing may train"))
+    with pytest.raises(ValueError, match=r"seeds \[-1\] are not allowed"):
+        fitting.fit(str(folder), "mini-s", seeds=(0, -1), log=lambda s: None, **SMALL)
+    (isolated_home / "taken").write_text("a file")
+    with pytest.raises(ValueError, match="exists and is not a folder"):
+        fitting.fit(str(folder), "mini-s", out=isolated_home / "taken" / "out", log=lambda s: None, **SMALL)
+    with pytest.raises(ValueError, match="over the budget of 0.5: a budget of at least"):
+        fitting.fit(str(folder), "mini-s", rank="auto", budget=0.5, log=lambda s: None, **SMALL)
+    (folder / "train" / "cat" / "zz_broken.png").write_text("not an image")
+    with pytest.raises(ValueError, match=r"1 image file\(s\) cannot be opened as images, e.g. train/cat/zz_broken.png"):
+        fitting.fit(str(folder), "mini-s", log=lambda s: None, **SMALL)
+
+
+def test_a_bare_name_that_is_both_a_dataset_and_a_folder_is_ambiguous(isolated_home, monkeypatch):
+    monkeypatch.chdir(isolated_home)
+    (isolated_home / "digits").mkdir()
+    with pytest.raises(ValueError, match="both a registered dataset and a folder here: pass ./digits"):
+        userdata.dataset_name("digits")
+    assert userdata.dataset_name("./digits") == "./digits"
+
+
+def test_the_predict_command_is_quoted_and_the_report_is_strict_json(tmp_path):
+    record = {"run_id": "0123456789ab", "config": {"pretrained": True}}
+    command = fitting._predict_command(tmp_path / "my out" / "adapters.safetensors", record, "mini", None)
+    assert shlex.split(command)[4] == str(tmp_path / "my out" / "adapters.safetensors")
+    random_init = fitting._predict_command(tmp_path / "a.safetensors", {**record, "config": {"pretrained": False}},
+                                           "smoke", tmp_path / "store")
+    assert shlex.split(random_init)[4:] == ["0123456789ab", "--images", "IMAGES", "--root", str(tmp_path / "store")]
+    cleaned = fitting._json_safe({"overlap": float("nan"), "curve": [1.0, float("inf")], "rank": 64})
+    assert json.loads(json.dumps(cleaned, allow_nan=False)) == {"overlap": None, "curve": [1.0, None], "rank": 64}
 
 
 def test_a_class_missing_from_validation_is_refused(monkeypatch):

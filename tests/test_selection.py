@@ -49,8 +49,10 @@ def test_the_mini_schedule_is_stated_from_the_rungs():
 
 
 def test_a_schedule_over_budget_is_refused():
-    with pytest.raises(ValueError, match="3.00 full runs beyond the final one.*over the budget of 2.5"):
+    with pytest.raises(ValueError, match="3.00 full runs beyond the final one.*over the budget of 2.5: a budget of at "
+                                         "least 3 allows it"):
         schedule(12, 5)
+    assert schedule(12, 5, budget=3).overhead == 3.0  # the budget the message names is enough
     with pytest.raises(ValueError, match="budget=0"):
         schedule(5, 5, budget=0)
 

@@ -53,6 +53,10 @@ def test_shards_are_disjoint_deterministic_and_complete(monkeypatch):
     monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "4")
     monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "1")
     assert shard_from_env() == (2, 4)
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "12")  # --array=0-15:4 runs tasks 0, 4, 8, 12: shards 0..3 of 4
+    monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "0")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_STEP", "4")
+    assert shard_from_env() == (3, 4)
 
 
 def test_second_sweep_trains_nothing(isolated_home, monkeypatch):
@@ -125,3 +129,9 @@ def test_cli_sweep_dry_run_and_shard(isolated_home, tmp_path, capsys):
     assert not parts[0] & parts[1] and len(parts[0] | parts[1]) == 3
     assert main(["sweep", str(sweep_file), "--shard", "1/2"]) == 0
     assert set(store.load_results()["run_id"]) == parts[1]
+
+
+def test_a_sweep_under_a_multi_process_launcher_is_refused(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")  # ranks deciding apart which runs to skip would deadlock
+    with pytest.raises(ValueError, match="WORLD_SIZE=2.*one sweep process per GPU"):
+        sweep([RunConfig(**BASE, method="head")], progress=False)

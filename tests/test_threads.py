@@ -23,8 +23,19 @@ def test_rule_order(clean_env):
     assert threads.decide_threads(None, cores=8) == (4, "2 processes share 8 cores")
     clean_env.setenv("OMP_NUM_THREADS", "5")
     assert threads.decide_threads(None, shards=4, cores=8) == (5, "$OMP_NUM_THREADS")
-    clean_env.setenv("SLURM_CPUS_PER_TASK", "6")
-    assert threads.decide_threads(None, shards=4, cores=8) == (6, "$SLURM_CPUS_PER_TASK")
+    clean_env.setenv("SLURM_CPUS_PER_TASK", "6")  # the task's share, split between the processes sharing it
+    assert threads.decide_threads(None, shards=3, cores=8) == (2, "$SLURM_CPUS_PER_TASK / 3 processes")
+    clean_env.delenv("LOCAL_WORLD_SIZE")
+    assert threads.decide_threads(None, shards=1, cores=8) == (6, "$SLURM_CPUS_PER_TASK")
+    assert threads.decide_threads(None, shards=12, cores=8)[0] == 1  # never below one
+
+
+def test_cores_are_the_ones_this_process_may_use(clean_env):
+    import os
+
+    if hasattr(os, "sched_getaffinity"):
+        assert threads.available_cores() == len(os.sched_getaffinity(0))
+    assert threads.decide_threads(None, shards=threads.available_cores())[0] == 1
 
 
 def test_bad_values_are_named(clean_env):
@@ -55,7 +66,7 @@ def test_cli_sweep_shard_takes_its_share(clean_env, isolated_home, capsys, monke
     sweep_file.write_text("base: {dataset: digits, backbone: mini-s, method: head, pretrained: false, profile: smoke, "
                           "epochs: 1, warmup_epochs: 0, batch_size: 64, limit: 100, train_eval_limit: 50}\n"
                           "grid: {seed: [0, 1]}\n")
-    monkeypatch.setattr(threads.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(threads, "available_cores", lambda: 4)
     before = torch.get_num_threads()
     try:
         assert main(["sweep", str(sweep_file), "--shard", "0/2"]) == 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from PIL import Image
 from torch.utils.data import Subset
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
@@ -26,9 +27,44 @@ def _samples(directory: Path, class_to_idx: dict[str, int], allow_empty: bool) -
         raise DatasetNotFoundError(f"ImageFolder dataset {directory}: {e}") from e
 
 
+_CONTENT: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> SHA-256 of the file: each read once
+
+
+def folder_digest(root: str | Path) -> str:
+    """The images of a folder, as 16 hex digits: every image file's relative path and bytes (SHA-256). Adding,
+    removing, renaming or overwriting an image changes it; a copy of the folder elsewhere keeps it."""
+    root = Path(root).resolve()
+    lines = []
+    for path in sorted(root.rglob("*")):
+        if path.suffix.lower() in IMG_EXTENSIONS and path.is_file():
+            stat = path.stat()
+            key = (str(path), stat.st_size, stat.st_mtime_ns)
+            if key not in _CONTENT:
+                with open(path, "rb") as handle:
+                    _CONTENT[key] = hashlib.file_digest(handle, "sha256").hexdigest()
+            lines.append(f"{path.relative_to(root).as_posix()}\t{_CONTENT[key]}")
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+
+
+def unreadable_images(root: str | Path) -> list[str]:
+    """The image files under ``root`` (by extension) whose header PIL cannot read, as paths relative to ``root``: a
+    cheap check before training, which would otherwise stop at the first one mid-epoch."""
+    root = Path(root)
+    broken = []
+    for path in sorted(root.rglob("*")):
+        if path.suffix.lower() in IMG_EXTENSIONS and path.is_file():
+            try:
+                with Image.open(path):
+                    pass
+            except (OSError, SyntaxError, ValueError):  # UnidentifiedImageError is an OSError
+                broken.append(path.relative_to(root).as_posix())
+    return broken
+
+
 def split_name(root: Path) -> str:
-    """Split-file name: folder name + a hash of the full path (two folders called 'data' do not collide)."""
-    return f"folder-{root.name}-{hashlib.sha1(str(root).encode()).hexdigest()[:8]}"
+    """Split-file name: folder name, a hash of the full path (two folders called 'data' do not collide) and of its
+    images (a folder whose images changed draws new splits instead of refusing the old ones)."""
+    return f"folder-{root.name}-{hashlib.sha1(str(root).encode()).hexdigest()[:8]}-{folder_digest(root)[:8]}"
 
 
 def open_folder(root: Path) -> Source:

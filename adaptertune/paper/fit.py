@@ -11,6 +11,7 @@ the adapter file unchanged (``predict`` and ``MultiTask`` read it as they read a
 from __future__ import annotations
 
 import math
+import shlex
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,17 +19,16 @@ import numpy as np
 
 from ..atomic import atomic_write_bytes
 from ..config import RunConfig
-from ..regimes import methods, regime
+from ..regimes import file_methods, regime
 from ..store import runs as run_store
 from ..training.run import run
-from ..training.selection import DEFAULT_BUDGET, proxy_config, run_halving
+from ..training.selection import DEFAULT_BUDGET, proxy_config, run_halving, schedule
 from . import tuning
 from .advisor import advise
 from .protocols import protocol
 from .userdata import check_selectable, dataset_name, default_profile
 
-# fit serves what an adapter file holds: every registered regime but the whole-model ones (full FT)
-FIT_METHODS = tuple(n for n in methods() if not regime(n).whole_model)
+FIT_METHODS = file_methods()  # fit serves what an adapter file holds: not full FT
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,16 @@ class FitReport:
     predict_command: str
     rank_advice: dict | None = None
     proxy_epochs: int | None = None  # the proxy runs' length (the first rung); None: every candidate ran fully
+    val_images: int | None = None  # the validation split the choice was made on
+    margin_noise_points: float | None = None  # binomial sd of one accuracy at the winner's level on that split
+
+    @property
+    def margin_within_noise(self) -> bool | None:
+        """True when the margin is below the validation split's sampling sd: a split of the same size drawn again
+        could have chosen the runner-up (a "best" has to beat the noise to mean more than a tie)."""
+        if self.margin_points is None or self.margin_noise_points is None:
+            return None
+        return self.margin_points < self.margin_noise_points
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,6 +88,11 @@ class FitReport:
         margin = ("alone at its rung" if self.margin_points is None
                   else f"{self.margin_points:+.2f} points over the runner-up at epoch {self.margin_epoch}")
         lines += ["", f"Margin: {margin}."]
+        if self.margin_within_noise is not None:
+            lines[-1] += (f" The validation split's sampling sd of one accuracy at this level is "
+                          f"{self.margin_noise_points:.2f} points ({self.val_images} images): the margin is "
+                          + ("within it, so the choice is a tie with the runner-up, not a measured best."
+                             if self.margin_within_noise else "beyond it."))
         if self.rank_advice:
             lines += [f"Rank: {self.rank} (advised: {self.rank_advice.get('summary', '')})."]
         lines += ["", "| seed | run | val acc | test acc |", "|---:|---|---:|---:|"]
@@ -101,6 +116,34 @@ def _finite(v: float) -> float | None:
 
 def _pct(v: float | None) -> str:
     return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.2f}%"
+
+
+def _json_safe(value):
+    """``value`` with every NaN or infinity (nested in dicts and lists) as None: report.json stays strict JSON."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return _finite(value) if isinstance(value, float) else value
+
+
+def _check_out(out: Path) -> None:
+    """Refuse an output folder that cannot be made, before anything trains."""
+    for place in (out, *out.parents):
+        if place.exists():
+            if not place.is_dir():
+                raise ValueError(f"out={str(out)!r} is not allowed: {place} exists and is not a folder")
+            return
+
+
+def _predict_command(target: Path, record: dict, profile: str, root: str | Path | None) -> str:
+    """The command that serves the result, quoted for a shell. A random-init backbone exists only in the run, so the
+    command names the run (``predict`` rebuilds that backbone from the store) instead of the file."""
+    pretrained = record["config"].get("pretrained", True)
+    ref = str(target) if pretrained else record["run_id"]
+    extra = ([] if pretrained or root is None else ["--root", str(root)]) + \
+        (["--profile", "smoke"] if profile == "smoke" and pretrained else [])
+    return shlex.join(["python", "-m", "adaptertune", "predict", ref, "--images", "IMAGES", *extra])
 
 
 def per_class_errors(run_id: str, class_names: list[str], root: str | Path | None = None) -> list[dict]:
@@ -138,7 +181,17 @@ def fit(data: str | Path, backbone: str, *, method: str = "adapter", rank: int |
     dataset = dataset_name(data)
     profile = profile or default_profile(backbone)
     p = protocol(profile)
-    seeds = tuple(seeds) if seeds else (p.selection_seed,)
+    seeds = tuple(dict.fromkeys(seeds)) if seeds else (p.selection_seed,)  # a seed given twice trains (and counts) once
+    bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, int) or s < 0]
+    if bad:
+        raise ValueError(f"seeds {bad} are not allowed: use non-negative integers")
+    out = Path(out) if out is not None else Path(f"fit-{Path(dataset).name}-{backbone}-{method}")
+    _check_out(out)
+    if rank != "auto":
+        rank = int(rank)
+    provisional = {"rank": 16 if rank == "auto" else rank} if regime(method).adapter_options else {}
+    probe = fit_configs(dataset, backbone, method, profile, **provisional, **changes)
+    schedule(len(probe), probe[0].epochs, budget, proxy=True)  # an impossible budget fails before anything trains
     advice = None
     if rank == "auto":
         if not regime(method).adapter_options:
@@ -161,23 +214,28 @@ def fit(data: str | Path, backbone: str, *, method: str = "adapter", rank: int |
         log(f"[{c.run_id}] seed {c.seed} at lr {c.lr:g}: val acc {r['metrics']['val_acc']:.2%}, "
             f"test acc {r['metrics']['test_acc']:.2%}")
     first = records[0]
-    out = Path(out) if out is not None else Path(f"fit-{Path(dataset).name}-{backbone}-{method}")
     out.mkdir(parents=True, exist_ok=True)
     target = out / run_store.ADAPTER_FILE
     # the run's file as is
     atomic_write_bytes(target, run_store.adapter_file_for_run(first["run_id"], root).read_bytes())
     margin, margin_epoch = halving.margin
+    n_val = sum(val_counts.values())
+    level = halving.scores[margin_epoch].get(halving.lr, math.nan)
+    noise = 100 * math.sqrt(level * (1 - level) / n_val) if n_val and 0 <= level <= 1 else math.nan
     plan = halving.plan
     proxy_epochs = plan.proxy_epochs
 
     def scored_by(lr: float, last: int) -> str:  # the run that gave the candidate its last score
         return (proxy_config(by_lr[lr], last) if last == proxy_epochs else by_lr[lr]).run_id
 
+    def proxy_of(lr: float) -> str | None:  # the run behind a candidate's first-rung score
+        return proxy_config(by_lr[lr], proxy_epochs).run_id if proxy_epochs is not None else None
+
     lasts = {lr: max(e for e, s in halving.scores.items() if lr in s) for lr in by_lr}
     report = FitReport(
         dataset=dataset, backbone=backbone, method=method, rank=adapter_changes.get("rank"), profile=profile,
         schedule=halving.plan.describe(), cost_runs=halving.plan.cost, overhead_runs=halving.plan.overhead,
-        candidates=[{"lr": lr, "run_id": scored_by(lr, lasts[lr]),
+        candidates=[{"lr": lr, "run_id": scored_by(lr, lasts[lr]), "proxy_run_id": proxy_of(lr),
                      "val_acc": {e: _finite(s[lr]) for e, s in halving.scores.items() if lr in s},
                      "last_epoch": lasts[lr], "chosen": lr == halving.lr}
                     for lr in sorted(by_lr)],
@@ -187,11 +245,15 @@ def fit(data: str | Path, backbone: str, *, method: str = "adapter", rank: int |
                 "test_acc": r["metrics"]["test_acc"]} for c, r in zip(finals, records)],
         per_class=per_class_errors(first["run_id"], list(first["dataset"]["class_names"]), root),
         trainable_params=int(first["params"]["trainable"]), file_bytes=target.stat().st_size, adapter_file=str(target),
-        predict_command=f"python -m adaptertune predict {target} --images IMAGES"
-                        + (" --profile smoke" if profile == "smoke" else ""),
-        rank_advice=advice.to_dict() if advice is not None else None, proxy_epochs=proxy_epochs)
+        predict_command=_predict_command(target, first, profile, root),
+        rank_advice=_json_safe(advice.to_dict()) if advice is not None else None, proxy_epochs=proxy_epochs,
+        val_images=n_val, margin_noise_points=_finite(noise))
     run_store.write_json(out / "report.json", report.to_dict())
     atomic_write_bytes(out / "report.md", report.markdown().encode())
+    if report.margin_within_noise is not None:
+        log(f"[fit] margin {report.margin_points:+.2f} points over the runner-up at epoch {margin_epoch}; the "
+            f"validation sampling sd is {report.margin_noise_points:.2f} points ({n_val} images): "
+            + ("within it, a tie rather than a measured best" if report.margin_within_noise else "beyond it"))
     log(f"[fit] {target} ({report.file_bytes:,} bytes), report {out / 'report.md'}")
     return report
 

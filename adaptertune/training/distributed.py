@@ -62,7 +62,10 @@ def setup(device: str | None = None) -> DistContext:
         return DistContext(rank, world_size, local_rank, _pick_device(device, local_rank, world_size))
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
-        return DistContext(0, 1, 0, _pick_device(device, 0, 1))
+        dev = _pick_device(device, 0, 1)
+        if dev.type == "cuda":  # else the DataLoader's pin-memory thread opens a context on GPU 0 for every shard
+            torch.cuda.set_device(dev)
+        return DistContext(0, 1, 0, dev)
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     dev = _pick_device(device, local_rank, world_size)
     if dev.type == "cuda":
@@ -88,6 +91,15 @@ def all_reduce_sum(ctx: DistContext, tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def agreed(ctx: DistContext, decision: bool) -> bool:
+    """Rank 0's ``decision`` on every rank (a no-op for one process): a choice read from shared files (is this run
+    finished?) can differ between ranks that read it a moment apart, and ranks that branch apart deadlock."""
+    if not ctx.active:
+        return decision
+    flag = torch.tensor([float(decision) if ctx.is_main else 0.0], device=ctx.device)
+    return bool(all_reduce_sum(ctx, flag).item() > 0.5)
+
+
 def gather_rows(ctx: DistContext, tensor: torch.Tensor) -> torch.Tensor:
     """Concatenate every rank's rows (dim 0, sizes may differ) in rank order; tensors only, never pickles."""
     if not ctx.active:
@@ -104,4 +116,4 @@ def gather_rows(ctx: DistContext, tensor: torch.Tensor) -> torch.Tensor:
     return torch.cat([p[: int(s.item())] for p, s in zip(parts, sizes)]).to(tensor.device)
 
 
-__all__ = ["DistContext", "all_reduce_sum", "barrier", "cleanup", "gather_rows", "setup"]
+__all__ = ["DistContext", "agreed", "all_reduce_sum", "barrier", "cleanup", "gather_rows", "setup"]

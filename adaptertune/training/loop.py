@@ -155,9 +155,10 @@ def train_epoch(*, forward: Callable[[Tensor], Tensor], loader: Iterable, optimi
         mean = batch[0] / batch[1]
         finite &= torch.isfinite(mean)  # on the device: no host sync per step on a GPU
         logged = bool(log_every) and step % log_every == 0
-        if sync_every_step or logged or (progress and (step + 1) % 10 == 0):
+        shared = sync_every_step or logged  # the same steps on every rank: only there may a rank stop the run
+        if shared or (progress and (step + 1) % 10 == 0):  # progress is rank 0's alone: a bar refresh never raises
             mean_loss = mean.item()
-            if not bool(finite):
+            if shared and not bool(finite):
                 bar.close()
                 raise NonFiniteLossError(f"training loss became {mean_loss if not math.isfinite(mean_loss) else 'nan'} "
                                          f"at epoch {epoch + 1}, {'step' if sync_every_step else 'by step'} {step + 1} "
@@ -192,12 +193,18 @@ def train_epoch(*, forward: Callable[[Tensor], Tensor], loader: Iterable, optimi
 
 
 def _rank_shard(dataset: Dataset, ctx: DistContext, batch_size: int, make_loader: Callable, seed: int,
-                num_workers: int) -> tuple[Iterable, Tensor]:
-    """This rank's strided shard of ``dataset`` in order, and the dataset index of each of its rows."""
+                num_workers: int) -> tuple[Iterable, Tensor, DistContext]:
+    """This rank's strided shard of ``dataset`` in order, the dataset index of each of its rows, and the context to
+    gather the rows in. A split with fewer rows than ranks is scored whole on every rank (no gather): a rank with no
+    rows would fail alone while the others wait for it. An empty split fails on every rank alike."""
+    if len(dataset) == 0:
+        raise ValueError("cannot evaluate on an empty split")
+    if len(dataset) < ctx.world_size:
+        ctx = DistContext(0, 1, 0, ctx.device)
     shard = Subset(dataset, list(range(ctx.rank, len(dataset), ctx.world_size)))
     loader = make_loader(shard, batch_size=batch_size, shuffle=False, seed=seed, epoch=0, drop_last=False,
                          num_workers=num_workers)
-    return loader, torch.arange(ctx.rank, len(dataset), ctx.world_size, dtype=torch.int64, device=ctx.device)
+    return loader, torch.arange(ctx.rank, len(dataset), ctx.world_size, dtype=torch.int64, device=ctx.device), ctx
 
 
 @torch.no_grad()
@@ -206,7 +213,7 @@ def evaluate(module: nn.Module, dataset: Dataset, *, ctx: DistContext, batch_siz
     """Loss, top-1 (and top-k) accuracy and per-example predictions; each rank scores a strided shard."""
     device, was_training = ctx.device, module.training
     module.eval()
-    loader, index = _rank_shard(dataset, ctx, batch_size, make_loader, seed, num_workers)
+    loader, index, ctx = _rank_shard(dataset, ctx, batch_size, make_loader, seed, num_workers)
     losses, labels, tops = [], [], []
     for x, y in loader:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -216,8 +223,6 @@ def evaluate(module: nn.Module, dataset: Dataset, *, ctx: DistContext, batch_siz
         labels.append(y.long())
         tops.append(logits.topk(min(topk, logits.shape[1]), dim=1).indices)
     module.train(was_training)
-    if not labels:
-        raise ValueError("cannot evaluate on an empty split")
     rows = torch.cat([index.unsqueeze(1), torch.cat(labels).unsqueeze(1), torch.cat(tops)], dim=1)
     rows, loss = gather_rows(ctx, rows), gather_rows(ctx, torch.cat(losses))
     order = rows[:, 0].argsort()
@@ -234,7 +239,7 @@ def extract_features(model: nn.Module, dataset: Dataset, *, ctx: DistContext, ba
                      make_loader: Callable, seed: int, num_workers: int = 0) -> tuple[Tensor, Tensor]:
     """Pre-logit [CLS] features of the frozen backbone (eval mode, no augmentation) for the linear probe."""
     model.eval()
-    loader, index = _rank_shard(dataset, ctx, batch_size, make_loader, seed, num_workers)
+    loader, index, ctx = _rank_shard(dataset, ctx, batch_size, make_loader, seed, num_workers)
     feats, labels = [], []
     for x, y in loader:
         with autocast(ctx.device, precision):

@@ -295,8 +295,9 @@ def train_or_fetch(config: RunConfig | dict, *, root: str | Path | None = None, 
     ctx = distributed.setup(cfg.device)
     path = run_store.run_path(cfg.run_id, root)
     existing = run_store.read_result(cfg.run_id, root)
-    if existing is not None and existing.get("status") == "finished" and not force:
-        return existing, False
+    done = existing is not None and existing.get("status") == "finished" and not force
+    if distributed.agreed(ctx, done):  # rank 0's reading, on every rank: ranks that decide apart deadlock
+        return existing if done else run_store.read_result(cfg.run_id, root), False
     refusal = cpu_refusal(cfg, ctx.device)
     if refusal:
         raise ValueError(refusal)
@@ -304,7 +305,7 @@ def train_or_fetch(config: RunConfig | dict, *, root: str | Path | None = None, 
         _locked(ctx, path, stack)
         existing = run_store.read_result(cfg.run_id, root)  # under the lock: another process may just have finished it
         status = None if existing is None else existing.get("status")
-        if not force and (status == "finished" or (status == "failed" and not retry_failed)):
+        if distributed.agreed(ctx, not force and (status == "finished" or (status == "failed" and not retry_failed))):
             return existing, False
         distributed.barrier(ctx)  # every rank has read the old status before rank 0 changes anything
         if ctx.is_main:

@@ -128,8 +128,8 @@ def schedule(candidates: int, epochs: int, budget: float = DEFAULT_BUDGET, proxy
     if not fitting:
         plan = plans[0]
         raise ValueError(f"choosing among {candidates} rates of a {epochs}-epoch run costs {plan.overhead:.2f} full "
-                         f"runs beyond the final one ({plan.describe()}), over the budget of {budget:g}: pass fewer "
-                         "candidate rates, more epochs or a larger budget")
+                         f"runs beyond the final one ({plan.describe()}), over the budget of {budget:g}: a budget "
+                         f"of at least {math.ceil(plan.overhead * 100) / 100:g} allows it (or fewer candidate rates)")
     return fitting[-1]
 
 

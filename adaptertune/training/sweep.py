@@ -86,13 +86,15 @@ def check_shard(shard: tuple[int, int]) -> tuple[int, int]:
 
 
 def shard_from_env() -> tuple[int, int] | None:
-    """SLURM array jobs: index ``SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN`` of ``SLURM_ARRAY_TASK_COUNT``."""
+    """SLURM array jobs: index ``(SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN) / SLURM_ARRAY_TASK_STEP`` of
+    ``SLURM_ARRAY_TASK_COUNT`` (``--array=0-15:4`` runs tasks 0, 4, 8, 12: shards 0-3 of 4)."""
     if "SLURM_ARRAY_TASK_ID" not in os.environ:
         return None
     if "SLURM_ARRAY_TASK_COUNT" not in os.environ:
         raise ValueError("SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not; pass shard=(i, n) explicitly")
     task, count = int(os.environ["SLURM_ARRAY_TASK_ID"]), int(os.environ["SLURM_ARRAY_TASK_COUNT"])
-    return check_shard((task - int(os.environ.get("SLURM_ARRAY_TASK_MIN", "0")), count))
+    step = int(os.environ.get("SLURM_ARRAY_TASK_STEP", "1") or 1)
+    return check_shard(((task - int(os.environ.get("SLURM_ARRAY_TASK_MIN", "0"))) // max(1, step), count))
 
 
 def shard_of(run_id: str, n: int) -> int:
@@ -140,6 +142,11 @@ def sweep(configs: Iterable[RunConfig | dict], shard: tuple[int, int] | None = N
     ``steal``: once its own shard is done, take the other shards' runs that no process holds, so shards of unequal
     length finish together (safe only where the per-run lock works: a local file system or one with ``flock``).
     """
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError(f"sweep under a multi-process launcher (WORLD_SIZE={os.environ['WORLD_SIZE']}) is not "
+                         "allowed: each rank would read the store and decide which runs to skip on its own. Start one "
+                         "sweep process per GPU (--shard i/n --device cuda:i), or train one run across GPUs with "
+                         "`torchrun -m adaptertune run`")
     every = unique(c if isinstance(c, RunConfig) else RunConfig.from_dict(c) for c in configs)
     shard = shard if shard is not None else shard_from_env()
     todo = select_shard(every, shard)

@@ -5,11 +5,15 @@ notebook kernel, torchrun workers on CPU) oversubscribe the cores and OpenMP's s
 by up to 10×. The rule, first match wins:
 
 1. an explicit ``--threads N`` (or ``threads=N``);
-2. ``SLURM_CPUS_PER_TASK`` (the scheduler's share for this task);
-3. ``OMP_NUM_THREADS`` (the user's own setting; torch already follows it);
+2. ``SLURM_CPUS_PER_TASK`` (the scheduler's share for this task), split equally between the processes that share it
+   (torchrun's ``LOCAL_WORLD_SIZE``, or ``n`` shards started by hand with ``--shard i/n``);
+3. ``OMP_NUM_THREADS`` (the user's own per-process setting; torch already follows it);
 4. ``n`` shards of one sweep (``--shard i/n``) or ``LOCAL_WORLD_SIZE`` processes of one node: an equal share of the
-   cores each, at least one;
+   cores this process may run on (its CPU affinity, which a cgroup or ``taskset`` narrows), at least one;
 5. otherwise torch's default (every core).
+
+A SLURM array's tasks are separate allocations: its task count is not a count of processes sharing this machine, so
+only an explicit ``--shard`` counts as sharing.
 
 The thread count is part of a run's numerics on CPU (reductions split differently), so it is recorded in every
 ``result.json``; the mini profile pins it (``experiments.Protocol.threads``) so its numbers do not depend on the
@@ -36,17 +40,27 @@ def _positive(name: str, text: str) -> int:
 
 def decide_threads(requested: int | None = None, shards: int = 1, cores: int | None = None) -> tuple[int | None, str]:
     """``(threads, why)`` by the module's rule; ``threads`` None means "leave torch's default"."""
-    cores = cores or os.cpu_count() or 1
+    cores = cores or available_cores()
     if requested is not None:
         return _positive("threads", str(requested)), "requested"
-    for name in ENV_VARS:
-        if os.environ.get(name):
-            return _positive(name, os.environ[name]), f"${name}"
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     sharing = max(int(shards), local)
+    if os.environ.get("SLURM_CPUS_PER_TASK"):
+        share = _positive("SLURM_CPUS_PER_TASK", os.environ["SLURM_CPUS_PER_TASK"])
+        return (max(1, share // sharing), f"$SLURM_CPUS_PER_TASK / {sharing} processes") if sharing > 1 else \
+            (share, "$SLURM_CPUS_PER_TASK")
+    if os.environ.get("OMP_NUM_THREADS"):
+        return _positive("OMP_NUM_THREADS", os.environ["OMP_NUM_THREADS"]), "$OMP_NUM_THREADS"
     if sharing > 1:
         return max(1, cores // sharing), f"{sharing} processes share {cores} cores"
     return None, f"torch default ({torch.get_num_threads()} of {cores} cores)"
+
+
+def available_cores() -> int:
+    """The cores this process may run on: its CPU affinity where the OS reports one, else every core."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
 
 
 def apply_threads(requested: int | None = None, shards: int = 1) -> tuple[int, str]:
@@ -57,4 +71,4 @@ def apply_threads(requested: int | None = None, shards: int = 1) -> tuple[int, s
     return torch.get_num_threads(), why
 
 
-__all__ = ["ENV_VARS", "apply_threads", "decide_threads"]
+__all__ = ["ENV_VARS", "apply_threads", "available_cores", "decide_threads"]
