@@ -15,8 +15,8 @@ from adaptertune.data.paper import write_jpeg_cache
 
 import fixtures_data as fx
 
-CFG = {"input_size": (3, 24, 24), "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5), "crop_pct": 0.875,
-       "interpolation": "bicubic"}
+CFG = {"input_size": (3, 224, 224), "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5), "crop_pct": 0.875,
+       "interpolation": "bicubic"}  # evaluation resizes to 256: the cache's default shorter side
 BIG = "oxford-iiit-pet/images/Abyssinian_1.jpg"  # replaced by a 400x300 photo: resized to 341x256
 
 
@@ -29,10 +29,10 @@ def pets(isolated_home) -> Path:
     return root
 
 
-def _load(root: Path, say=None):
+def _load(root: Path, cfg: dict = CFG):
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*partial copy.*")
-        return load_dataset("pets", profile="paper", root=root, data_config=CFG)
+        return load_dataset("pets", profile="paper", root=root, data_config=cfg)
 
 
 def _quiet(_: str) -> None:
@@ -58,7 +58,18 @@ def test_cache_is_built_once_resized_and_read(pets, capsys):
     base = splits.train.base.dataset  # TransformedDataset -> Subset -> OxfordIIITPet
     assert all(Path(p).is_relative_to(folder) for p in base._images)
     x, y = splits.test[0]
-    assert x.shape == (3, 24, 24)
+    assert x.shape == (3, 224, 224)
+    # a run whose evaluation resizes to another size (crop_pct 0.9: 248 px) reads the originals, not this cache
+    assert _load(pets, {**CFG, "crop_pct": 0.9}).info["data_path"]["jpeg_cache"] is None
+    assert "no complete pre-resized cache at shorter side 248" in capsys.readouterr().err
+
+
+def test_a_symlinked_dataset_folder_reads_its_cache(pets, tmp_path):
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "oxford-iiit-pet").symlink_to(pets / "oxford-iiit-pet")  # the data on a shared mount, linked in
+    folder = write_jpeg_cache("pets", linked, say=_quiet)
+    assert _load(linked).info["data_path"]["jpeg_cache"] == str(folder)
 
 
 def test_a_changed_file_list_gets_a_new_cache(pets, capsys):
@@ -106,7 +117,7 @@ def test_folder_datasets_and_subsets_are_retargeted(isolated_home):
         warnings.filterwarnings("ignore", message=".*partial copy.*")
         splits = load_dataset("imagenet_r", profile="paper", root=root, data_config=CFG)
     assert splits.info["data_path"]["jpeg_cache"] == str(folder)
-    assert splits.train[0][0].shape == (3, 24, 24)
+    assert splits.train[0][0].shape == (3, 224, 224)
     with pytest.raises(ValueError, match="no JPEG cache for 'cifar10'"):
         jpeg_cache.build_cache("cifar10", [], root)
 
@@ -120,5 +131,5 @@ def test_prepare_writes_the_cache(pets, monkeypatch):
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*partial copy.*")
         done = prepare_inputs([cfg], say=_quiet)
-    assert "jpeg cache pets" in done
+    assert "jpeg cache pets (248 px)" in done  # DeiT-T evaluates at crop_pct 0.9: 224 / 0.9 -> 248
     assert len([p for p in (pets / ".resized" / "pets").iterdir() if not p.name.startswith(".")]) == 1

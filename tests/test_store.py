@@ -118,3 +118,25 @@ def test_cli_run_then_results_table(isolated_home, capsys):
     assert capsys.readouterr().out.startswith("dataset,backbone,method,rank")
     assert main(["run", "--dataset", "digits", "--backbone", "mini-s", "--method", "ssf"]) == 2
     assert "choose one of" in capsys.readouterr().err
+
+
+def test_a_run_cleared_by_another_process_while_listing_is_skipped(tmp_path, monkeypatch):
+    import errno
+
+    from adaptertune.store import runs as run_files
+
+    for run_id, status in (("aaaaaaaaaaaa", "finished"), ("bbbbbbbbbbbb", "finished")):
+        run_files.write_json(run_files.run_path(run_id, tmp_path) / run_files.RESULT_FILE,
+                             {"run_id": run_id, "status": status, "config": {}})
+    real = run_files.read_json
+
+    def cleared(path):  # bbbb's result.json is unlinked (a --force elsewhere) between the listing and the read
+        if "bbbbbbbbbbbb" in str(path):
+            raise FileNotFoundError(path)
+        return real(path)
+
+    monkeypatch.setattr(run_files, "read_json", cleared)
+    assert load_results(tmp_path)["run_id"].tolist() == ["aaaaaaaaaaaa"]
+    assert run_files.run_status("bbbbbbbbbbbb", tmp_path) == "missing"
+    monkeypatch.setattr(run_files, "read_json", lambda path: (_ for _ in ()).throw(OSError(errno.ESTALE, "stale")))
+    assert run_files.read_result("aaaaaaaaaaaa", tmp_path) is None  # a stale NFS handle reads as absent

@@ -283,6 +283,18 @@ def test_measured_elbow_finds_a_plateau_with_a_paired_test():
     assert stats.ttest_ind(runs.query("rank == 4")["test_acc"], runs.query("rank == 16")["test_acc"]).pvalue > 0.05
 
 
+def test_the_measured_elbow_is_a_span_when_a_rank_is_neither_excluded_nor_equivalent():
+    grid = [1, 2, 4, 8, 16, 32]
+    # r=8 sits 1 point below the plateau on average, with seed noise that neither excludes it nor shows it equivalent
+    per_seed = {1: [60] * 3, 2: [65] * 3, 4: [70] * 3, 8: [78.0, 80.5, 80.0], 16: [80.5] * 3, 32: [80.4] * 3}
+    runs = pd.DataFrame([{"method": "adapter", "rank": r, "seed": s, "test_acc": acc[s] / 100}
+                         for r, acc in per_seed.items() for s in range(3)])
+    found = elbow.measured_elbow(runs, grid)
+    assert found.rank == 16 and found.low == 8 and found.span == (8, 16) and "r=8–16" in found.reason
+    clear = elbow.measured_elbow(_rank_runs({1: 60, 2: 65, 4: 70, 8: 80, 16: 80.02, 32: 80.01}), grid)
+    assert clear.span == (8, 8)
+
+
 def test_measured_elbow_refuses_the_grid_edge():
     grid = [1, 2, 4, 8]
     found = elbow.measured_elbow(_rank_runs({1: 70, 2: 74, 4: 77, 8: 79}), grid)
@@ -339,8 +351,8 @@ def test_predicted_elbow_pools_energy_over_blocks():
         elbow.predicted_elbow(tails.assign(kind=["a", "b"] * 3), grid)
 
 
-def _measured(rank, edge=False, testable=True) -> elbow.MeasuredElbow:
-    return elbow.MeasuredElbow(pd.DataFrame(), rank, edge, testable, 0.95, "why")
+def _measured(rank, edge=False, testable=True, low=None) -> elbow.MeasuredElbow:
+    return elbow.MeasuredElbow(pd.DataFrame(), rank, edge, testable, 0.95, "why", low)
 
 
 def _predicted(low, high, beyond=False) -> elbow.PredictedElbow:
@@ -357,6 +369,9 @@ def _predicted(low, high, beyond=False) -> elbow.PredictedElbow:
     ((16, None, True), (32, False, True), "agrees"),
     ((None, None), (8, False, True), "inconclusive"),
     ((4, 8), (None, False, False), "inconclusive"),
+    ((4, 8), (16, False, True, 8), "inconclusive"),  # the elbow may be 8 (inside) or 16 (outside): cannot tell
+    ((4, 8), (8, False, True, 4), "agrees"),         # 4 or 8: inside either way
+    ((4, 8), (32, False, True, 16), "disagrees"),    # 16 or 32: outside either way
 ])
 def test_elbow_agreement(predicted, measured, expected):
     label, rule = elbow.elbow_agreement(_predicted(*predicted), _measured(*measured), [1, 2, 4, 8, 16, 32, 64])

@@ -41,7 +41,7 @@ from torch.utils.data import ConcatDataset, Dataset, Subset
 from ..atomic import atomic_write_bytes
 from .registry import JPEG_SETS
 
-SHORT_SIDE = 256  # = floor(224 / 0.875), the eval resize of the paper's default data config
+SHORT_SIDE = 256  # = floor(224 / 0.875): the default; a cache is built and read at the runs' own eval resize
 QUALITY = 95
 FORMAT_VERSION = 1
 FOLDER = ".resized"
@@ -75,10 +75,18 @@ def image_files(datasets: Iterable[Dataset]) -> list[Path]:
 
 
 def _relative(files: list[Path], root: Path) -> list[str]:
-    try:
-        return [p.resolve().relative_to(root.resolve()).as_posix() for p in files]
-    except ValueError as e:
-        raise ValueError(f"an image file lies outside the datasets root {root}: {e}") from None
+    """Each file's path under ``root``, as the dataset named it: a symlinked dataset folder (common on clusters: the
+    data lives on a shared mount) stays under the root it was reached through."""
+    out = []
+    for path in files:
+        for base in (root, root.resolve()):
+            rel = Path(os.path.relpath(path, base))
+            if rel.parts[:1] != ("..",):
+                break
+        else:
+            raise ValueError(f"an image file lies outside the datasets root {root}: {path}")
+        out.append(rel.as_posix())
+    return out
 
 
 def cache_key(relative: list[str], short_side: int = SHORT_SIDE) -> str:
@@ -178,21 +186,22 @@ def use_cache(name: str, datasets: list[Dataset], root: Path, cfg: dict,
     leave them on the originals (returns None); one log line says which."""
     say = say or (lambda text: print(text, file=sys.stderr, flush=True))
     files = image_files(datasets)
-    relative = _relative(files, root)
-    key = cache_key(relative)
-    folder = cache_dir(name, root, key)
-    if eval_resize(cfg) > SHORT_SIDE:
-        say(f"[data] {name}: reading the original images (the eval resize {eval_resize(cfg)} exceeds the cache's "
-            f"{SHORT_SIDE})")
+    try:
+        relative = _relative(files, root)
+    except ValueError as err:  # the cache is an optimisation: never a reason not to train
+        say(f"[data] {name}: reading the original images ({err})")
         return None
+    side = eval_resize(cfg)  # the cache must hold exactly what evaluation resizes to, so evaluation is unchanged
+    key = cache_key(relative, side)
+    folder = cache_dir(name, root, key)
     if not is_complete(folder, key, len(files)):
-        say(f"[data] {name}: reading the original images (no complete pre-resized cache at {folder}; "
-            "`python -m adaptertune prepare` writes it)")
+        say(f"[data] {name}: reading the original images (no complete pre-resized cache at shorter side {side} at "
+            f"{folder}; `python -m adaptertune prepare` writes it)")
         return None
     _retarget(datasets, {p: folder / "images" / rel for p, rel in zip(files, relative)})
     say(f"[data] {name}: reading the pre-resized cache at {folder}")
     return folder
 
 
-__all__ = ["QUALITY", "SHORT_SIDE", "build_cache", "cache_dir", "cache_key", "image_files", "is_complete",
-           "resize_into", "use_cache"]
+__all__ = ["QUALITY", "SHORT_SIDE", "build_cache", "cache_dir", "cache_key", "eval_resize", "image_files",
+           "is_complete", "resize_into", "use_cache"]

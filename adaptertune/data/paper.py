@@ -281,7 +281,9 @@ def build_paper(name: str, *, profile: str, seed: int, cfg: dict, root: Path, va
                     val_fraction=val_fraction, limit=limit, device_augment=device_augment)
 
 
-def write_jpeg_cache(name: str, root: Path, download: bool = False, say: Callable[[str], None] = print) -> Path:
-    """Write (or find) the pre-resized cache of a JPEG set's train and test images (``jpeg_cache``)."""
+def write_jpeg_cache(name: str, root: Path, download: bool = False, say: Callable[[str], None] = print,
+                     short_side: int = jpeg_cache.SHORT_SIDE) -> Path:
+    """Write (or find) the pre-resized cache of a JPEG set's train and test images at ``short_side`` (the eval resize
+    of the runs that will read it: ``jpeg_cache.eval_resize``)."""
     source = open_source(DATASETS[name], root, download)
-    return jpeg_cache.build_cache(name, [source.train, source.test], root, say=say)
+    return jpeg_cache.build_cache(name, [source.train, source.test], root, short_side=short_side, say=say)

@@ -123,8 +123,9 @@ def stability(old_md: str, new_md: str) -> tuple[str, int]:
     changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
     lines = [f"- *{claim}* ({column}): {old.get((claim, column), 'absent')} → {new.get((claim, column), 'absent')}"
              for claim, column in changed]
-    head = (f"{len(changed)} verdict cell(s) differ from the committed claims table ({len(new)} verdicts now, "
-            f"{len(old)} committed; a cell only one table has counts as a change)")
+    head = (f"{len(changed)} verdict cell(s) differ from the committed claims table ({len(new)} verdict cells now, "
+            f"{len(old)} committed: a claim decided under both protocols fills two cells; a cell only one table has "
+            "counts as a change)")
     return head + (":\n\n" + "\n".join(lines) if lines else ".") + "\n", len(changed)
 
 

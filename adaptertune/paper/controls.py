@@ -272,7 +272,9 @@ def matched_finding(table: pd.DataFrame) -> Finding | None:
                    f"{matched['small']} ({matched['source_acc_small']:.1f}%) in place of {final['small']} it "
                    f"{matched['verdict']} ({matched['measured']})",
                    "replicate 0 of each width, training seeds 0-2, tuned rates of the family; the snapshot is the "
-                   "candidate whose source validation accuracy is nearest the larger backbone's")
+                   "candidate whose source validation accuracy is nearest the larger backbone's. One pretraining run "
+                   "per width, so n counts training seeds: this decides claim 5 for these backbones, not for width "
+                   "in general (between pretraining runs the spread is larger: see the variance components)")
 
 
 def pretraining_seed_table(main: pd.DataFrame, other: pd.DataFrame, base: dict[str, str]) -> pd.DataFrame:

@@ -52,6 +52,16 @@ class MeasuredElbow:
     testable: bool
     level: float
     reason: str
+    low: int | None = None  # the smallest rank not shown worse than the best by more than the margin
+
+    @property
+    def span(self) -> tuple[int, int] | None:
+        """Where the elbow may lie: from the smallest rank not excluded (its ``level`` interval of best − rank does
+        not lie above the margin) to the smallest rank shown equivalent. A rank neither excluded nor shown equivalent
+        could be the elbow: the data cannot tell, so a verdict has to hold over the whole span."""
+        if self.elbow is None:
+            return None
+        return (self.low if self.low is not None else self.rank, self.rank)
 
     @property
     def elbow(self) -> int | None:
@@ -109,9 +119,12 @@ def measured_elbow(rank_runs: pd.DataFrame, grid: Sequence[int], level: float = 
         return MeasuredElbow(table, best, True, True, level,
                              f"the best rank is the grid's largest (r={best}): no elbow within the grid")
     rank = int(table.loc[table["equivalent"], "rank"].min())
+    low = int(table.loc[~(table["diff_low"] > margin), "rank"].min())
     why = (f"r={rank} is the smallest rank within ±{margin:g} point of the best (r={best}; 90% paired interval)"
+           + (f"; r={low} is not shown worse than the best by more than ±{margin:g} ({level:.0%} interval), so "
+              f"the elbow lies in r={low}–{rank}" if low < rank else "")
            + (f"; the best rank is the stated limit r={limit}" if best == limit else ""))
-    return MeasuredElbow(table, rank, False, True, level, why)
+    return MeasuredElbow(table, rank, False, True, level, why, low)
 
 
 @dataclass(frozen=True)
@@ -170,7 +183,9 @@ def predicted_elbow(tails: pd.DataFrame, grid: Sequence[int], energies: Sequence
 
 
 def elbow_agreement(predicted: PredictedElbow, measured: MeasuredElbow, grid: Sequence[int]) -> tuple[str, str]:
-    """``(verdict, rule)``: agrees when the measured position lies inside the predicted range, else disagrees.
+    """``(verdict, rule)``: agrees when every rank the measured elbow may be (:attr:`MeasuredElbow.span`) lies inside
+    the predicted range, disagrees when none does, and is inconclusive when the span straddles the range's edge (the
+    data cannot tell whether the elbow is inside).
 
     "No elbow within the grid" is the position ≥ the grid's largest rank: it agrees only with a predicted range
     that reaches the grid edge (or beyond). Inconclusive when either side could not be computed.
@@ -182,14 +197,21 @@ def elbow_agreement(predicted: PredictedElbow, measured: MeasuredElbow, grid: Se
         return "inconclusive", f"the measured elbow cannot be tested: {measured.reason}"
     high = float("inf") if predicted.beyond else predicted.high
     if measured.edge:
+        inside = outside = None
         ok = high >= edge
         where = f"no elbow within the grid (r ≤ {edge})"
+        verdict, lies = ("agrees", "lies") if ok else ("disagrees", "does not lie")
     else:
-        ok = predicted.low <= measured.rank <= high
-        where = f"r={measured.rank}"
-    rule = (f"measured {where} {'lies' if ok else 'does not lie'} inside the predicted range {predicted.span} "
-            "(agrees iff it does; no elbow within the grid counts as the grid's largest rank or above)")
-    return ("agrees" if ok else "disagrees"), rule
+        low, rank = measured.span
+        inside = predicted.low <= low and rank <= high
+        outside = rank < predicted.low or low > high
+        where = f"r={rank}" if low == rank else f"r={low}–{rank} (the data cannot tell which)"
+        verdict, lies = ("agrees", "lies") if inside else ("disagrees", "does not lie") if outside else \
+            ("inconclusive", "straddles the edge of")
+    rule = (f"measured {where} {lies} {'' if lies == 'straddles the edge of' else 'inside '}the predicted range "
+            f"{predicted.span} (agrees iff every rank the elbow may be lies inside, disagrees iff none does; no elbow "
+            "within the grid counts as the grid's largest rank or above)")
+    return verdict, rule
 
 
 __all__ = ["ENERGIES", "VERDICTS", "MeasuredElbow", "PredictedElbow", "check_energy", "elbow_agreement", "measured_elbow",

@@ -313,6 +313,9 @@ def elbow_overlay(rank_runs: pd.DataFrame, tails: pd.DataFrame, predicted: Predi
         test = f"paired t over seeds, {100 * measured.level:g}% interval"
         if measured.elbow is not None:
             top.axvline(measured.elbow, color="k", ls="--", lw=1.2, label=f"measured elbow r={measured.elbow} ({test})")
+            low, high = measured.span
+            if low < high:
+                top.axvspan(low, high, color="k", alpha=0.12, label=f"the elbow may lie in r={low}–{high}")
         else:
             what = "no elbow within the grid" if measured.edge else "elbow untestable"
             top.plot([], [], " ", label=f"measured: {what} ({test})")

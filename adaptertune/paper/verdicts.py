@@ -88,8 +88,9 @@ def combine(key: str, parts: list[tuple[str, Verdict]], protocol: str = "paper-r
     verdict = (NOT_TESTED if not tested else DISAGREES if DISAGREES in outcomes
                else AGREES if outcomes == {AGREES} else INCONCLUSIVE)
     measured = "; ".join(f"{name}: {v.verdict} — {v.measured}" for name, v in parts)
-    rule = (parts[0][1].rule if parts else "") + ("; over pairs: every tested pair must agree, one disagreeing pair "
-                                                  "disagrees" if len(parts) > 1 else "")
+    ruled = tested or [v for _, v in parts]  # the rule of a pair that was decided, not of one that was not tested
+    rule = (ruled[0].rule if ruled else "") + ("; over pairs: every tested pair must agree, one disagreeing pair "
+                                               "disagrees" if len(parts) > 1 else "")
     return Verdict(key, PAPER[key], measured, verdict, rule, protocol)
 
 
@@ -178,21 +179,24 @@ def verdict_full_wins_shift(df: pd.DataFrame, shifts: pd.DataFrame | None, proto
 
 
 def verdict_full_wins_small(df: pd.DataFrame, small: str, large: str, protocol: str) -> Verdict | None:
-    """Is full FT's lead larger on the smaller backbone? Paired over (dataset, seed): same data stream."""
+    """Is full FT's lead larger on the smaller backbone? The unit is the seed (it names the pretraining replicate):
+    the datasets on one replicate share its backbone, so they are averaged within it, never counted as n."""
     gaps = gap_per_seed(df)
     s = gaps[gaps["backbone"] == small].set_index(["dataset", "seed"])["gap"]
     b = gaps[gaps["backbone"] == large].set_index(["dataset", "seed"])["gap"]
     shared = s.index.intersection(b.index)  # only the (dataset, seed) cells both backbones have
-    s, b = s.loc[shared], b.loc[shared]
+    s, b = s.loc[shared].groupby(level="seed").mean(), b.loc[shared].groupby(level="seed").mean()
     if s.empty:
         return None
     d = stats.difference(s, b)
     verdict = AGREES if d.sign == 1 else DISAGREES if d.sign == -1 else INCONCLUSIVE
+    datasets = shared.get_level_values("dataset").nunique()
     return Verdict("full_wins_small", PAPER["full_wins_small"],
-                   f"lead on {small} − lead on {large} = {d.fmt()} points ({d.how}, over datasets × "
-                   f"{replication_unit(df)})", verdict,
-                   "the smaller backbone's lead must exceed the larger one's (95% interval, paired by dataset and "
-                   "seed — the seed names the pretraining replicate — above 0)", protocol)
+                   f"lead on {small} − lead on {large} = {d.fmt()} points ({d.how}, over {replication_unit(df)}, "
+                   f"each the mean over {datasets} dataset{'s' if datasets != 1 else ''})", verdict,
+                   "the smaller backbone's lead must exceed the larger one's (95% interval above 0, paired by seed — "
+                   "the seed names the pretraining replicate — with the datasets averaged within it: datasets that "
+                   "share a backbone are not independent)", protocol)
 
 
 def verdict_gap(df: pd.DataFrame, protocol: str) -> Verdict | None:

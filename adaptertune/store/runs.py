@@ -11,6 +11,7 @@ into place, so a reader (or a killed writer) never sees half a file.
 from __future__ import annotations
 
 import io
+import errno
 import json
 from pathlib import Path
 from typing import Any
@@ -79,8 +80,22 @@ def read_json(path: Path) -> Any:
 
 # -- reading one run --------------------------------------------------------------------------------
 def read_result(run_id: str, root: str | Path | None = None) -> dict | None:
-    path = run_path(run_id, root) / RESULT_FILE
-    return read_json(path) if path.is_file() else None
+    """The run's ``result.json``, or None when it has none, including one another process removed as we looked
+    (a ``--force`` or retried run is cleared first)."""
+    return read_if_present(run_path(run_id, root) / RESULT_FILE)
+
+
+def read_if_present(path: Path) -> Any | None:
+    """A JSON file, or None when it is absent or vanished between listing and reading (stale handles on a network
+    file system included): writes are atomic, so a file that reads is whole."""
+    try:
+        return read_json(path)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        if err.errno == errno.ESTALE:
+            return None
+        raise
 
 
 def run_status(run_id: str, root: str | Path | None = None) -> str:
@@ -138,7 +153,7 @@ def load_predictions(run_id: str, root: str | Path | None = None) -> dict[str, n
 
 __all__ = [
     "ADAPTER_FILE", "CONFIG_FILE", "METRICS_FILE", "MODEL_FILE", "RESULT_FILE", "STEPS_FILE", "PREDICTIONS_FILE", "STATUSES", "adapter_file_for_run", "existing_run", "load_config",
-    "load_metrics", "load_predictions", "load_steps", "read_json", "read_jsonl", "read_result", "run_path", "run_status",
+    "load_metrics", "load_predictions", "load_steps", "read_if_present", "read_json", "read_jsonl", "read_result", "run_path", "run_status",
     "snapshot_path", "store_root",
     "write_json", "write_jsonl", "write_predictions",
 ]

@@ -7,7 +7,7 @@ import pandas as pd
 
 from ..backbones import replicate_of
 from ..config import RunConfig
-from .runs import read_json, store_root
+from .runs import read_if_present, store_root
 
 # Result-row columns besides the flattened config fields; the notebooks build tables from these names.
 RESULT_COLUMNS = (
@@ -46,8 +46,8 @@ def load_results(root: str | Path | None = None, status: str | tuple[str, ...] |
     wanted = (status,) if isinstance(status, str) else status
     rows = []
     for result_file in sorted(runs.glob("*/result.json")) if runs.is_dir() else []:
-        result = read_json(result_file)
-        if wanted is None or result.get("status") in wanted:
+        result = read_if_present(result_file)  # another process may clear a run while we list the store
+        if result is not None and (wanted is None or result.get("status") in wanted):
             rows.append(result_row(result))
     columns = RunConfig.field_names() + [c for c in RESULT_COLUMNS if c not in RunConfig.field_names()]
     frame = pd.DataFrame(rows)
