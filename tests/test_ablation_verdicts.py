@@ -116,7 +116,10 @@ def sensitivity_runs(seeds: int) -> pd.DataFrame:
 def test_sensitivity_compares_values_by_paired_intervals():
     defaults = {"lr": 1e-3, "weight_decay": 0.05, "scale": 1.0}
     scale, robust = av.verdicts_sensitivity(sensitivity_runs(3), defaults)
-    assert scale.verdict == AGREES and "s=4 − best smaller scale (s=1)" in scale.measured
+    assert scale.verdict == AGREES and "s=4 − the recipe's scale (s=1)" in scale.measured
+    runs = sensitivity_runs(3)
+    runs.loc[runs["scale"] == 0.5, "test_acc"] += 0.05  # a better smaller scale is not the comparator: the recipe's is
+    assert "the recipe's scale (s=1)" in av.verdicts_sensitivity(runs, defaults)[0].measured
     assert robust.verdict == DISAGREES and "more than 1 point below the best: lr=0.0003" in robust.measured
     best = av.best_values(sensitivity_runs(3), defaults)
     assert "- lr: best 0.003, ahead of the runner-up (0.001)" in best
