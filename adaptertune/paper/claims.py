@@ -81,7 +81,8 @@ def claims_markdown(profile: str, verdicts: list[Verdict]) -> str:
             "has replicates), in points of test accuracy; n is stated with each. \"Near\", \"nearly equal\" and "
             f"the elbow need a 90% interval inside ±{EQUIVALENCE_POINTS:g} point; *not tested*: no runs test the "
             f"claim. The ablations run under one protocol ({PROTOCOL_TITLES[protocol_of(profile).ablation_protocol]}: "
-            "the adapter's tuned rate where the profile tunes it); the other column shows —.\n\n")
+            "the adapter's tuned rate where the profile tunes it) on each size's first pretraining run, so their n "
+            "counts training seeds of one backbone; the other column shows —.\n\n")
     number = {claim: i for i, claim in enumerate(frame["paper's claim"], 1)}
     evidence = []
     for claim, group in pd.DataFrame([v.row() for v in verdicts]).groupby("claim", sort=False):

@@ -125,11 +125,13 @@ def _dose_x(backbone: str, pretrained: bool, profile: str, probes: Probes | None
 
 def dose_table(runs: pd.DataFrame, profile: str, probes: Probes | None = None) -> pd.DataFrame:
     """Per (dataset, backbone, pretrained) dose point: its measured source accuracy (``_dose_x``), the adapter and
-    full FT means and full FT's lead with its interval (paired over seeds): the lead at every point, not only the
-    slope."""
+    full FT means and full FT's lead with its interval, over the seeds both regimes ran (paired, as :func:`dose_slope`
+    fits them): the lead at every point, not only the slope."""
     rows = []
     for (dataset, backbone, pretrained), part in runs.groupby(["dataset", "backbone", "pretrained"], sort=True):
         adapter, full = part[part["method"] == "adapter"], part[part["method"] == "full"]
+        shared = set(adapter["seed"]) & set(full["seed"])  # the seeds the slope pairs: the lead it fits, point by point
+        adapter, full = adapter[adapter["seed"].isin(shared)], full[full["seed"].isin(shared)]
         if adapter.empty or full.empty:
             continue
         x, how = _dose_x(backbone, bool(pretrained), profile, probes)
