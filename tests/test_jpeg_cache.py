@@ -133,3 +133,17 @@ def test_prepare_writes_the_cache(pets, monkeypatch):
         done = prepare_inputs([cfg], say=_quiet)
     assert "jpeg cache pets (248 px)" in done  # DeiT-T evaluates at crop_pct 0.9: 224 / 0.9 -> 248
     assert len([p for p in (pets / ".resized" / "pets").iterdir() if not p.name.startswith(".")]) == 1
+
+
+def test_a_build_removes_only_its_own_hosts_dead_temporary_folders(pets):
+    import shutil
+    import socket
+
+    folder = write_jpeg_cache("pets", pets, say=_quiet)
+    shutil.rmtree(folder)
+    dead = folder.parent / f".tmp-{folder.name}-{socket.gethostname()}-999999999"  # a killed build on this host
+    other = folder.parent / f".tmp-{folder.name}-another-node-12"  # a build on another node: maybe still running
+    dead.mkdir()
+    other.mkdir()
+    assert write_jpeg_cache("pets", pets, say=_quiet) == folder and (folder / "manifest.json").is_file()
+    assert not dead.exists() and other.exists()

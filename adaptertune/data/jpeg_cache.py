@@ -31,6 +31,7 @@ import json
 import math
 import os
 import shutil
+import socket
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -129,8 +130,10 @@ def build_cache(name: str, datasets: Iterable[Dataset], root: Path, *, short_sid
                 say: Callable[[str], None] = print) -> Path:
     """Write (or find) the pre-resized cache of the images ``datasets`` read; returns its folder.
 
-    Builds run in ``.tmp-<key>-<pid>`` and are renamed into place; callers serialise builds of one set (``prepare``
-    holds a lock), and a leftover temporary folder of this key from a killed build is removed first.
+    Builds run in ``.tmp-<key>-<host>-<pid>`` and are renamed into place. ``prepare`` serialises builds with a lock,
+    but a lock can be node-local on a network file system, so a build also survives a second builder: it removes
+    only its own host's temporary folders whose process is gone, never deletes a complete cache, and when another
+    builder finished first it keeps that one.
     """
     if name not in JPEG_SETS:
         raise ValueError(f"no JPEG cache for {name!r}: only the JPEG sets {JPEG_SETS} are pre-resized")
@@ -141,9 +144,11 @@ def build_cache(name: str, datasets: Iterable[Dataset], root: Path, *, short_sid
     if is_complete(final, key, len(files)):
         say(f"[data] {name}: pre-resized cache already complete at {final}")
         return final
-    for stale in final.parent.glob(f".tmp-{key}-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = final.parent / f".tmp-{key}-{os.getpid()}"
+    host = socket.gethostname()
+    for stale in final.parent.glob(f".tmp-{key}-{host}-*"):
+        if not _alive(stale.name.rsplit("-", 1)[-1]):  # a killed build on this host; another host's is not ours
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = final.parent / f".tmp-{key}-{host}-{os.getpid()}"
     tmp.mkdir(parents=True)
     try:
         for source, rel in zip(files, relative):
@@ -151,13 +156,34 @@ def build_cache(name: str, datasets: Iterable[Dataset], root: Path, *, short_sid
         manifest = {"key": key, "dataset": name, "count": len(files), "short_side": short_side, "quality": QUALITY,
                     "format": FORMAT_VERSION, "files": relative, "complete": True}
         atomic_write_bytes(tmp / MANIFEST, json.dumps(manifest, indent=1).encode())
+        if is_complete(final, key, len(files)):  # another builder finished first: its copy is the same
+            return final
         if final.exists():  # a folder without a matching manifest: never used, replaced
             shutil.rmtree(final)
-        os.rename(tmp, final)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not is_complete(final, key, len(files)):  # not another builder's finished rename: a real failure
+                raise
+            return final
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     say(f"[data] {name}: wrote the pre-resized cache of {len(files)} images (shorter side {short_side}) to {final}")
     return final
+
+
+def _alive(pid: str) -> bool:
+    """Whether a process of this host with that pid still runs (a pid we cannot read counts as alive: keep its
+    folder)."""
+    if not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def _retarget(datasets: Iterable[Dataset], mapping: dict[Path, Path]) -> None:
