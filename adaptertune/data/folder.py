@@ -7,6 +7,7 @@ of the training images becomes the test split; validation is the usual seeded ho
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 from PIL import Image
@@ -32,18 +33,25 @@ _CONTENT: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> SHA-256
 
 def folder_digest(root: str | Path) -> str:
     """The images of a folder, as 16 hex digits: every image file's relative path and bytes (SHA-256). Adding,
-    removing, renaming or overwriting an image changes it; a copy of the folder elsewhere keeps it."""
+    removing, renaming or overwriting an image changes it; a copy of the folder elsewhere keeps it. A file is read
+    once per process (cached by path, size and mtime); later calls only list and stat (every run id of a folder
+    dataset calls it)."""
     root = Path(root).resolve()
     lines = []
-    for path in sorted(root.rglob("*")):
-        if path.suffix.lower() in IMG_EXTENSIONS and path.is_file():
-            stat = path.stat()
-            key = (str(path), stat.st_size, stat.st_mtime_ns)
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
+        for name in filenames:
+            if os.path.splitext(name)[1].lower() not in IMG_EXTENSIONS:
+                continue
+            path = os.path.join(dirpath, name)
+            stat = os.stat(path)
+            key = (path, stat.st_size, stat.st_mtime_ns)
             if key not in _CONTENT:
                 with open(path, "rb") as handle:
                     _CONTENT[key] = hashlib.file_digest(handle, "sha256").hexdigest()
-            lines.append(f"{path.relative_to(root).as_posix()}\t{_CONTENT[key]}")
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+            lines.append(f"{name if rel_dir == '.' else rel_dir + '/' + name}\t{_CONTENT[key]}")
+    return hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()[:16]
 
 
 def unreadable_images(root: str | Path) -> list[str]:
