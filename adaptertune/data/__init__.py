@@ -65,18 +65,24 @@ def load_dataset(name: str, *, profile: str = "mini", seed: int = 0, data_config
                        val_fraction=val_fraction, limit=limit, download=fetch, device_augment=augment_on_device)
 
 
+def backbone_data_config(backbone: str, profile: str) -> dict:
+    """The backbone's own timm data config (input size, crop_pct, mean, std), read off a random-init copy: what the
+    data path sizes and normalises a run's images by (``load_dataset`` resolves it for the profile)."""
+    return data_config(create_backbone(backbone, 1, pretrained=False, profile=profile))
+
+
 def load_for_run(cfg: RunConfig) -> DataSplits:
     """The splits one run trains and is scored on, sized and normalised by its backbone's own data config.
 
     The one place a run's config becomes data: training, the theory notebook and the failure analysis all read
     exactly the images the run saw (same seed, hold-out and limit).
     """
-    probe = create_backbone(cfg.backbone, 1, pretrained=False, profile=cfg.profile)  # only for its data config
-    return load_dataset(cfg.dataset, profile=cfg.profile, seed=cfg.seed, data_config=data_config(probe),
+    return load_dataset(cfg.dataset, profile=cfg.profile, seed=cfg.seed,
+                        data_config=backbone_data_config(cfg.backbone, cfg.profile),
                         val_fraction=cfg.val_fraction, limit=cfg.limit,
                         augment_on_device=bool(cfg.resolved().augment_on_device))
 
 
-__all__ = ["DATASETS", "DEFAULT_DATA_CONFIGS", "DOWNLOAD_ENV", "PROFILES", "BatchAugment", "DataSplits",
+__all__ = ["DATASETS", "DEFAULT_DATA_CONFIGS", "DOWNLOAD_ENV", "PROFILES", "BatchAugment", "DataSplits", "backbone_data_config",
            "DatasetNotFoundError", "DatasetSpec", "SplitFileError", "datasets_root", "load_dataset", "load_for_run", "make_loader",
            "resolve_data_config"]

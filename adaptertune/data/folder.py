@@ -31,41 +31,45 @@ def _samples(directory: Path, class_to_idx: dict[str, int], allow_empty: bool) -
 _CONTENT: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> SHA-256 of the file: each read once
 
 
+def image_files(root: str | Path) -> list[tuple[str, str]]:
+    """Every image file under ``root`` (by extension, as the dataset reads them), as (path relative to ``root`` with
+    ``/``, full path), sorted by the relative path: one walk with ``os.walk``, which a run id of a large folder pays."""
+    root = Path(root).resolve()
+    found = []
+    for dirpath, _, filenames in os.walk(root):
+        rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
+        for name in filenames:
+            if os.path.splitext(name)[1].lower() in IMG_EXTENSIONS:
+                found.append((name if rel_dir == "." else f"{rel_dir}/{name}", os.path.join(dirpath, name)))
+    return sorted(found)
+
+
 def folder_digest(root: str | Path) -> str:
     """The images of a folder, as 16 hex digits: every image file's relative path and bytes (SHA-256). Adding,
     removing, renaming or overwriting an image changes it; a copy of the folder elsewhere keeps it. A file is read
     once per process (cached by path, size and mtime); later calls only list and stat (every run id of a folder
     dataset calls it)."""
-    root = Path(root).resolve()
     lines = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
-        for name in filenames:
-            if os.path.splitext(name)[1].lower() not in IMG_EXTENSIONS:
-                continue
-            path = os.path.join(dirpath, name)
-            stat = os.stat(path)
-            key = (path, stat.st_size, stat.st_mtime_ns)
-            if key not in _CONTENT:
-                with open(path, "rb") as handle:
-                    _CONTENT[key] = hashlib.file_digest(handle, "sha256").hexdigest()
-            lines.append(f"{name if rel_dir == '.' else rel_dir + '/' + name}\t{_CONTENT[key]}")
-    return hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()[:16]
+    for rel, path in image_files(root):
+        stat = os.stat(path)
+        key = (path, stat.st_size, stat.st_mtime_ns)
+        if key not in _CONTENT:
+            with open(path, "rb") as handle:
+                _CONTENT[key] = hashlib.file_digest(handle, "sha256").hexdigest()
+        lines.append(f"{rel}\t{_CONTENT[key]}")
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
 
 
 def unreadable_images(root: str | Path) -> list[str]:
-    """The image files under ``root`` (by extension) whose header PIL cannot read, as paths relative to ``root``: a
-    cheap check before training, which would otherwise stop at the first one mid-epoch."""
-    root = Path(root)
+    """The image files under ``root`` whose header PIL cannot read, as paths relative to ``root``: a cheap check
+    before training, which would otherwise stop at the first one mid-epoch."""
     broken = []
-    for path in sorted(root.rglob("*")):
-        if path.suffix.lower() in IMG_EXTENSIONS and path.is_file():
-            try:
-                with Image.open(path):
-                    pass
-            except (OSError, SyntaxError, ValueError):  # UnidentifiedImageError is an OSError
-                broken.append(path.relative_to(root).as_posix())
+    for rel, path in image_files(root):
+        try:
+            with Image.open(path):
+                pass
+        except (OSError, SyntaxError, ValueError):  # UnidentifiedImageError is an OSError
+            broken.append(rel)
     return broken
 
 

@@ -104,15 +104,15 @@ def verdicts_rank(rank_runs: pd.DataFrame, protocol: str = "paper-recipe") -> li
 
 
 def _verdicts_rank_pair(rank_runs: pd.DataFrame, protocol: str) -> list[Verdict]:
-    steps = rank_steps(rank_runs)
+    adapters = rank_runs[rank_runs["method"] == "adapter"]
+    tests = max(1, adapters["rank"].nunique() - 1)  # one paired test per step up the grid: a family, so Bonferroni
+    level = 1 - (1 - stats.LEVEL) / tests
+    steps = _rank_steps(rank_runs, level)  # one pair: its steps, each interval at the family-wise level
     if steps.empty:
         return []
     n = int(steps["n"].min())
-    tests = max(1, len(steps) - 1)  # one paired test per step up the grid: a family, so Bonferroni over it
-    level = 1 - (1 - stats.LEVEL) / tests
-    family = _rank_steps(rank_runs, level)
-    decreases = family[family["next_high"] < 0]
-    increases = family[family["next_low"] > 0]
+    decreases = steps[steps["next_high"] < 0]
+    increases = steps[steps["next_low"] > 0]
     monotone = Verdict(
         "rank_monotone", PAPER["rank_monotone"],
         f"{len(increases)} of {tests} steps up the rank grid gain significantly, {len(decreases)} lose significantly "
@@ -121,7 +121,6 @@ def _verdicts_rank_pair(rank_runs: pd.DataFrame, protocol: str) -> list[Verdict]
         "each step up the rank grid compared with a paired t-interval over seeds at 95% family-wise (Bonferroni over "
         "the steps: any one step's chance gain must not decide); any significant loss disagrees, at least one "
         "significant gain and no loss agrees", protocol)
-    adapters = rank_runs[rank_runs["method"] == "adapter"]
     curve = stats.concavity(np.log2(adapters["rank"].astype(float)), adapters["test_acc"])
     gains = ", ".join(f"{_pts(g)}" for g in steps["next_gain"].dropna())
     diminishing = Verdict(

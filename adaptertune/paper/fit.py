@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..adapter import AdapterConfig
 from ..atomic import atomic_write_bytes
 from ..config import RunConfig
 from ..regimes import file_methods, regime
@@ -187,20 +188,18 @@ def fit(data: str | Path, backbone: str, *, method: str = "adapter", rank: int |
         raise ValueError(f"seeds {bad} are not allowed: use non-negative integers")
     out = Path(out) if out is not None else Path(f"fit-{Path(dataset).name}-{backbone}-{method}")
     _check_out(out)
-    if rank != "auto":
-        rank = int(rank)
-    provisional = {"rank": 16 if rank == "auto" else rank} if regime(method).adapter_options else {}
-    probe = fit_configs(dataset, backbone, method, profile, **provisional, **changes)
-    schedule(len(probe), probe[0].epochs, budget, proxy=True)  # an impossible budget fails before anything trains
-    advice = None
-    if rank == "auto":
-        if not regime(method).adapter_options:
-            raise ValueError(f"rank='auto' advises an adapter's rank: method={method!r} has none")
-        advice = advise(dataset, backbone, profile=profile, root=root, verbose=verbose, log=log, **changes)
-        rank = advice.rank
-        log(f"[advise] {advice.summary}")
-    adapter_changes = {"rank": int(rank)} if regime(method).adapter_options else {}
+    ranked = regime(method).adapter_options
+    if rank == "auto" and not ranked:
+        raise ValueError(f"rank='auto' advises an adapter's rank: method={method!r} has none")
+    adapter_changes = {"rank": AdapterConfig.rank if rank == "auto" else int(rank)} if ranked else {}
     configs = fit_configs(dataset, backbone, method, profile, **adapter_changes, **changes)
+    schedule(len(configs), configs[0].epochs, budget, proxy=True)  # an impossible budget fails before anything trains
+    advice = None
+    if rank == "auto":  # the advised rank changes the configs, not their count or length: the budget check holds
+        advice = advise(dataset, backbone, profile=profile, root=root, verbose=verbose, log=log, **changes)
+        log(f"[advise] {advice.summary}")
+        adapter_changes = {"rank": advice.rank}
+        configs = fit_configs(dataset, backbone, method, profile, **adapter_changes, **changes)
     val_counts = check_selectable(configs[0])
     log(f"[fit] {dataset}: {len(val_counts)} classes, {sum(val_counts.values())} validation images; "
         f"{len(configs)} candidate rates {[c.lr for c in configs]}")

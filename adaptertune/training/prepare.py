@@ -12,9 +12,9 @@ import os
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 
-from ..backbones import create_backbone, data_config
+from ..backbones import create_backbone
 from ..config import RunConfig
-from ..data import DATASETS, datasets_root, load_dataset, resolve_data_config
+from ..data import DATASETS, backbone_data_config, datasets_root, load_dataset, resolve_data_config
 from ..data.jpeg_cache import eval_resize
 from ..data.paper import write_jpeg_cache
 from ..data.registry import JPEG_SETS
@@ -25,8 +25,7 @@ from ..store.lock import run_lock
 @lru_cache(maxsize=None)
 def _eval_side(backbone: str) -> int:
     """The shorter side a paper run on ``backbone`` resizes to for evaluation (its timm data config's crop_pct)."""
-    cfg = resolve_data_config(data_config(create_backbone(backbone, 1, pretrained=False, profile="paper")), "paper")
-    return eval_resize(cfg)
+    return eval_resize(resolve_data_config(backbone_data_config(backbone, "paper"), "paper"))
 
 
 def prepare_inputs(configs: Iterable[RunConfig], download: bool | None = None,

@@ -13,7 +13,6 @@ shard, so with augmentation on, N processes match one process in distribution, n
 from __future__ import annotations
 
 import functools
-import os
 import shutil
 import time
 import traceback
@@ -38,6 +37,7 @@ from ..seeds import derive_seed
 from ..store import lock, provenance
 from ..store import runs as run_store
 from . import distributed
+from .threads import available_cores
 from .checkpoint import CHECKPOINT_FILE, load_checkpoint, read_checkpoint_state, save_checkpoint
 from .loop import (CompiledForward, NonFiniteLossError, evaluate, extract_features, lr_at, make_optimizer,
                    deterministic_kernels, set_numerics, show_progress, train_epoch)
@@ -62,8 +62,7 @@ def resolve_workers(num_workers: int | None, device: torch.device) -> int:
         return num_workers
     if device.type != "cuda":
         return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // max(1, torch.cuda.device_count()) - 1)
+    return max(1, available_cores() // max(1, torch.cuda.device_count()) - 1)
 
 
 def build_model_and_data(cfg: RunConfig, device: torch.device | None = None):
