@@ -237,7 +237,7 @@ def _bitfit_count(shape: Shape, options: dict[str, Any]) -> int:
 
 register(Regime(
     "head", "Head-only", "#8c8c8c", "the classifier head", "d·C + C", _apply_head, lambda s, o: head_count(s),
-    lr_grid={"paper": (1e-3, 3e-3, 1e-2, 3e-2), "mini": (1e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0), "smoke": (1e-3, 1e-2)},
+    lr_grid={"paper": (1e-3, 3e-3, 1e-2, 3e-2), "mini": (1e-2, 3e-2, 1e-1, 3e-1, 1.0), "smoke": (1e-3, 1e-2)},
     multitask=True, probe=True, file_shapes=lambda model, options: {}))
 register(Regime(
     "adapter", "AdapterTune", "#d1495b", "adapters + head", "⌈(L − start)/every⌉ (2dr + r + d) + d·C + C",
@@ -247,17 +247,17 @@ register(Regime(
     multitask=True, adapter_options=True, recompute=True, added=is_adapter_parameter, file_shapes=_adapter_shapes))
 register(Regime(
     "full", "Full FT", "#00798c", "every parameter", "backbone + d·C + C", _apply_full, _full_count,
-    lr_grid={"paper": (1e-5, 3e-5, 1e-4, 3e-4), "mini": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2), "smoke": (1e-4, 1e-3)},
+    lr_grid={"paper": (1e-5, 3e-5, 1e-4, 3e-4), "mini": (3e-4, 1e-3, 3e-3, 1e-2), "smoke": (1e-4, 1e-3)},
     whole_model=True))
 register(Regime(
     "lora", "LoRA", "#edae49", "LoRA on qkv, fc1, fc2 (peft) + head, at AdapterTune r=16's budget",
     "L (4d·a + 2(d + h)·b) + d·C + C (a, b: matched ranks)", _apply_lora, _lora_count,
-    lr_grid={"paper": (3e-4, 1e-3, 3e-3, 1e-2), "mini": (1e-3, 3e-3, 1e-2, 3e-2, 1e-1), "smoke": (1e-3, 1e-2)},
+    lr_grid={"paper": (3e-4, 1e-3, 3e-3, 1e-2), "mini": (3e-3, 1e-2, 3e-2, 1e-1), "smoke": (1e-3, 1e-2)},
     in_paper=False, speed_like="adapter", option_names=lora.OPTION_NAMES, added=lora.is_lora_parameter,
     file_shapes=lambda model, options: lora.lora_shapes(model, **options)))
 register(Regime(
     "bitfit", "BitFit", "#66a182", "every bias + head", "L (7d + h) + 2d + d·C + C", _apply_bitfit, _bitfit_count,
-    lr_grid={"paper": (3e-4, 1e-3, 3e-3, 1e-2), "mini": (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1), "smoke": (1e-3, 1e-2)},
+    lr_grid={"paper": (3e-4, 1e-3, 3e-3, 1e-2), "mini": (3e-3, 1e-2, 3e-2, 1e-1, 3e-1), "smoke": (1e-3, 1e-2)},
     in_paper=False, speed_like="adapter", file_shapes=_bias_shapes))
 
 

@@ -232,14 +232,17 @@ def test_fmnist_halves_are_disjoint_real_transfer(home):
     assert not set(src.class_names) & set(tgt.class_names)
     assert sorted(src.class_names + tgt.class_names) == sorted(mini_mod.FMNIST_CLASSES)
     assert src.sizes() == {"train": 27000, "val": 3000, "test": 5000, "train_eval": 27000}
-    assert tgt.sizes() == {"train": 2700, "val": 300, "test": 5000, "train_eval": 2700}
+    assert tgt.sizes() == {"train": 2250, "val": 250, "test": 3000, "train_eval": 2250}
     assert tgt.train.tensors[0].shape[1:] == (1, 28, 28) and tgt.train.tensors[0].dtype == torch.float32
     assert abs(float(tgt.test.tensors[0].mean())) < 1.0 and tgt.train_augment.hflip
     pool = np.bincount(tgt.train.tensors[1].numpy()) + np.bincount(tgt.val.tensors[1].numpy())
-    assert pool.tolist() == [600] * 5  # class-balanced pool, then a random 10% validation
-    low = load_dataset("fmnist_lowdata", seed=2)
+    assert pool.tolist() == [500] * 5  # class-balanced pool, then a random 10% validation
+    low = load_dataset("fmnist_lowdata", seed=2, val_fraction=0.4)  # the mini recipe's lowdata split
     low_pool = np.bincount(low.train.tensors[1].numpy(), minlength=5) + np.bincount(low.val.tensors[1].numpy(), minlength=5)
-    assert low_pool.tolist() == [50] * 5 and torch.equal(low.test.tensors[1], tgt.test.tensors[1])
+    assert low_pool.tolist() == [75] * 5 and low.sizes()["train"] == 225 and low.sizes()["val"] == 150
+    # the test share is fixed and stratified: every seed and both target datasets score the same 600 images per class
+    assert np.bincount(tgt.test.tensors[1].numpy()).tolist() == [600] * 5
+    assert torch.equal(low.test.tensors[0], tgt.test.tensors[0]) and torch.equal(low.test.tensors[1], tgt.test.tensors[1])
     assert json.dumps(low.info) and low.info["source"]["train_images"].endswith(("ubyte", ".gz"))
 
 

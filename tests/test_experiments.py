@@ -195,12 +195,14 @@ def test_longer_grid_repeats_the_tuned_cells_at_three_times_the_epochs_on_replic
     c = experiments.protocol("mini").controls
     longer = experiments.grid("longer", "mini", assume_pending=True)
     p = experiments.protocol("mini")
-    assert len(longer) == len(p.backbones) * len(c.longer_datasets) * len(experiments.MAIN_REGIMES) * len(p.seeds)
+    assert c.longer_regimes == ("adapter", "full")  # the regimes claims 3 and 5 compare; head-only is not trained
+    assert len(longer) == len(p.backbones) * len(c.longer_datasets) * len(c.longer_regimes) * len(p.seeds)
+    assert {cfg.method for cfg in longer} == set(c.longer_regimes)
     for cfg in longer:
         assert cfg.epochs == c.longer_factor * experiments.recipe("mini", cfg.dataset)["epochs"]
         assert cfg.backbone == experiments.seated("mini", cfg.backbone.split(".")[0], cfg.seed)  # seed s: replicate s
     assert experiments.pending_cells("longer", "mini", experiments.settled_runs(Path("/nonexistent"))) == \
-        len(p.backbones) * len(c.longer_datasets) * len(experiments.MAIN_REGIMES)
+        len(p.backbones) * len(c.longer_datasets) * len(c.longer_regimes)
     assert experiments.grid("longer", "smoke") == []
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 from adaptertune.paper import halving, tuning
 from adaptertune.store import runs as store
 
-CELL = ("digits", "mini-s", "adapter")  # mini: 7 candidate rates, 15 epochs -> rungs 7@3, 2@15 (the budget's)
+CELL = ("digits", "mini-s", "adapter")  # mini: 7 candidate rates, 10 epochs -> rungs 7@2, 2@10 (the budget's)
 
 
 def _frame(histories: dict[float, list[float]], test: dict[float, float],
@@ -47,7 +47,7 @@ def test_same_rate_within_noise_and_outside():
     near = halving.halving_table({CELL: hist}, _frame(hist, test, (.85, .87)), "mini").iloc[0]
     assert near.grid_lr == lrs[4] and near.halving_lr == lrs[2] and near.verdict == "within seed noise"
     n = len(lrs)
-    assert near.rungs == f"{n}@3 → 2@15" and abs(near.cost_runs - (3 * n + 2 * 12) / 15) < 1e-9
+    assert near.rungs == f"{n}@2 → 2@10" and abs(near.cost_runs - (2 * n + 2 * 8) / 10) < 1e-9
     assert near.noise_from == "cell (3 seeds)"
     far = halving.halving_table({CELL: hist}, _frame(hist, {**test, lrs[4]: .95}, (.951, .952)), "mini").iloc[0]
     assert far.verdict == "worse, beyond the noise" and far.test_diff_points < -5
@@ -79,7 +79,7 @@ def test_histories_are_read_from_the_store_and_unsettled_cells_skipped(tmp_path)
     for i, cfg in enumerate(tuning.selection_configs("mini", *CELL)):
         store.write_json(store.run_path(cfg.run_id, tmp_path) / "config.json", cfg.resolved().to_dict())
         store.write_jsonl(store.run_path(cfg.run_id, tmp_path) / "metrics.jsonl",
-                          [{"epoch": e + 1, "val_acc": 0.1 * i + 0.01 * e} for e in range(15)])
+                          [{"epoch": e + 1, "val_acc": 0.1 * i + 0.01 * e} for e in range(10)])
         rows.append({"run_id": cfg.run_id, "status": "finished", "error": None})
     rows[-1] = {**rows[-1], "status": "failed", "error": "NonFiniteLossError: loss nan"}
     got = halving.selection_histories(pd.DataFrame(rows), "mini", [CELL, ("digits", "mini-b", "adapter")], tmp_path)
@@ -98,7 +98,7 @@ def test_the_proxy_rule_is_judged_from_its_proxy_runs_and_its_wall_time_kept_out
     assert list(scores) == [CELL] and scores[CELL][lrs[4]] == (.75, 1.0)  # the other cell has no proxy runs
     row = halving.halving_table({CELL: hist}, with_proxies, "mini", scores).iloc[0]
     assert row.halving_lr == lrs[2] and row.proxy_lr == lrs[4] == row.grid_lr and row.proxy_verdict == "same rate"
-    assert row.proxy_cost_runs == (7 * 3 + 2 * 15) / 15  # 7 three-epoch proxies, two full finalists
+    assert row.proxy_cost_runs == (7 * 2 + 2 * 10) / 10  # 7 two-epoch proxies, two full finalists
     assert not [c for c in row.index if "wall" in c]  # a measured time would make the table differ on every pass
     for cfg in tuning.search_configs("mini", *CELL):  # the wall time is read from the store, beside store_time
         store.write_json(store.run_path(cfg.run_id, tmp_path) / "config.json", cfg.resolved().to_dict())

@@ -163,6 +163,11 @@ def build_mini(name: str, *, profile: str, seed: int, cfg: dict, root: str | Pat
             return torch.from_numpy(arrays[f"{split}_images"][keep]).unsqueeze(1), lab[keep]
 
         (train_images, train_labels), (test_images, test_labels) = part("train"), part("test")
+        if sizes.get("test_share"):  # a fixed, stratified share of the official test images (same for every seed)
+            _, kept, test_path = fixed_test_split(f"fmnist-classes{''.join(map(str, classes))}", test_labels,
+                                                  test_fraction=sizes["test_share"])
+            test_images, test_labels = test_images[torch.as_tensor(kept)], test_labels[kept]
+            test_split_file = str(test_path)
         hflip = True
     found = len(np.unique(np.concatenate([train_labels, test_labels])))
     if found != spec.num_classes:

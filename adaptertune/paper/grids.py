@@ -181,7 +181,7 @@ def _budget(ask: Ask) -> list[RunConfig]:
 
 
 def _longer(ask: Ask) -> list[RunConfig]:
-    return [x for b in ask.p.backbones for d in ask.c.longer_datasets for r in MAIN_REGIMES
+    return [x for b in ask.p.backbones for d in ask.c.longer_datasets for r in ask.c.longer_regimes
             for x in _transferred(ask, d, b, r, b, ask.p.seeds, replicated=True,
                                   epochs=ask.c.longer_factor * recipe(ask.profile, d)["epochs"])]
 
@@ -261,7 +261,7 @@ _RECORDS = (
     Grid("budget", "the relative-budget control", _budget,
          lambda a: [(d, b, "adapter") for b in a.p.backbones for d in a.p.datasets] if a.c.budget_ratio else []),
     Grid("longer", "the longer-schedule control", _longer,
-         lambda a: [(d, b, r) for b in a.p.backbones for d in a.c.longer_datasets for r in MAIN_REGIMES]),
+         lambda a: [(d, b, r) for b in a.p.backbones for d in a.c.longer_datasets for r in a.c.longer_regimes]),
     Grid("matched", "widths compared at matched pretraining quality", _matched, _matched_cells),
     Grid("dose", "the dose-response control", lambda a: _finals(a, dose_cells(a.profile), seeds=a.c.dose_seeds),
          lambda a: dose_cells(a.profile)),
