@@ -12,7 +12,8 @@ registry. ``RunConfig.run_id`` hashes these digests with the config, so such a c
   split format and its fixed test seed (the seed, validation fraction and limit are config fields already). The
   stored split files carry the labels' fingerprint and refuse a changed dataset on load (``data.splits``). A user's
   ImageFolder digests its images' paths and bytes (``data.folder.folder_digest``): an image overwritten in place
-  is a new input.
+  is a new input. A JPEG set adds the keys of its complete pre-resized caches (``data.jpeg_cache``): training
+  crops from the cache's pixels once ``prepare`` has written it.
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from pathlib import Path
 
 from .backbones import mini_spec, mini_weights_path, resolve_name
 from .data.folder import folder_digest
-from .data.registry import DATASETS, MINI_SIZES
+from .data.jpeg_cache import complete_caches
+from .data.registry import DATASETS, JPEG_SETS, MINI_SIZES, datasets_root
 from .data.splits import FIXED_TEST_SEED, FORMAT
 from .paths import looks_like_path
 
@@ -73,6 +75,8 @@ def split_digest(dataset: str) -> str:
         definition = {"dataset": dataset, "kind": spec.kind, "train_size": spec.train_size, "test_size": spec.test_size,
                       "sizes": MINI_SIZES.get(dataset), "format": FORMAT, "test_seed": FIXED_TEST_SEED,
                       "algorithm": SPLIT_ALGORITHM}
+        if dataset in JPEG_SETS:  # which pixels it reads: the pre-resized caches that exist (data.jpeg_cache)
+            definition["jpeg_caches"] = list(complete_caches(dataset, datasets_root()))
         return _short(json.dumps(definition, sort_keys=True, default=list).encode())
     root = Path(dataset)
     if looks_like_path(dataset) and root.is_dir():

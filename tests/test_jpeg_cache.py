@@ -147,3 +147,19 @@ def test_a_build_removes_only_its_own_hosts_dead_temporary_folders(pets):
     other.mkdir()
     assert write_jpeg_cache("pets", pets, say=_quiet) == folder and (folder / "manifest.json").is_file()
     assert not dead.exists() and other.exists()
+
+
+def test_the_run_id_knows_whether_a_complete_cache_exists(pets):
+    """Training crops from the cache's pixels once it exists: a run before `prepare` and one after are two runs."""
+    cfg = RunConfig(dataset="pets", backbone="vit_small_patch16_224", method="adapter", profile="paper")
+    other = RunConfig(dataset="cifar10", backbone="vit_small_patch16_224", method="adapter", profile="paper")
+    before, other_before = cfg.run_id, other.run_id
+    assert jpeg_cache.complete_caches("pets", pets) == ()
+    folder = write_jpeg_cache("pets", pets, say=_quiet)
+    assert jpeg_cache.complete_caches("pets", pets) == (folder.name,)
+    after = cfg.run_id
+    assert after != before and other.run_id == other_before  # only the JPEG set's runs move
+    (folder.parent / f".tmp-{folder.name}-host-1").mkdir()  # a build in progress elsewhere changes nothing
+    assert cfg.run_id == after
+    (folder / "manifest.json").unlink()  # no longer complete: back to the originals' run
+    assert cfg.run_id == before

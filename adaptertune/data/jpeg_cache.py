@@ -5,6 +5,8 @@ Why: those sets are full-size photos, and decoding a 500-px JPEG per image per e
 set once with its shorter side resized to :data:`SHORT_SIDE` (aspect kept, bicubic, antialiased), and the paper data
 path reads that copy when it exists and is complete, else the originals, saying which in one log line and recording
 the cache folder (or None) in the dataset info (``info["data_path"]["jpeg_cache"]``, so each run's result says it).
+The run id knows the complete caches of its dataset (:func:`complete_caches`): building or deleting one starts new
+runs rather than giving one run id two sets of pixels.
 
 Documented deviation: training crops (RandomResizedCrop to 224 px) are taken from the 256-short-side image instead of
 the original: the crop then resamples an already downsized image, which costs a little fine detail for crops much
@@ -34,6 +36,7 @@ import shutil
 import socket
 import sys
 from collections.abc import Callable, Iterable
+from functools import lru_cache
 from pathlib import Path
 
 from PIL import Image
@@ -172,6 +175,33 @@ def build_cache(name: str, datasets: Iterable[Dataset], root: Path, *, short_sid
     return final
 
 
+def complete_caches(name: str, root: Path) -> tuple[str, ...]:
+    """The keys of the complete caches of ``name`` under ``root``, sorted: what a run of ``name`` may read instead of
+    the originals. The run id hashes them (``digests.split_digest``), so a run before ``prepare`` and one after it,
+    which crop from different pixels, are two runs and an interrupted run never resumes across the change."""
+    keys = []
+    for manifest in sorted((root / FOLDER / name).glob(f"*/{MANIFEST}")):
+        try:
+            stat = manifest.stat()
+        except OSError:
+            continue
+        if _manifest_complete(str(manifest), stat.st_mtime_ns, stat.st_size):
+            keys.append(manifest.parent.name)
+    return tuple(keys)
+
+
+@lru_cache(maxsize=64)
+def _manifest_complete(path: str, mtime_ns: int, size: int) -> bool:
+    """Whether a manifest marks a finished cache under its own key (read once per file version: Food101's lists
+    100,000 files, and planning computes hundreds of run ids)."""
+    try:
+        manifest = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return False
+    return (manifest.get("complete") is True and manifest.get("key") == Path(path).parent.name
+            and manifest.get("count") == len(manifest.get("files", ())))
+
+
 def _alive(pid: str) -> bool:
     """Whether a process of this host with that pid still runs (a pid we cannot read counts as alive: keep its
     folder)."""
@@ -229,5 +259,5 @@ def use_cache(name: str, datasets: list[Dataset], root: Path, cfg: dict,
     return folder
 
 
-__all__ = ["QUALITY", "SHORT_SIDE", "build_cache", "cache_dir", "cache_key", "eval_resize", "image_files",
-           "is_complete", "resize_into", "use_cache"]
+__all__ = ["QUALITY", "SHORT_SIDE", "build_cache", "cache_dir", "cache_key", "complete_caches", "eval_resize",
+           "image_files", "is_complete", "resize_into", "use_cache"]
