@@ -43,17 +43,17 @@ def commands(profile: str, per_class: int) -> list[str]:
             "python serve.py"]
 
 
-def transcript(profile: str, per_class: int, work: Path, home: Path) -> str:
-    """Run every command in ``work`` (its own project home) and return the Markdown transcript."""
+def run_commands(commands: list[str], work: Path, home: Path) -> list[str]:
+    """Run each command as a user would type it in ``work`` (its own project home, the mini backbones linked in) and
+    return one ``$ command`` block of output each, the work folder shortened to ``.`` and the thread line left out."""
     (work / "data").mkdir(parents=True, exist_ok=True)
     link = work / "data" / "backbones"
     if not link.exists():
         link.symlink_to(home / "data" / "backbones", target_is_directory=True)
-    (work / "serve.py").write_text(SERVE.replace("{profile}", "" if profile == "mini" else f', profile="{profile}"'))
     env = {**os.environ, "ADAPTERTUNE_HOME": str(work), "ADAPTERTUNE_RESULTS": str(work / "results"),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     blocks = []
-    for command in commands(profile, per_class):
+    for command in commands:
         argv = [sys.executable, *shlex.split(command)[1:]]
         done = subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True, check=False)
         lines = [line for line in (done.stdout + done.stderr).splitlines() if not line.startswith("[threads]")]
@@ -61,6 +61,14 @@ def transcript(profile: str, per_class: int, work: Path, home: Path) -> str:
             raise RuntimeError(f"`{command}` failed ({done.returncode}):\n" + "\n".join(lines[-20:]))
         shown = "\n".join(lines).replace(str(work.resolve()), ".").replace(str(work), ".")
         blocks.append(f"$ {command}\n{shown}".rstrip())
+    return blocks
+
+
+def transcript(profile: str, per_class: int, work: Path, home: Path) -> str:
+    """Run every command in ``work`` (its own project home) and return the Markdown transcript."""
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "serve.py").write_text(SERVE.replace("{profile}", "" if profile == "mini" else f', profile="{profile}"'))
+    blocks = run_commands(commands(profile, per_class), work, home)
     if "serve.py" in commands(profile, per_class)[-1]:
         blocks.insert(len(blocks) - 1, "$ cat serve.py\n" + (work / "serve.py").read_text().rstrip())
     return "```text\n" + "\n".join(blocks) + "\n```\n"

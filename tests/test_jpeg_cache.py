@@ -149,8 +149,9 @@ def test_a_build_removes_only_its_own_hosts_dead_temporary_folders(pets):
     assert not dead.exists() and other.exists()
 
 
-def test_the_run_id_knows_whether_a_complete_cache_exists(pets):
+def test_the_run_id_knows_whether_a_complete_cache_exists(pets, monkeypatch):
     """Training crops from the cache's pixels once it exists: a run before `prepare` and one after are two runs."""
+    monkeypatch.setenv("ADAPTERTUNE_DATASETS", str(pets))  # where runs look for the datasets (and their caches)
     cfg = RunConfig(dataset="pets", backbone="vit_small_patch16_224", method="adapter", profile="paper")
     other = RunConfig(dataset="cifar10", backbone="vit_small_patch16_224", method="adapter", profile="paper")
     before, other_before = cfg.run_id, other.run_id
