@@ -43,7 +43,7 @@ def commands(profile: str, per_class: int) -> list[str]:
             "python serve.py"]
 
 
-def run_commands(commands: list[str], work: Path, home: Path) -> list[str]:
+def run_commands(typed: list[str], work: Path, home: Path) -> list[str]:
     """Run each command as a user would type it in ``work`` (its own project home, the mini backbones linked in) and
     return one ``$ command`` block of output each, the work folder shortened to ``.`` and the thread line left out."""
     (work / "data").mkdir(parents=True, exist_ok=True)
@@ -53,7 +53,7 @@ def run_commands(commands: list[str], work: Path, home: Path) -> list[str]:
     env = {**os.environ, "ADAPTERTUNE_HOME": str(work), "ADAPTERTUNE_RESULTS": str(work / "results"),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     blocks = []
-    for command in commands:
+    for command in typed:
         argv = [sys.executable, *shlex.split(command)[1:]]
         done = subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True, check=False)
         lines = [line for line in (done.stdout + done.stderr).splitlines() if not line.startswith("[threads]")]

@@ -242,7 +242,7 @@ def test_fmnist_halves_are_disjoint_real_transfer(home):
     assert low_pool.tolist() == [75] * 5 and low.sizes()["train"] == 225 and low.sizes()["val"] == 150
     # the test share is fixed and stratified: every seed and both target datasets score the same 600 images per class
     assert np.bincount(tgt.test.tensors[1].numpy()).tolist() == [600] * 5
-    assert torch.equal(low.test.tensors[0], tgt.test.tensors[0]) and torch.equal(low.test.tensors[1], tgt.test.tensors[1])
+    assert all(torch.equal(a, b) for a, b in zip(low.test.tensors, tgt.test.tensors))
     assert json.dumps(low.info) and low.info["source"]["train_images"].endswith(("ubyte", ".gz"))
 
 

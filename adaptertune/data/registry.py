@@ -78,8 +78,10 @@ DIGITS_IMAGES = 1797  # scikit-learn's digits, all classes
 # points, where the earlier 25-image split made it 4 (docs/notebooks.md argues the split size).
 MINI_SIZES: dict[str, dict] = {
     "fmnist_source": {"classes": SOURCE_CLASSES, "pool_cap": None},  # 30,000 -> 27,000 train / 3,000 val; test 5,000
-    "fmnist_target": {"classes": TARGET_CLASSES, "pool_cap": 2500, "test_share": 0.6},  # 2,250 train / 250 val; test 3,000
-    "fmnist_lowdata": {"classes": TARGET_CLASSES, "pool_per_class": 75, "test_share": 0.6},  # 375 -> 225 train / 150 val
+    # 2,250 train / 250 val; test 3,000
+    "fmnist_target": {"classes": TARGET_CLASSES, "pool_cap": 2500, "test_share": 0.6},
+    # 375 -> 225 train / 150 val (the mini recipe's val_fraction 0.4); test 3,000
+    "fmnist_lowdata": {"classes": TARGET_CLASSES, "pool_per_class": 75, "test_share": 0.6},
     "digits": {"test_fraction": 0.3},  # 1,797 -> test 539; pool 1,258 -> 1,132 train / 126 val
 }
 

@@ -175,8 +175,8 @@ PROTOCOLS: dict[str, Protocol] = {
                       "grid got one more rate above it (and the adapter's too, for symmetry). Issue #17 then asked for "
                       "interior winners: head-only (4 cells) and BitFit (3) still won at 1e-1 and the adapter at 1e-3 "
                       "(fmnist_lowdata/mini-s) and 1e-1 (the e2 snapshot), so head-only gained 3e-1 and 1, BitFit "
-                      "3e-1, the adapter 3e-4 and 3e-1; the selection table says where a winner still sits on an edge. To fit "
-                      "the 60-minute bound, each grid then lost its lowest rate where no cell's winner (46 cells, the "
+                      "3e-1, the adapter 3e-4 and 3e-1; the selection table says where a winner still sits on an edge. "
+                      "To fit the 60-minute bound, each grid then lost its lowest rate where no cell's winner (46 cells, the "
                       "store of that round) lay within one step of it: head-only 1e-3, full FT 1e-4, LoRA and BitFit "
                       "1e-3; every winner kept its lower neighbour."),
     ),

@@ -5,8 +5,8 @@ For each cell the selection runs train the selection seed at every candidate rat
 test is read from), ties going to the smaller rate. Where one validation split is too small to decide and cannot be
 made larger, ``Protocol.selection_seeds`` trains every rate on several seeds, each with its own validation split, and
 the rule reads their mean (a rate that diverged on any seed is never chosen); mini's fmnist_lowdata gets a larger
-split instead (150 images, data.registry.MINI_SIZES). Every seed then trains at that rate; a selection seed's final run *is* its selection run. Test accuracy
-plays no part. The choice is a pure function of the stored selection runs, so anyone can inspect it
+split instead (150 images, data.registry.MINI_SIZES). Every seed then trains at that rate; a selection seed's final
+run *is* its selection run. Test accuracy plays no part. The choice is a pure function of the stored selection runs, so anyone can inspect it
 (``selection_table``) and recompute it.
 """
 from __future__ import annotations
