@@ -24,11 +24,19 @@ DDP_SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["adapter"])
-def test_two_processes_match_one(isolated_home, tmp_path, method):
-    # augmentation draws per rank differ by design, so compare without it (see adaptertune/train.py)
-    cfg = RunConfig(dataset="digits", backbone="mini-s", method=method, pretrained=False, profile="smoke", epochs=2,
-                    warmup_epochs=1, batch_size=64, limit=330, augment=False, train_eval_limit=150)
+@pytest.mark.parametrize("source", ["digits", "folder"])
+def test_two_processes_match_one(isolated_home, tmp_path, source):
+    # augmentation draws per rank differ by design, so compare without it (see adaptertune/train.py). The folder's
+    # images go through the PIL path: each rank replays its own validation shard after the first epoch (val_replay);
+    # an even training split (42 of its 48 images), as an odd one would be padded by one repeated image, as
+    # DistributedSampler pads
+    split = {}
+    if source == "folder":
+        import fixtures_data as fx
+
+        source, split = str(fx.write_image_folder(isolated_home / "pics", per_class=20)), {"val_fraction": 0.125}
+    cfg = RunConfig(dataset=source, backbone="mini-s", method="adapter", pretrained=False, profile="smoke", epochs=3,
+                    warmup_epochs=1, batch_size=64, limit=330, augment=False, train_eval_limit=150, **split)
     single = run(cfg, root=isolated_home / "single", verbose=False)
     script = tmp_path / "ddp_run.py"
     script.write_text(DDP_SCRIPT)
@@ -47,6 +55,9 @@ def test_two_processes_match_one(isolated_home, tmp_path, method):
     assert list(a["train_images"]) == list(b["train_images"])
     assert b["train_loss"].tolist() == pytest.approx(a["train_loss"].tolist(), rel=1e-4)
     assert b["lr"].tolist() == pytest.approx(a["lr"].tolist())
+    assert b["val_loss"].tolist() == pytest.approx(a["val_loss"].tolist(), rel=1e-4)
+    kept = ddp["numerics"]["val_replay"].startswith("kept")
+    assert kept == single["numerics"]["val_replay"].startswith("kept") == (source != "digits")
 
 
 AGREE_SCRIPT = textwrap.dedent("""

@@ -1,6 +1,8 @@
 """The cost model of the paper profile: its parts, its scenarios and the file README and docs include."""
 from __future__ import annotations
 
+import pytest
+
 from adaptertune.paper import plan
 
 
@@ -23,3 +25,23 @@ def test_decode_cost_caps_a_fast_model_on_jpeg_sets_only():
     assert plan.data_rate("cifar10", now) == plan.DEVICE_AUGMENT_RATE  # the in-memory sets are cropped on the device
     assert set(plan.DATA_FORMAT) == {n for n, s in plan.DATASETS.items() if s.kind == "paper"}
     assert plan.data_rate("digits", now) == float("inf")
+
+
+def test_replayed_validation_is_decoded_once_in_the_model():
+    from dataclasses import replace
+
+    from adaptertune.config import RunConfig
+
+    cfg = RunConfig(dataset="cifar10", backbone="deit_tiny_patch16_224", method="head", profile="paper")
+    streamed = replace(plan.CURRENT, val_replay=False)
+    measured = plan.load_calibration()
+    replayed = plan.estimate_seconds(cfg, calibration=measured)
+    every_epoch = plan.estimate_seconds(cfg, scenario=streamed, calibration=measured)
+    _, model_eval = plan._model_rates(cfg, cfg.resolved().precision, measured)
+    decode = plan.data_rate("cifar10", plan.CURRENT, measured, train=False)
+    val = plan.DATASETS["cifar10"].train_size * cfg.resolved().val_fraction
+    # the only difference: 49 of the 50 validation passes at the model's rate instead of the PIL path's (the slower
+    # here: a small model)
+    assert every_epoch - replayed == pytest.approx((cfg.resolved().epochs - 1) * val
+                                                     * (1 / decode - 1 / model_eval))
+    assert decode < model_eval and not plan.SCENARIOS[0].val_replay

@@ -9,8 +9,9 @@ the device, with every random number drawn from the run's seeded CPU generator, 
 on any device. The crop's resize is bilinear where the PIL path uses the backbone's (bicubic) interpolation: a
 documented deviation of the device path (``device_augment``).
 
-Evaluation (validation, test, train-eval) stays on the per-image PIL path (Resize + CenterCrop): it runs once per
-epoch on a fraction of the images, and keeping it means the evaluated images are exactly those of the PIL path.
+Evaluation (validation, test, train-eval) stays on the per-image PIL path (Resize + CenterCrop), so the evaluated
+images are exactly those of the PIL path; the validation split is decoded in the first epoch only and replayed after
+it, bit for bit (``val_replay``).
 """
 from __future__ import annotations
 

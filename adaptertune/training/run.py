@@ -31,6 +31,7 @@ from ..config import RunConfig, seeded_backbone
 from ..data import load_for_run, make_loader
 from ..data.device_path import place_on
 from ..data.loader import WorkerPool
+from ..data.val_replay import Replay
 from ..recompute import recompute_frozen_mlps
 from ..regimes import count_parameters, prepare, regime
 from ..seeds import derive_seed
@@ -131,6 +132,8 @@ class _Run:
         loader = functools.partial(make_loader, pool=self.pool)
         common = dict(ctx=ctx, batch_size=eval_bs, precision=cfg.precision, make_loader=loader, seed=cfg.seed,
                       num_workers=workers)
+        # the validation split is decoded once and replayed every later epoch, bit for bit (data.val_replay)
+        replay = Replay(loader, splits.info["data_config"], ctx.device)
         train_set, augment = (splits.train, splits.train_augment) if cfg.augment else (splits.train_eval, None)
         val_set, test_set, train_eval_set, net = splits.val, splits.test, splits.train_eval, model
         if cfg.head_mode == "cached_features":  # linear probe: frozen features once, no augmentation
@@ -175,7 +178,7 @@ class _Run:
                 start_step=state["step"], lr_fn=lambda s: lr_at(s, cfg.lr, warmup, total), grad_clip=cfg.grad_clip,
                 precision=cfg.precision, augment=augment, generator=generator, log_every=cfg.log_every,
                 progress=self.progress and ctx.is_main, desc=f"{cfg.run_id} epoch {epoch + 1}/{cfg.epochs}")
-            val = evaluate(net, val_set, **common)
+            val = evaluate(net, val_set, **{**common, "make_loader": replay})
             row = {"epoch": epoch + 1, **stats, "val_loss": val["loss"], "val_acc": val["acc"], "val_top5": val["top5"],
                    "seconds": time.perf_counter() - t_epoch}
             state["history"].append(row)
@@ -190,6 +193,7 @@ class _Run:
             self.log(f"[{cfg.run_id}] epoch {epoch + 1}/{cfg.epochs}  train loss {row['train_loss']:.4f} acc "
                      f"{row['train_acc']:.2%}  val loss {row['val_loss']:.4f} acc {row['val_acc']:.2%}  lr {row['lr']:.2e}  "
                      f"{row['seconds']:.1f}s  {row['images_per_s']:.0f} img/s")
+        self.record["numerics"]["val_replay"] = replay.state
         if state["epoch"] < cfg.epochs:  # a prefix of the run (a halving rung): stays "running", resumable
             return {**self.record, "history": state["history"], "epochs_done": state["epoch"]}
         return self._finish(model, net, splits, state, test_set, train_eval_set, common, forward.compiled)
