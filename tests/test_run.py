@@ -118,6 +118,52 @@ def test_compile_failure_falls_back_to_eager_with_a_message(isolated_home, monke
     assert compiled["metrics"]["test_loss"] == eager["metrics"]["test_loss"]
 
 
+def _backward_fails_to_compile():
+    """A torch.compile backend whose forward compiles and whose backward fails, when autograd first needs it."""
+    from torch._dynamo.backends.common import aot_autograd
+
+    def forward(gm, _example_inputs):
+        return gm
+
+    def backward(_gm, _example_inputs):
+        raise RuntimeError("no backward compiler here")
+
+    return aot_autograd(fw_compiler=forward, bw_compiler=backward)
+
+
+def test_a_backward_that_fails_to_compile_falls_back_before_the_step(isolated_home, monkeypatch, capsys):
+    from adaptertune.training.loop import CompiledForward
+
+    cfg = tiny(epochs=2)
+    eager = run(cfg, root=isolated_home / "eager", verbose=False)
+    note = CompiledForward.__init__.__defaults__[1]
+    monkeypatch.setattr(CompiledForward.__init__, "__defaults__", (_backward_fails_to_compile(), note))
+    compiled = run(cfg.with_(compile=True), root=isolated_home / "compiled", verbose=False)
+    assert "no backward compiler here" in capsys.readouterr().err
+    assert compiled["status"] == "finished" and compiled["compiled"] is False
+    assert compiled["metrics"]["test_loss"] == eager["metrics"]["test_loss"]
+
+
+def test_a_compiled_forward_and_backward_are_checked_once_per_input_shape():
+    import adaptertune as at
+    from adaptertune.training.loop import CompiledForward
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(at.prepare(at.create_backbone("mini-s", 5, pretrained=False), "adapter"),
+                                torch.nn.Dropout(0.5))  # draws from the random state on every forward
+    compiled = CompiledForward(model, True, backend="aot_eager")
+    after = []
+    for batch in (4, 4, 3, 3):
+        x = torch.randn(batch, 1, 28, 28)
+        torch.manual_seed(1)
+        compiled(x).sum().backward()
+        after.append(torch.random.get_rng_state())
+    assert compiled.compiled is True and compiled._checked == {(4, 1, 28, 28), (3, 1, 28, 28)}
+    # a checked call (the first of its shape) leaves the random state as a plain call does: the check draws nothing
+    # a training step would see
+    assert torch.equal(after[0], after[1]) and torch.equal(after[2], after[3])
+
+
 def test_bf16_autocast_runs(isolated_home):
     result = run(tiny(precision="bf16", epochs=1), verbose=False)
     assert result["status"] == "finished" and result["config"]["precision"] == "bf16"

@@ -98,11 +98,16 @@ def guard_module_hooks() -> None:
 
 
 class CompiledForward:
-    """``torch.compile`` with a loud message and an eager fallback if compilation fails (at set-up or first call)."""
+    """``torch.compile`` with a loud message and an eager fallback if compilation fails: at set-up, or at the first
+    call of each input shape (a new shape, e.g. an epoch's shorter last batch, compiles anew). torch compiles the
+    backward graph lazily, at the first backward, where a failure would stop the run mid-step; so that first call
+    first runs a throwaway forward and backward to the trainable parameters (random state restored after it) and
+    falls back if they fail. Not under DDP, whose reducer expects every forward's backward to reach its hooks."""
 
     def __init__(self, module: nn.Module, enabled: bool, backend: str = "inductor",
                  fallback: str = "training continues in eager mode (set compile=False to silence this)") -> None:
-        self.eager, self.fn, self.compiled, self._tried, self._fallback_note = module, module, None, not enabled, fallback
+        self.eager, self.fn, self.compiled, self._fallback_note = module, module, None, fallback
+        self._checked: set[tuple[int, ...]] | None = None if not enabled else set()  # input shapes compiled and checked
         if enabled:
             try:
                 guard_module_hooks()
@@ -113,18 +118,26 @@ class CompiledForward:
     def _fallback(self, err: Exception) -> None:
         print(f"warning: torch.compile failed ({type(err).__name__}: {str(err)[:300]}); {self._fallback_note}",
               file=sys.stderr)
-        self.fn, self.compiled, self._tried = self.eager, False, True
+        self.fn, self.compiled, self._checked = self.eager, False, None
 
     def __call__(self, x: Tensor) -> Tensor:
-        if self._tried:
+        if self._checked is None or tuple(x.shape) in self._checked:
             return self.fn(x)
         try:
+            self._compile_backward(x)
             out = self.fn(x)
-            self._tried = True
+            self._checked.add(tuple(x.shape))
             return out
         except Exception as err:  # noqa: BLE001
             self._fallback(err)
             return self.eager(x)
+
+    def _compile_backward(self, x: Tensor) -> None:
+        trainable = [p for p in self.eager.parameters() if p.requires_grad]
+        if not trainable or not torch.is_grad_enabled() or isinstance(self.eager, nn.parallel.DistributedDataParallel):
+            return
+        with torch.random.fork_rng(devices=[x.device.index or 0] if x.device.type == "cuda" else []):
+            torch.autograd.grad(self.fn(x).float().sum(), trainable, allow_unused=True)
 
 
 def train_epoch(*, forward: Callable[[Tensor], Tensor], loader: Iterable, optimizer: torch.optim.Optimizer,
