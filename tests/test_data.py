@@ -343,10 +343,11 @@ def test_make_loader_determinism_epochs_and_len():
         make_loader(ds, batch_size=0, shuffle=True)
 
 
-@pytest.mark.parametrize("in_memory", [True, False])
-def test_make_loader_ddp_shards_equal_single_process(in_memory):
-    ds = _NoItems(torch.randn(40, 3), torch.arange(40)) if in_memory else _Noisy()
-    n, b = len(ds), 4
+@pytest.mark.parametrize("in_memory,n", [(True, 40), (True, 43), (False, 10)])
+def test_make_loader_ddp_shards_equal_single_process(in_memory, n):
+    ds = _NoItems(torch.randn(n, 3), torch.arange(n)) if in_memory else _Noisy()
+    assert len(ds) == n
+    b = 4
     single = _batches(make_loader(ds, batch_size=2 * b, shuffle=True, seed=7, epoch=3))
     ranks = [_batches(make_loader(ds, batch_size=b, shuffle=True, seed=7, epoch=3, rank=r, world_size=2))
              for r in range(2)]
@@ -358,6 +359,14 @@ def test_make_loader_ddp_shards_equal_single_process(in_memory):
         if not in_memory:  # per-sample augmentation follows the image, whatever the sharding
             got = {int(y): x for y, x in zip(union_y, torch.cat([ranks[0][k][0], ranks[1][k][0]]))}
             assert all(torch.equal(got[int(y)], x) for x, y in zip(xs, ys))
+
+
+def test_ddp_shards_repeat_images_only_where_a_rank_would_take_a_step_fewer():
+    ds = _NoItems(torch.randn(41, 3), torch.arange(41))  # 41 = 5 global batches of 8 + 1: rank 1 has no 6th batch
+    ranks = [_batches(make_loader(ds, batch_size=4, shuffle=True, seed=7, rank=r, world_size=2)) for r in range(2)]
+    seen = torch.cat([y for rank in ranks for _, y in rank]).tolist()
+    assert len(ranks[0]) == len(ranks[1]) == 6
+    assert sorted(set(seen)) == list(range(41)) and len(seen) == 42  # one image twice: W - 1 at most
 
 
 def test_make_loader_per_sample_augmentation_reproducible_with_workers():

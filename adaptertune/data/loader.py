@@ -2,7 +2,9 @@
 
 The order is a permutation drawn from a torch.Generator seeded by (seed, epoch), so a resumed run replays
 the same epoch. Rank r of W takes positions r, r+W, r+2W, ... of the global permutation: W ranks with batch b
-see, step by step, exactly the images one process sees with batch W*b.
+see, step by step, exactly the images one process sees with batch W*b. Unlike DistributedSampler, an epoch is padded
+(with W - t repeated images) only when its last global batch holds t < W images, so that every rank takes the same
+number of steps; otherwise the ranks' last batches differ by at most one image and nothing repeats.
 
 In-memory tensor datasets are indexed in bulk (one gather per batch, no per-image Python). Other datasets
 go through a torch DataLoader; every image gets its own seed from the same generator and its transform
@@ -76,11 +78,12 @@ class BatchLoader:
         self.sample_seeds = torch.randint(0, 2**62, (n,), generator=gen)  # per global position
         self.loader_seed = int(torch.randint(0, 2**62, (1,), generator=gen))
         positions = torch.arange(n)
-        if world_size > 1:  # DistributedSampler: pad by wrapping (or drop the tail) to a multiple of W
-            if drop_last:
-                positions = positions[: n - n % world_size]
-            elif n % world_size:
-                positions = torch.cat([positions, positions[: world_size - n % world_size]]) if n else positions
+        tail = n % (world_size * batch_size)  # images in the last global batch (0: it is full)
+        if world_size > 1 and drop_last:  # as DistributedSampler: drop the tail to a multiple of W
+            positions = positions[: n - n % world_size]
+        elif world_size > 1 and 0 < tail < world_size:  # a rank would have no image in the last global batch, and
+            # one step fewer than the others: pad by wrapping, as DistributedSampler does (W - tail repeated images)
+            positions = torch.cat([positions, positions[: world_size - tail]])
         positions = positions[rank::world_size]
         mine = order[positions] if n else positions
         seeds = self.sample_seeds[positions] if n else positions
