@@ -80,11 +80,11 @@ class Replay:
 
     def _keep(self, kept: list, x: Tensor, y: Tensor, n: int) -> list | None:
         if not kept:
-            need = n * x[0].numel()
             if x.dtype != torch.float32 or x.ndim != 4 or x.shape[1] != self.mean.shape[0]:
                 self._off(f"the batches are {x.dtype} {tuple(x.shape)}, not normalised (N, "
                           f"{self.mean.shape[0]}, H, W) float32 images")
                 return None
+            need = n * x[0].numel()
             if need > self.limit_bytes:
                 self._off(f"{n} images need {need / 2**30:.2f} GiB of codes, over the "
                           f"{self.limit_bytes / 2**30:.2f} GiB limit")

@@ -136,7 +136,7 @@ class CompiledForward:
         trainable = [p for p in self.eager.parameters() if p.requires_grad]
         if not trainable or not torch.is_grad_enabled() or isinstance(self.eager, nn.parallel.DistributedDataParallel):
             return
-        with torch.random.fork_rng(devices=[x.device.index or 0] if x.device.type == "cuda" else []):
+        with torch.random.fork_rng(devices=[x.device.index] if x.device.type == "cuda" else []):  # a CUDA tensor's index is set
             torch.autograd.grad(self.fn(x).float().sum(), trainable, allow_unused=True)
 
 
